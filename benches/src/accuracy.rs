@@ -1,0 +1,249 @@
+//! `fedcredit bench accuracy`: centralized and single-party credit models on real files.
+//!
+//! Several `--data` files are vertical parts joined on the id column; the label lives in
+//! exactly one of them (the label holder). For each model (`logistic`, `scorecard`,
+//! `gbdt`) the runner trains on all joined columns (`centralized`) and, when there is
+//! more than one file, on each file's columns alone (`party:<file stem>`), always on the
+//! same stratified train split (`fedcredit_datasets::stratified_split`), and evaluates
+//! on the test split. Later issues add `--mode horizontal|vertical` and the `federated`
+//! setting.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use fedcredit_datasets::{TableSpec, join_vertical, load_table, stratified_split};
+use fedcredit_models::gbdt::{self, GbdtParams};
+use fedcredit_models::logistic::{LogisticParams, LogisticPipeline};
+use fedcredit_models::metrics::Metrics;
+use fedcredit_models::preprocess::EncoderParams;
+use fedcredit_models::scorecard::{Scorecard, ScorecardParams};
+use fedcredit_models::{Dataset, Features, ModelError};
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+
+use crate::BenchError;
+
+/// The models the runner compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelName {
+    /// LR on standardized (imputed, one-hot) features.
+    Logistic,
+    /// LR on WOE-binned features, scaled to points.
+    Scorecard,
+    /// Histogram gradient boosting.
+    Gbdt,
+}
+
+impl ModelName {
+    /// All models, in report order.
+    pub const ALL: [ModelName; 3] = [ModelName::Logistic, ModelName::Scorecard, ModelName::Gbdt];
+
+    /// The name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Logistic => "logistic",
+            ModelName::Scorecard => "scorecard",
+            ModelName::Gbdt => "gbdt",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct AccuracyConfig {
+    /// Vertical parts, joined on `id`.
+    pub data: Vec<PathBuf>,
+    /// Id column, present in every file.
+    pub id: String,
+    /// Label column, present in exactly one file.
+    pub label: String,
+    /// Fraction of each class held out for testing.
+    pub test_fraction: f64,
+    /// Seed of the split and of every model.
+    pub seed: u64,
+    /// Models to train.
+    pub models: Vec<ModelName>,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyRow {
+    /// `logistic`, `scorecard` or `gbdt`.
+    pub model: String,
+    /// `centralized` or `party:<file stem>`.
+    pub setting: String,
+    /// Test AUC.
+    pub auc: f64,
+    /// Test KS.
+    pub ks: f64,
+    /// Test Gini (2·AUC − 1).
+    pub gini: f64,
+    /// Test log loss.
+    pub log_loss: f64,
+    /// Test Brier score.
+    pub brier: f64,
+    /// Wall seconds spent fitting.
+    pub train_seconds: f64,
+    /// Training rows.
+    pub n_train: usize,
+    /// Test rows.
+    pub n_test: usize,
+    /// Feature columns used.
+    pub n_features: usize,
+}
+
+/// Trains one model on `train` and returns test-set probabilities and the fit time.
+///
+/// # Errors
+/// The model's own error.
+pub fn fit_and_predict(
+    model: ModelName,
+    train: &Dataset,
+    test: &Features,
+    seed: u64,
+) -> Result<(Array1<f64>, f64), ModelError> {
+    let start = Instant::now();
+    let (proba, fit_seconds) = match model {
+        ModelName::Logistic => {
+            let m = LogisticPipeline::fit(
+                train,
+                &EncoderParams::default(),
+                &LogisticParams::default(),
+            )?;
+            let t = start.elapsed().as_secs_f64();
+            (m.predict_proba(test)?, t)
+        }
+        ModelName::Scorecard => {
+            let m = Scorecard::fit(train, &ScorecardParams::default())?;
+            let t = start.elapsed().as_secs_f64();
+            (m.predict_proba(test)?, t)
+        }
+        ModelName::Gbdt => {
+            let params = GbdtParams { seed, ..GbdtParams::default() };
+            let m = gbdt::fit(train, None, &params)?;
+            let t = start.elapsed().as_secs_f64();
+            (m.predict_proba(test)?, t)
+        }
+    };
+    Ok((proba, fit_seconds))
+}
+
+/// Runs the comparison. `progress` receives one line per step.
+///
+/// # Errors
+/// [`BenchError`] naming the file, column or model that failed.
+pub fn run(
+    cfg: &AccuracyConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<AccuracyRow>, BenchError> {
+    if cfg.data.is_empty() {
+        return Err(BenchError::Config("give at least one --data file".into()));
+    }
+    if !(cfg.test_fraction > 0.0 && cfg.test_fraction < 1.0) {
+        return Err(BenchError::Config(format!(
+            "--test-fraction must be between 0 and 1 (exclusive), got {}",
+            cfg.test_fraction
+        )));
+    }
+    let mut tables = Vec::with_capacity(cfg.data.len());
+    let mut label_files = Vec::new();
+    for path in &cfg.data {
+        let columns = fedcredit_datasets::column_names(path)?;
+        let has_label = columns.iter().any(|c| c == &cfg.label);
+        if has_label {
+            label_files.push(path.display().to_string());
+        }
+        let spec = TableSpec {
+            label_column: has_label.then(|| cfg.label.clone()),
+            ..TableSpec::new(path.clone(), cfg.id.clone())
+        };
+        progress(&format!("loading {}", path.display()));
+        tables.push(load_table(&spec)?);
+    }
+    if label_files.is_empty() {
+        return Err(BenchError::Config(format!(
+            "no --data file has the label column `{}`",
+            cfg.label
+        )));
+    }
+    if label_files.len() > 1 {
+        return Err(BenchError::Config(format!(
+            "label column `{}` is in more than one file: {}",
+            cfg.label,
+            label_files.join(", ")
+        )));
+    }
+    let joined = join_vertical(&tables)?;
+    let full = joined.dataset()?;
+    let split = stratified_split(&joined.ids, &full.label.to_vec(), cfg.test_fraction, cfg.seed)?;
+    progress(&format!(
+        "{} rows after joining on `{}`: {} train, {} test",
+        joined.ids.len(),
+        cfg.id,
+        split.train.len(),
+        split.test.len()
+    ));
+
+    let mut settings: Vec<(String, Vec<usize>)> =
+        vec![("centralized".to_owned(), (0..full.features.n_features()).collect())];
+    if joined.parts.len() > 1 {
+        for (stem, cols) in &joined.parts {
+            settings.push((format!("party:{stem}"), cols.clone()));
+        }
+    }
+
+    let mut rows = Vec::new();
+    for &model in &cfg.models {
+        for (setting, cols) in &settings {
+            let data =
+                Dataset { features: full.features.select_columns(cols), label: full.label.clone() };
+            let train = data.select_rows(&split.train);
+            let test = data.select_rows(&split.test);
+            progress(&format!(
+                "training {} on {} ({} features)",
+                model.as_str(),
+                setting,
+                cols.len()
+            ));
+            let err = |source| BenchError::Model {
+                model: model.as_str().to_owned(),
+                setting: setting.clone(),
+                source,
+            };
+            let (proba, train_seconds) =
+                fit_and_predict(model, &train, &test.features, cfg.seed).map_err(err)?;
+            let m = Metrics::compute(&proba.to_vec(), &test.label.to_vec()).map_err(err)?;
+            rows.push(AccuracyRow {
+                model: model.as_str().to_owned(),
+                setting: setting.clone(),
+                auc: m.auc,
+                ks: m.ks,
+                gini: m.gini,
+                log_loss: m.log_loss,
+                brier: m.brier,
+                train_seconds,
+                n_train: train.n_rows(),
+                n_test: test.n_rows(),
+                n_features: cols.len(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Renders the report as an aligned text table.
+pub fn render_table(rows: &[AccuracyRow]) -> String {
+    let setting_w = rows.iter().map(|r| r.setting.len()).max().unwrap_or(7).max(7);
+    let mut out = format!(
+        "{:<10} {:<setting_w$} {:>8} {:>8} {:>8} {:>8} {:>10}\n",
+        "model", "setting", "AUC", "KS", "logloss", "features", "train s"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<10} {:<setting_w$} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>10.3}\n",
+            r.model, r.setting, r.auc, r.ks, r.log_loss, r.n_features, r.train_seconds
+        ));
+    }
+    out
+}

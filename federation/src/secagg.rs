@@ -1,0 +1,1375 @@
+//! Secure-aggregation rounds as sans-IO state machines: [`SecAggServer`] for the
+//! coordinator, [`SecAggClient`] for each participant.
+//!
+//! The protocol is Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving
+//! Machine Learning" (CCS 2017), semi-honest variant, with the optional sparse neighbour
+//! graph of Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic
+//! Overhead" (SecAgg+, CCS 2020); the cryptography is in [`fedcredit_crypto::secagg`].
+//! This module adds party names, typed phases, per-phase membership, deadlines as
+//! explicit inputs, restarts and honest statuses. Nothing here reads a clock, opens a
+//! socket or uses a global RNG: the driver passes messages, calls
+//! [`SecAggServer::close_phase`] when a phase's deadline passes (or when
+//! [`Receipt::phase_complete`] says everyone answered), and hands in the RNG.
+//!
+//! # Round flow
+//!
+//! | phase | server sends | each party answers |
+//! |---|---|---|
+//! | setup | [`RoundSetup`] (header, config, roster) | [`SecAggClient::new`] → [`KeysAdvert`] |
+//! | [`Phase::AdvertiseKeys`] closes | [`PeerKeys`]: the neighbours' public keys | [`ShareKeys`]: one AEAD ciphertext per neighbour |
+//! | [`Phase::ShareKeys`] closes | [`ForwardedShares`]: the ciphertexts addressed to it | [`MaskedInput`]: its masked vector in `Z_{2^k}` |
+//! | [`Phase::MaskedInput`] closes | [`UnmaskRequest`]: which neighbours survived, which dropped | [`UnmaskResponse`]: one share per neighbour, `b` or `s`, never both |
+//! | [`Phase::Unmask`] closes | — | — ([`ServerStep::Done`] with the decoded sum) |
+//!
+//! Dropouts:
+//! - **before its shares went out** (missing at the close of AdvertiseKeys or ShareKeys):
+//!   the server answers [`ServerStep::Restart`] naming the parties to exclude, and
+//!   [`SecAggServer::retry`] starts the next attempt (attempt number + 1, so fresh keys,
+//!   masks and graph) without them. The job does not fail; restarting keeps every
+//!   neighbourhood at full size, which the sparse graph's guarantees assume.
+//! - **after its shares went out**: recovered in the unmask phase. A party that uploaded
+//!   its masked vector is in the sum even if it vanishes afterwards; one that did not is
+//!   left out and its pairwise masks are removed.
+//! - **too many dropouts** (fewer than `t` holders of a needed secret): [`close_phase`]
+//!   returns [`SecAggRoundError::ThresholdNotMet`] and the server is [`Phase::Aborted`].
+//!   A failed attempt reveals no partial sum (some mask stays unremoved), so
+//!   [`SecAggServer::retry`] can resume the job with the parties still answering.
+//!
+//! Every message carries a [`RoundHeader`] (job, round, attempt); one for another round or
+//! attempt is rejected with [`SecAggRoundError::WrongRound`], a message from a party
+//! outside the phase's membership with [`SecAggRoundError::NotAMember`], a repeated one
+//! with [`SecAggRoundError::Duplicate`], one for a closed phase with
+//! [`SecAggRoundError::TooLate`]. A rejected message leaves the state unchanged.
+//!
+//! # What each role sees
+//!
+//! Semi-honest parties and coordinator; the coordinator does not collude with
+//! participants. There are no signatures: the transport is mutual TLS, which binds every
+//! message to the certificate of the party that sent it, so the driver's `from` argument
+//! is authenticated and a party can act only as itself.
+//!
+//! | role | sees |
+//! |---|---|
+//! | coordinator | roster; public keys; share ciphertexts it cannot open (AEAD, bound to sender, recipient, job, round, attempt); masked vectors, each uniformly random in `Z_{2^k}` on its own; shares of `b` for survivors and of `s` for dropped parties, never both for one party; the decoded sum of the contributors' clipped vectors |
+//! | participant | its neighbours' names and public keys; one share of each neighbour's `b` and `s` (below threshold); the survivor/dropout status of its neighbours |
+//! | fewer than `t` colluding neighbours | nothing about another party's vector |
+//!
+//! [`close_phase`]: SecAggServer::close_phase
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use fedcredit_crypto::FixedPoint;
+use fedcredit_crypto::secagg::aead::SEALED_BUNDLE_LEN;
+use fedcredit_crypto::secagg::{
+    self as sa, Aggregator, KeysState, MaskedState, PartyIndex, PublicKeys, RoundSpec, SecAggError,
+    SecAggParams, SecretKind, Share, SharedState, UnmaskPlan,
+};
+use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::ids::{JobId, PartyId, RoundId};
+
+/// Identifies one attempt of one round of one job. Bound into every key derivation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoundHeader {
+    /// The job.
+    pub job: JobId,
+    /// The round within the job.
+    pub round: RoundId,
+    /// Restarts of this round so far (0 for the first attempt).
+    pub attempt: u32,
+}
+
+impl fmt::Display for RoundHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job {} round {} attempt {}", self.job, self.round, self.attempt)
+    }
+}
+
+/// How a job aggregates securely.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SecAggConfig {
+    /// Elements per vector.
+    pub vector_len: usize,
+    /// Values are clipped to `[-clip, clip]` before encoding.
+    pub clip: f64,
+    /// Fixed-point resolution `2^-frac_bits`; the decoded sum is within
+    /// `n · 2^-(frac_bits+1)` of the sum of the clipped values.
+    pub frac_bits: u32,
+    /// Shamir threshold within a neighbourhood; `None` = majority. See [`SecAggParams::threshold`].
+    pub threshold: Option<usize>,
+    /// SecAgg+ neighbours per party; `None` = complete graph. See [`SecAggParams::degree`].
+    pub degree: Option<usize>,
+}
+
+impl SecAggConfig {
+    /// Complete graph, majority threshold.
+    pub fn new(vector_len: usize, clip: f64, frac_bits: u32) -> Self {
+        Self { vector_len, clip, frac_bits, threshold: None, degree: None }
+    }
+
+    /// The fixed-point code for a roster of `n` parties: the smallest ring holding their sum.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::Config`] when the clip is bad or more than 64 bits are needed.
+    pub fn fixed_point(&self, n: usize) -> Result<FixedPoint, SecAggRoundError> {
+        FixedPoint::for_sum(n, self.clip, self.frac_bits)
+            .map_err(|e| SecAggRoundError::Config { reason: e.to_string() })
+    }
+
+    fn spec(
+        &self,
+        header: &RoundHeader,
+        roster: &[PartyId],
+    ) -> Result<RoundSpec, SecAggRoundError> {
+        let params = SecAggParams {
+            fixed: self.fixed_point(roster.len())?,
+            vector_len: self.vector_len,
+            threshold: self.threshold,
+            degree: self.degree,
+        };
+        let names: Vec<&str> = roster.iter().map(|p| p.0.as_str()).collect();
+        RoundSpec::new(&header.job.0, header.round.0, header.attempt, &names, params).map_err(|e| {
+            match e {
+                SecAggError::InvalidParam { name: "roster", .. } if roster.len() < 2 => {
+                    SecAggRoundError::TooFewParties { have: roster.len(), need: 2 }
+                }
+                other => SecAggRoundError::Config { reason: other.to_string() },
+            }
+        })
+    }
+}
+
+/// The phases of a round, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Collecting public keys.
+    AdvertiseKeys,
+    /// Collecting encrypted shares.
+    ShareKeys,
+    /// Collecting masked vectors.
+    MaskedInput,
+    /// Collecting shares for unmasking.
+    Unmask,
+    /// Finished with a sum.
+    Done,
+    /// Ended without a sum (restart or failure); see [`SecAggServer::retry`].
+    Aborted,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::AdvertiseKeys => "advertise-keys",
+            Phase::ShareKeys => "share-keys",
+            Phase::MaskedInput => "masked-input",
+            Phase::Unmask => "unmask",
+            Phase::Done => "done",
+            Phase::Aborted => "aborted",
+        })
+    }
+}
+
+/// Why a secure-aggregation message or step was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecAggRoundError {
+    /// The message belongs to another job, round or attempt.
+    #[error("message for {got}, expected {expected}")]
+    WrongRound {
+        /// This round.
+        expected: RoundHeader,
+        /// The message's header.
+        got: RoundHeader,
+    },
+    /// The sender is not in the roster.
+    #[error("party {party} is not in the roster")]
+    UnknownParty {
+        /// The sender.
+        party: PartyId,
+    },
+    /// The message is for a phase that has already closed.
+    #[error("{message} message from {party} is too late: the round is in phase {phase}")]
+    TooLate {
+        /// The sender.
+        party: PartyId,
+        /// The message's phase.
+        message: Phase,
+        /// The current phase.
+        phase: Phase,
+    },
+    /// The message is for a phase that has not started.
+    #[error("{message} message from {party} is early: the round is in phase {phase}")]
+    WrongPhase {
+        /// The sender (the server, for a client).
+        party: PartyId,
+        /// The message's phase.
+        message: Phase,
+        /// The current phase.
+        phase: Phase,
+    },
+    /// The sender is not expected to answer in this phase (e.g. it dropped earlier).
+    #[error("party {party} is not a member of phase {phase}")]
+    NotAMember {
+        /// The sender.
+        party: PartyId,
+        /// The phase.
+        phase: Phase,
+    },
+    /// The sender already answered in this phase.
+    #[error("party {party} already answered in phase {phase}")]
+    Duplicate {
+        /// The sender.
+        party: PartyId,
+        /// The phase.
+        phase: Phase,
+    },
+    /// The message is malformed.
+    #[error("invalid message from {party}: {reason}")]
+    InvalidMessage {
+        /// The sender.
+        party: PartyId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Too few parties remain for a round.
+    #[error("{have} parties remain, a round needs at least {need}")]
+    TooFewParties {
+        /// Parties left.
+        have: usize,
+        /// Minimum.
+        need: usize,
+    },
+    /// Too few holders answered to reconstruct a secret; the attempt is over.
+    #[error("{kind} of {party}: {got} shares available, threshold is {need}")]
+    ThresholdNotMet {
+        /// Whose secret.
+        party: PartyId,
+        /// Which secret.
+        kind: SecretKind,
+        /// Shares available.
+        got: usize,
+        /// Threshold.
+        need: usize,
+    },
+    /// The attempt is already over (done or aborted), or not over when a retry was asked.
+    #[error("{action} is not possible in phase {phase}")]
+    NotNow {
+        /// What was attempted.
+        action: &'static str,
+        /// The current phase.
+        phase: Phase,
+    },
+    /// The configuration cannot be used.
+    #[error("invalid secure-aggregation config: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A cryptographic check failed (party indices refer to roster positions).
+    #[error(transparent)]
+    Crypto(#[from] SecAggError),
+}
+
+/// Round parameters and roster, broadcast to every party to start an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundSetup {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Aggregation parameters.
+    pub config: SecAggConfig,
+    /// The parties of this attempt, sorted; a party's index is its position.
+    pub roster: Vec<PartyId>,
+}
+
+/// Party → server, phase AdvertiseKeys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeysAdvert {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// The party's two X25519 public keys.
+    pub keys: PublicKeys,
+}
+
+/// Server → party: the neighbours' public keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerKeys {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Neighbour → its public keys.
+    pub keys: BTreeMap<PartyId, PublicKeys>,
+}
+
+/// Party → server, phase ShareKeys: encrypted share bundles, one per neighbour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareKeys {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Recipient → ChaCha20-Poly1305 ciphertext.
+    pub ciphertexts: BTreeMap<PartyId, Vec<u8>>,
+}
+
+/// Server → party: the bundles its neighbours encrypted to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedShares {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Sender → ciphertext.
+    pub ciphertexts: BTreeMap<PartyId, Vec<u8>>,
+}
+
+/// Party → server, phase MaskedInput.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskedInput {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// The masked vector, elements of `Z_{2^k}` (pack with
+    /// [`fedcredit_crypto::secagg::pack_elements`] for `⌈k/8⌉` bytes each on the wire).
+    pub masked: Vec<u64>,
+}
+
+/// Server → survivor: the status of each member of its neighbourhood.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnmaskRequest {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Neighbourhood members whose masked vectors arrived (including the recipient).
+    pub survivors: Vec<PartyId>,
+    /// Neighbours whose masked vectors did not arrive.
+    pub dropped: Vec<PartyId>,
+}
+
+/// Survivor → server, phase Unmask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnmaskResponse {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Survivor → share of its self-mask seed.
+    pub self_mask_shares: BTreeMap<PartyId, Share>,
+    /// Dropped party → share of its masking key.
+    pub mask_key_shares: BTreeMap<PartyId, Share>,
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Start of an attempt.
+    Setup(RoundSetup),
+    /// Neighbours' keys (AdvertiseKeys closed).
+    PeerKeys(PeerKeys),
+    /// Relayed share ciphertexts (ShareKeys closed).
+    Shares(ForwardedShares),
+    /// Survivors and dropouts (MaskedInput closed).
+    Unmask(UnmaskRequest),
+}
+
+impl ServerMessage {
+    /// The message's header.
+    pub fn header(&self) -> &RoundHeader {
+        match self {
+            ServerMessage::Setup(m) => &m.header,
+            ServerMessage::PeerKeys(m) => &m.header,
+            ServerMessage::Shares(m) => &m.header,
+            ServerMessage::Unmask(m) => &m.header,
+        }
+    }
+
+    /// The client phase the message answers.
+    pub fn phase(&self) -> Phase {
+        match self {
+            ServerMessage::Setup(_) => Phase::AdvertiseKeys,
+            ServerMessage::PeerKeys(_) => Phase::ShareKeys,
+            ServerMessage::Shares(_) => Phase::MaskedInput,
+            ServerMessage::Unmask(_) => Phase::Unmask,
+        }
+    }
+}
+
+/// Everything a party sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Phase AdvertiseKeys.
+    AdvertiseKeys(KeysAdvert),
+    /// Phase ShareKeys.
+    ShareKeys(ShareKeys),
+    /// Phase MaskedInput.
+    MaskedInput(MaskedInput),
+    /// Phase Unmask.
+    Unmask(UnmaskResponse),
+}
+
+impl ClientMessage {
+    /// The message's header.
+    pub fn header(&self) -> &RoundHeader {
+        match self {
+            ClientMessage::AdvertiseKeys(m) => &m.header,
+            ClientMessage::ShareKeys(m) => &m.header,
+            ClientMessage::MaskedInput(m) => &m.header,
+            ClientMessage::Unmask(m) => &m.header,
+        }
+    }
+
+    /// The phase the message belongs to.
+    pub fn phase(&self) -> Phase {
+        match self {
+            ClientMessage::AdvertiseKeys(_) => Phase::AdvertiseKeys,
+            ClientMessage::ShareKeys(_) => Phase::ShareKeys,
+            ClientMessage::MaskedInput(_) => Phase::MaskedInput,
+            ClientMessage::Unmask(_) => Phase::Unmask,
+        }
+    }
+}
+
+/// The answer to an accepted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Every member of the phase has now answered; the driver may close it without waiting
+    /// for the deadline.
+    pub phase_complete: bool,
+}
+
+/// The parties to drop and to keep when a round restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// Parties that did not answer in time.
+    pub excluded: Vec<PartyId>,
+    /// Parties that answered; the next attempt's roster.
+    pub roster: Vec<PartyId>,
+}
+
+/// The result of a successful round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecAggOutput {
+    /// The round.
+    pub header: RoundHeader,
+    /// The decoded sum of the contributors' clipped vectors.
+    pub sum: Vec<f64>,
+    /// The same sum in the ring.
+    pub ring_sum: Vec<u64>,
+    /// The fixed-point code used.
+    pub fixed: FixedPoint,
+    /// Parties whose vectors are in the sum.
+    pub contributors: Vec<PartyId>,
+    /// Parties that shared keys but whose vectors are not in the sum.
+    pub dropped: Vec<PartyId>,
+    /// `|sum − Σ clipped inputs| ≤ error_bound` element-wise.
+    pub error_bound: f64,
+}
+
+/// What the driver does after closing a phase.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerStep {
+    /// Send these messages; the next phase is open.
+    Send(Vec<(PartyId, ServerMessage)>),
+    /// Parties dropped before their shares went out: start the next attempt without them
+    /// ([`SecAggServer::retry`]).
+    Restart(Restart),
+    /// The round is complete.
+    Done(SecAggOutput),
+}
+
+/// The name used for the server in errors a client raises about its messages.
+fn coordinator() -> PartyId {
+    PartyId("coordinator".into())
+}
+
+fn sorted_roster(roster: &[PartyId]) -> Result<Vec<PartyId>, SecAggRoundError> {
+    let mut r = roster.to_vec();
+    r.sort();
+    let before = r.len();
+    r.dedup();
+    if r.len() != before {
+        return Err(SecAggRoundError::Config { reason: "a party is listed twice".into() });
+    }
+    Ok(r)
+}
+
+/// The coordinator's state machine for one attempt of one round.
+pub struct SecAggServer {
+    header: RoundHeader,
+    config: SecAggConfig,
+    roster: Vec<PartyId>,
+    index: BTreeMap<PartyId, PartyIndex>,
+    spec: RoundSpec,
+    phase: Phase,
+    /// Who answered in the current phase.
+    responded: BTreeSet<PartyIndex>,
+    /// Who completed each closed phase.
+    completed: BTreeMap<Phase, Vec<PartyId>>,
+    keys: BTreeMap<PartyIndex, PublicKeys>,
+    /// Recipient → sender → ciphertext.
+    relay: BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>>,
+    aggregator: Option<Aggregator>,
+    plan: Option<UnmaskPlan>,
+    responses: BTreeMap<PartyIndex, sa::UnmaskShares>,
+    /// Parties still answering when the attempt ended.
+    live: Vec<PartyId>,
+}
+
+impl fmt::Debug for SecAggServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecAggServer")
+            .field("header", &self.header)
+            .field("phase", &self.phase)
+            .field("roster", &self.roster)
+            .field("responded", &self.responded.len())
+            .field("shares", &"<redacted>")
+            .finish()
+    }
+}
+
+impl SecAggServer {
+    /// Opens an attempt for `roster` (sorted here) and returns the setup message for each party.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::TooFewParties`] for fewer than 2 parties,
+    /// [`SecAggRoundError::Config`] for parameters the roster cannot satisfy.
+    pub fn new(
+        header: RoundHeader,
+        config: SecAggConfig,
+        roster: &[PartyId],
+    ) -> Result<(Self, Vec<(PartyId, ServerMessage)>), SecAggRoundError> {
+        let roster = sorted_roster(roster)?;
+        let spec = config.spec(&header, &roster)?;
+        let index = roster.iter().enumerate().map(|(i, p)| (p.clone(), i as PartyIndex)).collect();
+        let setup = RoundSetup { header: header.clone(), config, roster: roster.clone() };
+        let out = roster.iter().map(|p| (p.clone(), ServerMessage::Setup(setup.clone()))).collect();
+        let server = Self {
+            header,
+            config,
+            roster,
+            index,
+            spec,
+            phase: Phase::AdvertiseKeys,
+            responded: BTreeSet::new(),
+            completed: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            relay: BTreeMap::new(),
+            aggregator: None,
+            plan: None,
+            responses: BTreeMap::new(),
+            live: Vec::new(),
+        };
+        Ok((server, out))
+    }
+
+    /// The attempt's header.
+    pub fn header(&self) -> &RoundHeader {
+        &self.header
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The attempt's roster, sorted.
+    pub fn roster(&self) -> &[PartyId] {
+        &self.roster
+    }
+
+    /// The resolved Shamir threshold.
+    pub fn threshold(&self) -> usize {
+        self.spec.threshold()
+    }
+
+    /// A party's neighbours (all other parties unless SecAgg+ is on).
+    pub fn neighbours(&self, party: &PartyId) -> Vec<PartyId> {
+        self.index
+            .get(party)
+            .map(|&i| self.names(self.spec.graph().neighbours(i).iter().copied()))
+            .unwrap_or_default()
+    }
+
+    /// The parties expected to answer in the current phase.
+    pub fn members(&self) -> Vec<PartyId> {
+        match (self.phase, &self.plan) {
+            (Phase::Unmask, Some(plan)) => self.names(plan.survivors.iter().copied()),
+            (Phase::AdvertiseKeys | Phase::ShareKeys | Phase::MaskedInput, _) => {
+                self.roster.clone()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Members of the current phase that have not answered yet.
+    pub fn pending(&self) -> Vec<PartyId> {
+        self.members()
+            .into_iter()
+            .filter(|p| self.index.get(p).is_some_and(|i| !self.responded.contains(i)))
+            .collect()
+    }
+
+    /// The parties that completed a closed phase, in roster order.
+    pub fn completed(&self, phase: Phase) -> Option<&[PartyId]> {
+        self.completed.get(&phase).map(Vec::as_slice)
+    }
+
+    fn names(&self, idx: impl IntoIterator<Item = PartyIndex>) -> Vec<PartyId> {
+        idx.into_iter().filter_map(|i| self.roster.get(i as usize).cloned()).collect()
+    }
+
+    fn name(&self, i: PartyIndex) -> PartyId {
+        self.roster.get(i as usize).cloned().unwrap_or_else(|| PartyId(format!("#{i}")))
+    }
+
+    /// The roster indices of the keys of `named`, or which name is unknown.
+    fn indices_of<V>(
+        &self,
+        sender: &PartyId,
+        named: &BTreeMap<PartyId, V>,
+    ) -> Result<BTreeSet<PartyIndex>, SecAggRoundError> {
+        named
+            .keys()
+            .map(|p| {
+                self.index.get(p).copied().ok_or_else(|| SecAggRoundError::InvalidMessage {
+                    party: sender.clone(),
+                    reason: format!("names {p}, who is not in the roster"),
+                })
+            })
+            .collect()
+    }
+
+    /// Accepts or rejects one message from `from` (the TLS-authenticated sender).
+    /// A rejected message changes nothing.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError`] saying why: wrong round, unknown sender, too late, early,
+    /// not a member, duplicate, or invalid content.
+    pub fn receive(
+        &mut self,
+        from: &PartyId,
+        msg: ClientMessage,
+    ) -> Result<Receipt, SecAggRoundError> {
+        let &me = self
+            .index
+            .get(from)
+            .ok_or_else(|| SecAggRoundError::UnknownParty { party: from.clone() })?;
+        if msg.header() != &self.header {
+            return Err(SecAggRoundError::WrongRound {
+                expected: self.header.clone(),
+                got: msg.header().clone(),
+            });
+        }
+        let message = msg.phase();
+        if matches!(self.phase, Phase::Done | Phase::Aborted) || message < self.phase {
+            return Err(SecAggRoundError::TooLate {
+                party: from.clone(),
+                message,
+                phase: self.phase,
+            });
+        }
+        if message > self.phase {
+            return Err(SecAggRoundError::WrongPhase {
+                party: from.clone(),
+                message,
+                phase: self.phase,
+            });
+        }
+        let is_member = match (self.phase, &self.plan) {
+            (Phase::Unmask, Some(plan)) => plan.survivors.contains(&me),
+            (Phase::Unmask, None) => false,
+            _ => true,
+        };
+        if !is_member {
+            return Err(SecAggRoundError::NotAMember { party: from.clone(), phase: self.phase });
+        }
+        if self.responded.contains(&me) {
+            return Err(SecAggRoundError::Duplicate { party: from.clone(), phase: self.phase });
+        }
+        let invalid =
+            |reason: String| SecAggRoundError::InvalidMessage { party: from.clone(), reason };
+        match msg {
+            ClientMessage::AdvertiseKeys(m) => {
+                self.keys.insert(me, m.keys);
+            }
+            ClientMessage::ShareKeys(m) => {
+                let recipients = self.indices_of(from, &m.ciphertexts)?;
+                let expected = self.spec.graph().neighbours(me);
+                if recipients.iter().copied().ne(expected.iter().copied()) {
+                    return Err(invalid(format!(
+                        "ciphertexts for {} parties, expected one for each of its {} neighbours",
+                        recipients.len(),
+                        expected.len()
+                    )));
+                }
+                if let Some((to, ct)) =
+                    m.ciphertexts.iter().find(|(_, ct)| ct.len() != SEALED_BUNDLE_LEN)
+                {
+                    return Err(invalid(format!(
+                        "ciphertext for {to} has {} bytes, expected {SEALED_BUNDLE_LEN}",
+                        ct.len()
+                    )));
+                }
+                for (to, ct) in m.ciphertexts {
+                    if let Some(&t) = self.index.get(&to) {
+                        self.relay.entry(t).or_default().insert(me, ct);
+                    }
+                }
+            }
+            ClientMessage::MaskedInput(m) => {
+                let agg =
+                    self.aggregator.as_mut().ok_or_else(|| invalid("no aggregator".into()))?;
+                agg.add_masked(me, &m.masked).map_err(|e| invalid(e.to_string()))?;
+            }
+            ClientMessage::Unmask(m) => {
+                let to_index = |shares: BTreeMap<PartyId, Share>| -> Result<BTreeMap<PartyIndex, Share>, SecAggRoundError> {
+                    shares
+                        .into_iter()
+                        .map(|(p, s)| match self.index.get(&p) {
+                            Some(&i) => Ok((i, s)),
+                            None => Err(SecAggRoundError::InvalidMessage {
+                                party: from.clone(),
+                                reason: format!("share of {p}, who is not in the roster"),
+                            }),
+                        })
+                        .collect()
+                };
+                let shares = sa::UnmaskShares {
+                    self_mask: to_index(m.self_mask_shares)?,
+                    mask_key: to_index(m.mask_key_shares)?,
+                };
+                let (agg, plan) = match (&self.aggregator, &self.plan) {
+                    (Some(a), Some(p)) => (a, p),
+                    _ => return Err(invalid("no unmask plan".into())),
+                };
+                agg.check_response(plan, me, &shares).map_err(|e| invalid(e.to_string()))?;
+                self.responses.insert(me, shares);
+            }
+        }
+        self.responded.insert(me);
+        let members = match (self.phase, &self.plan) {
+            (Phase::Unmask, Some(plan)) => plan.survivors.len(),
+            _ => self.roster.len(),
+        };
+        Ok(Receipt { phase_complete: self.responded.len() == members })
+    }
+
+    fn finish_phase(&mut self) -> Vec<PartyId> {
+        let responded = std::mem::take(&mut self.responded);
+        let done = self.names(responded);
+        self.completed.insert(self.phase, done.clone());
+        done
+    }
+
+    fn abort(&mut self, live: Vec<PartyId>) {
+        self.phase = Phase::Aborted;
+        self.live = live;
+        self.aggregator = None;
+        self.responses.clear();
+        self.relay.clear();
+    }
+
+    fn restart_or_continue(&mut self) -> Result<Option<ServerStep>, SecAggRoundError> {
+        let done = self.finish_phase();
+        if done.len() == self.roster.len() {
+            return Ok(None);
+        }
+        let excluded: Vec<PartyId> =
+            self.roster.iter().filter(|p| !done.contains(p)).cloned().collect();
+        self.abort(done.clone());
+        if done.len() < 2 {
+            return Err(SecAggRoundError::TooFewParties { have: done.len(), need: 2 });
+        }
+        Ok(Some(ServerStep::Restart(Restart { excluded, roster: done })))
+    }
+
+    fn threshold_error(&self, e: SecAggError) -> SecAggRoundError {
+        match e {
+            SecAggError::ThresholdNotMet { party, kind, got, need } => {
+                SecAggRoundError::ThresholdNotMet { party: self.name(party), kind, got, need }
+            }
+            other => SecAggRoundError::Crypto(other),
+        }
+    }
+
+    /// Ends the current phase (its deadline passed, or everyone answered) and moves on.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::ThresholdNotMet`] or [`SecAggRoundError::TooFewParties`] when the
+    /// attempt cannot finish (the server is then [`Phase::Aborted`]; see
+    /// [`SecAggServer::retry`]), [`SecAggRoundError::Crypto`] when reconstruction fails,
+    /// [`SecAggRoundError::NotNow`] when the attempt is already over.
+    pub fn close_phase(&mut self) -> Result<ServerStep, SecAggRoundError> {
+        match self.phase {
+            Phase::AdvertiseKeys => {
+                if let Some(step) = self.restart_or_continue()? {
+                    return Ok(step);
+                }
+                let aggregator = match Aggregator::new(self.spec.clone(), self.keys.clone()) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.abort(self.roster.clone());
+                        return Err(e.into());
+                    }
+                };
+                self.aggregator = Some(aggregator);
+                self.phase = Phase::ShareKeys;
+                let out = (0..self.roster.len() as PartyIndex)
+                    .map(|u| {
+                        let keys = self
+                            .spec
+                            .graph()
+                            .neighbours(u)
+                            .iter()
+                            .filter_map(|v| Some((self.name(*v), *self.keys.get(v)?)))
+                            .collect();
+                        (
+                            self.name(u),
+                            ServerMessage::PeerKeys(PeerKeys { header: self.header.clone(), keys }),
+                        )
+                    })
+                    .collect();
+                Ok(ServerStep::Send(out))
+            }
+            Phase::ShareKeys => {
+                if let Some(step) = self.restart_or_continue()? {
+                    return Ok(step);
+                }
+                self.phase = Phase::MaskedInput;
+                let relay = std::mem::take(&mut self.relay);
+                let out = (0..self.roster.len() as PartyIndex)
+                    .map(|v| {
+                        let ciphertexts = relay
+                            .get(&v)
+                            .map(|m| m.iter().map(|(&u, ct)| (self.name(u), ct.clone())).collect())
+                            .unwrap_or_default();
+                        (
+                            self.name(v),
+                            ServerMessage::Shares(ForwardedShares {
+                                header: self.header.clone(),
+                                ciphertexts,
+                            }),
+                        )
+                    })
+                    .collect();
+                Ok(ServerStep::Send(out))
+            }
+            Phase::MaskedInput => {
+                let done = self.finish_phase();
+                let plan = match self.aggregator.as_ref().map(Aggregator::plan) {
+                    Some(Ok(plan)) => plan,
+                    Some(Err(e)) => {
+                        self.abort(done);
+                        return Err(self.threshold_error(e));
+                    }
+                    None => {
+                        self.abort(done);
+                        return Err(SecAggRoundError::Config { reason: "no aggregator".into() });
+                    }
+                };
+                let out = plan
+                    .requests
+                    .iter()
+                    .map(|(&u, (alive, gone))| {
+                        (
+                            self.name(u),
+                            ServerMessage::Unmask(UnmaskRequest {
+                                header: self.header.clone(),
+                                survivors: self.names(alive.iter().copied()),
+                                dropped: self.names(gone.iter().copied()),
+                            }),
+                        )
+                    })
+                    .collect();
+                self.plan = Some(plan);
+                self.phase = Phase::Unmask;
+                Ok(ServerStep::Send(out))
+            }
+            Phase::Unmask => {
+                let done = self.finish_phase();
+                let (aggregator, plan) = match (self.aggregator.take(), self.plan.take()) {
+                    (Some(a), Some(p)) => (a, p),
+                    _ => {
+                        self.abort(done);
+                        return Err(SecAggRoundError::Config { reason: "no unmask plan".into() });
+                    }
+                };
+                let responses = std::mem::take(&mut self.responses);
+                match aggregator.unmask(&plan, &responses) {
+                    Ok(ring_sum) => {
+                        self.phase = Phase::Done;
+                        self.live = done;
+                        let fixed = *self.spec.fixed();
+                        let contributors = self.names(plan.survivors.iter().copied());
+                        Ok(ServerStep::Done(SecAggOutput {
+                            header: self.header.clone(),
+                            sum: fixed.decode_vec(&ring_sum),
+                            ring_sum,
+                            fixed,
+                            error_bound: fixed.sum_error_bound(contributors.len()),
+                            contributors,
+                            dropped: self.names(plan.dropped.iter().copied()),
+                        }))
+                    }
+                    Err(e) => {
+                        self.abort(done);
+                        Err(self.threshold_error(e))
+                    }
+                }
+            }
+            Phase::Done | Phase::Aborted => {
+                Err(SecAggRoundError::NotNow { action: "closing a phase", phase: self.phase })
+            }
+        }
+    }
+
+    /// The parties still answering when this attempt ended: the next attempt's roster.
+    pub fn live_parties(&self) -> &[PartyId] {
+        &self.live
+    }
+
+    /// Starts the next attempt of the same round with the parties still answering, after a
+    /// [`ServerStep::Restart`] or a failed [`SecAggServer::close_phase`].
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::NotNow`] unless the attempt is [`Phase::Aborted`];
+    /// [`SecAggRoundError::TooFewParties`] or [`SecAggRoundError::Config`] when the remaining
+    /// parties cannot form a round.
+    pub fn retry(&self) -> Result<(Self, Vec<(PartyId, ServerMessage)>), SecAggRoundError> {
+        if self.phase != Phase::Aborted {
+            return Err(SecAggRoundError::NotNow { action: "retrying", phase: self.phase });
+        }
+        let header = RoundHeader { attempt: self.header.attempt + 1, ..self.header.clone() };
+        Self::new(header, self.config, &self.live)
+    }
+}
+
+enum ClientState {
+    AwaitPeerKeys(KeysState),
+    AwaitShares(SharedState),
+    AwaitUnmask(MaskedState),
+    Done,
+    Failed,
+}
+
+/// A participant's state machine for one attempt of one round.
+///
+/// # Security
+/// Holds the party's encoded update and round secrets; all are zeroized on drop and
+/// `Debug` prints only the party, round and phase.
+pub struct SecAggClient {
+    me: PartyId,
+    header: RoundHeader,
+    roster: Vec<PartyId>,
+    index: BTreeMap<PartyId, PartyIndex>,
+    input: Zeroizing<Vec<u64>>,
+    state: ClientState,
+}
+
+impl fmt::Debug for SecAggClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecAggClient")
+            .field("me", &self.me)
+            .field("header", &self.header)
+            .field("phase", &self.phase())
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+impl SecAggClient {
+    /// Joins an attempt: encodes `update` (clipped to the config's bound), draws the round
+    /// keys and returns the key advertisement.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::NotAMember`] when `me` is not in the roster,
+    /// [`SecAggRoundError::Config`] when `update` has the wrong length or the config is unusable.
+    pub fn new<R: CryptoRng + ?Sized>(
+        me: PartyId,
+        setup: &RoundSetup,
+        update: &[f64],
+        rng: &mut R,
+    ) -> Result<(Self, ClientMessage), SecAggRoundError> {
+        let roster = setup.roster.clone();
+        let my_index = roster.iter().position(|p| *p == me).ok_or_else(|| {
+            SecAggRoundError::NotAMember { party: me.clone(), phase: Phase::AdvertiseKeys }
+        })?;
+        if update.len() != setup.config.vector_len {
+            return Err(SecAggRoundError::Config {
+                reason: format!(
+                    "update of {me} has {} values, the round aggregates {}",
+                    update.len(),
+                    setup.config.vector_len
+                ),
+            });
+        }
+        let spec = setup.config.spec(&setup.header, &roster)?;
+        let input = Zeroizing::new(spec.fixed().encode_vec(update));
+        let (state, keys) = sa::advertise(&spec, my_index as PartyIndex, rng)?;
+        let index = roster.iter().enumerate().map(|(i, p)| (p.clone(), i as PartyIndex)).collect();
+        let msg = ClientMessage::AdvertiseKeys(KeysAdvert { header: setup.header.clone(), keys });
+        Ok((
+            Self {
+                me,
+                header: setup.header.clone(),
+                roster,
+                index,
+                input,
+                state: ClientState::AwaitPeerKeys(state),
+            },
+            msg,
+        ))
+    }
+
+    /// This party.
+    pub fn me(&self) -> &PartyId {
+        &self.me
+    }
+
+    /// The attempt's header.
+    pub fn header(&self) -> &RoundHeader {
+        &self.header
+    }
+
+    /// The phase whose server message the client waits for, [`Phase::Done`] after it
+    /// answered the unmask request, [`Phase::Aborted`] after an error.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            ClientState::AwaitPeerKeys(_) => Phase::ShareKeys,
+            ClientState::AwaitShares(_) => Phase::MaskedInput,
+            ClientState::AwaitUnmask(_) => Phase::Unmask,
+            ClientState::Done => Phase::Done,
+            ClientState::Failed => Phase::Aborted,
+        }
+    }
+
+    fn indices<V: Clone>(
+        &self,
+        m: &BTreeMap<PartyId, V>,
+    ) -> Result<BTreeMap<PartyIndex, V>, SecAggRoundError> {
+        m.iter()
+            .map(|(p, v)| match self.index.get(p) {
+                Some(&i) => Ok((i, v.clone())),
+                None => Err(SecAggRoundError::InvalidMessage {
+                    party: coordinator(),
+                    reason: format!("names {p}, who is not in the roster"),
+                }),
+            })
+            .collect()
+    }
+
+    fn index_set(&self, ps: &[PartyId]) -> Result<BTreeSet<PartyIndex>, SecAggRoundError> {
+        ps.iter()
+            .map(|p| {
+                self.index.get(p).copied().ok_or_else(|| SecAggRoundError::InvalidMessage {
+                    party: coordinator(),
+                    reason: format!("names {p}, who is not in the roster"),
+                })
+            })
+            .collect()
+    }
+
+    fn names<V>(&self, m: BTreeMap<PartyIndex, V>) -> BTreeMap<PartyId, V> {
+        m.into_iter().filter_map(|(i, v)| Some((self.roster.get(i as usize)?.clone(), v))).collect()
+    }
+
+    /// Handles the server's message for the phase the client is in and returns its answer.
+    /// A message for another round or phase is rejected and changes nothing; a message that
+    /// fails a cryptographic check aborts the client (it answers nothing more this attempt).
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::WrongRound`], [`SecAggRoundError::WrongPhase`],
+    /// [`SecAggRoundError::InvalidMessage`] or [`SecAggRoundError::Crypto`] (e.g. a share
+    /// ciphertext failing authentication, or both shares of one party requested).
+    pub fn handle<R: CryptoRng + ?Sized>(
+        &mut self,
+        msg: &ServerMessage,
+        rng: &mut R,
+    ) -> Result<ClientMessage, SecAggRoundError> {
+        if msg.header() != &self.header {
+            return Err(SecAggRoundError::WrongRound {
+                expected: self.header.clone(),
+                got: msg.header().clone(),
+            });
+        }
+        let phase = self.phase();
+        if msg.phase() != phase {
+            return Err(SecAggRoundError::WrongPhase {
+                party: coordinator(),
+                message: msg.phase(),
+                phase,
+            });
+        }
+        // Names are translated before the state is consumed, so a message naming parties
+        // outside the roster changes nothing. A failed cryptographic step leaves the client
+        // aborted.
+        let header = self.header.clone();
+        let state = std::mem::replace(&mut self.state, ClientState::Failed);
+        let (next, reply) = match (state, msg) {
+            (ClientState::AwaitPeerKeys(st), ServerMessage::PeerKeys(m)) => {
+                let peers = match self.indices(&m.keys) {
+                    Ok(peers) => peers,
+                    Err(e) => {
+                        self.state = ClientState::AwaitPeerKeys(st);
+                        return Err(e);
+                    }
+                };
+                let (next, cts) = st.share_keys(&peers, rng)?;
+                let ciphertexts = self.names(cts);
+                (
+                    ClientState::AwaitShares(next),
+                    ClientMessage::ShareKeys(ShareKeys { header, ciphertexts }),
+                )
+            }
+            (ClientState::AwaitShares(st), ServerMessage::Shares(m)) => {
+                let received = match self.indices(&m.ciphertexts) {
+                    Ok(received) => received,
+                    Err(e) => {
+                        self.state = ClientState::AwaitShares(st);
+                        return Err(e);
+                    }
+                };
+                let (next, masked) = st.mask_input(&received, &self.input)?;
+                (
+                    ClientState::AwaitUnmask(next),
+                    ClientMessage::MaskedInput(MaskedInput { header, masked }),
+                )
+            }
+            (ClientState::AwaitUnmask(st), ServerMessage::Unmask(m)) => {
+                let (alive, gone) = match (self.index_set(&m.survivors), self.index_set(&m.dropped))
+                {
+                    (Ok(alive), Ok(gone)) => (alive, gone),
+                    (Err(e), _) | (_, Err(e)) => {
+                        self.state = ClientState::AwaitUnmask(st);
+                        return Err(e);
+                    }
+                };
+                let shares = st.unmask(&alive, &gone)?;
+                let reply = UnmaskResponse {
+                    header,
+                    self_mask_shares: self.names(shares.self_mask),
+                    mask_key_shares: self.names(shares.mask_key),
+                };
+                (ClientState::Done, ClientMessage::Unmask(reply))
+            }
+            (other, _) => {
+                // Unreachable: the phase check above matched the message to the state.
+                self.state = other;
+                return Err(SecAggRoundError::WrongPhase {
+                    party: coordinator(),
+                    message: msg.phase(),
+                    phase,
+                });
+            }
+        };
+        self.state = next;
+        Ok(reply)
+    }
+}
+
+/// A whole federation in one process: one [`SecAggServer`], one [`SecAggClient`] per
+/// party, scripted crashes, restarts, and a transcript of everything the server received
+/// and sent. Used by tests and simulations; the RNG comes from the caller.
+pub mod in_memory {
+    use super::*;
+
+    /// A party that stops answering: it never sends its message for phase `before`
+    /// (nor anything after, in this or any later attempt).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Crash {
+        /// The party.
+        pub party: PartyId,
+        /// The first phase whose message it does not send.
+        pub before: Phase,
+    }
+
+    /// A message the server received, with the status it answered.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Received {
+        /// Sender.
+        pub from: PartyId,
+        /// The message as received.
+        pub message: ClientMessage,
+        /// Accepted or rejected (and why).
+        pub status: Result<Receipt, SecAggRoundError>,
+    }
+
+    /// How an attempt ended.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum AttemptEnd {
+        /// With a sum.
+        Done,
+        /// Restarted without the parties that dropped before sharing.
+        Restart(Restart),
+        /// Failed; the next attempt (if any) runs with the parties still answering.
+        Failed(SecAggRoundError),
+    }
+
+    /// One attempt's transcript.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Attempt {
+        /// The attempt's header.
+        pub header: RoundHeader,
+        /// Its roster.
+        pub roster: Vec<PartyId>,
+        /// Every message the server received.
+        pub received: Vec<Received>,
+        /// Every message the server sent.
+        pub sent: Vec<(PartyId, ServerMessage)>,
+        /// Errors clients raised on server messages (e.g. a failed authentication).
+        pub client_errors: Vec<(PartyId, SecAggRoundError)>,
+        /// How it ended.
+        pub end: AttemptEnd,
+    }
+
+    /// The result of [`run`].
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Run {
+        /// The sum, or the error that ended the last attempt.
+        pub outcome: Result<SecAggOutput, SecAggRoundError>,
+        /// Every attempt, in order.
+        pub attempts: Vec<Attempt>,
+    }
+
+    /// Optional interference with server → client messages (e.g. to tamper with a ciphertext).
+    pub type Tamper<'a> = dyn FnMut(&PartyId, &mut ServerMessage) + 'a;
+
+    struct Federation<'a, R: CryptoRng + ?Sized> {
+        config: SecAggConfig,
+        updates: &'a BTreeMap<PartyId, Vec<f64>>,
+        crashes: &'a [Crash],
+        dead: BTreeSet<PartyId>,
+        clients: BTreeMap<PartyId, SecAggClient>,
+        rng: &'a mut R,
+    }
+
+    impl<R: CryptoRng + ?Sized> Federation<'_, R> {
+        /// Whether `party` answers a message of `phase`; marks it dead when it crashes now.
+        fn answers(&mut self, party: &PartyId, phase: Phase) -> bool {
+            if self.dead.contains(party) {
+                return false;
+            }
+            if self.crashes.iter().any(|c| &c.party == party && c.before <= phase) {
+                self.dead.insert(party.clone());
+                self.clients.remove(party);
+                return false;
+            }
+            true
+        }
+
+        fn deliver(
+            &mut self,
+            server: &mut SecAggServer,
+            log: &mut Attempt,
+            msgs: Vec<(PartyId, ServerMessage)>,
+            tamper: &mut Tamper<'_>,
+        ) {
+            for (to, mut msg) in msgs {
+                tamper(&to, &mut msg);
+                log.sent.push((to.clone(), msg.clone()));
+                if !self.answers(&to, msg.phase()) {
+                    continue;
+                }
+                let reply = match &msg {
+                    ServerMessage::Setup(setup) => {
+                        let empty = Vec::new();
+                        let update = self.updates.get(&to).unwrap_or(&empty);
+                        SecAggClient::new(to.clone(), setup, update, self.rng).map(
+                            |(client, reply)| {
+                                self.clients.insert(to.clone(), client);
+                                reply
+                            },
+                        )
+                    }
+                    other => match self.clients.get_mut(&to) {
+                        Some(client) => client.handle(other, self.rng),
+                        None => continue,
+                    },
+                };
+                match reply {
+                    Ok(reply) => {
+                        let status = server.receive(&to, reply.clone());
+                        log.received.push(Received { from: to, message: reply, status });
+                    }
+                    Err(e) => log.client_errors.push((to, e)),
+                }
+            }
+        }
+    }
+
+    /// Runs one round to completion or to `max_attempts` attempts, closing each phase once
+    /// every live party has answered (the in-memory stand-in for a deadline).
+    pub fn run<R: CryptoRng + ?Sized>(
+        header: RoundHeader,
+        config: SecAggConfig,
+        updates: &BTreeMap<PartyId, Vec<f64>>,
+        crashes: &[Crash],
+        max_attempts: u32,
+        rng: &mut R,
+    ) -> Run {
+        run_with(header, config, updates, crashes, max_attempts, rng, &mut |_, _| {})
+    }
+
+    /// [`run`] with a hook that may alter each server → client message before delivery.
+    pub fn run_with<R: CryptoRng + ?Sized>(
+        header: RoundHeader,
+        config: SecAggConfig,
+        updates: &BTreeMap<PartyId, Vec<f64>>,
+        crashes: &[Crash],
+        max_attempts: u32,
+        rng: &mut R,
+        tamper: &mut Tamper<'_>,
+    ) -> Run {
+        let roster: Vec<PartyId> = updates.keys().cloned().collect();
+        let mut fed = Federation {
+            config,
+            updates,
+            crashes,
+            dead: BTreeSet::new(),
+            clients: BTreeMap::new(),
+            rng,
+        };
+        let mut attempts = Vec::new();
+        let mut next = SecAggServer::new(header, fed.config, &roster);
+        loop {
+            let (mut server, setup) = match next {
+                Ok(s) => s,
+                Err(e) => return Run { outcome: Err(e), attempts },
+            };
+            fed.clients.clear();
+            let mut log = Attempt {
+                header: server.header().clone(),
+                roster: server.roster().to_vec(),
+                received: Vec::new(),
+                sent: Vec::new(),
+                client_errors: Vec::new(),
+                end: AttemptEnd::Done,
+            };
+            fed.deliver(&mut server, &mut log, setup, tamper);
+            let outcome = loop {
+                match server.close_phase() {
+                    Ok(ServerStep::Send(msgs)) => fed.deliver(&mut server, &mut log, msgs, tamper),
+                    Ok(ServerStep::Done(out)) => break Ok(out),
+                    Ok(ServerStep::Restart(r)) => {
+                        log.end = AttemptEnd::Restart(r);
+                        break Err(None);
+                    }
+                    Err(e) => {
+                        log.end = AttemptEnd::Failed(e.clone());
+                        break Err(Some(e));
+                    }
+                }
+            };
+            attempts.push(log);
+            match outcome {
+                Ok(out) => return Run { outcome: Ok(out), attempts },
+                Err(e) => {
+                    if attempts.len() >= max_attempts as usize {
+                        let e = e.unwrap_or(SecAggRoundError::NotNow {
+                            action: "another attempt",
+                            phase: Phase::Aborted,
+                        });
+                        return Run { outcome: Err(e), attempts };
+                    }
+                    next = server.retry();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Compiles the `.proto` files with protox (pure Rust, no system `protoc`).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/fedcredit/v1/common.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}
