@@ -77,9 +77,13 @@ impl FixedPoint {
 
     /// Encodes one value (clipped; `NaN` encodes as 0).
     pub fn encode(&self, x: f64) -> u64 {
+        self.encode_with(x, self.scale(), self.mask())
+    }
+
+    fn encode_with(&self, x: f64, scale: f64, mask: u64) -> u64 {
         let x = if x.is_nan() { 0.0 } else { x.clamp(-self.clip, self.clip) };
-        let q = (x * self.scale()).round() as i64;
-        (q as u64) & self.mask()
+        let q = (x * scale).round() as i64;
+        (q as u64) & mask
     }
 
     /// Decodes a ring element (a single encoding or a sum of encodings).
@@ -102,7 +106,8 @@ impl FixedPoint {
 
     /// Encodes a vector.
     pub fn encode_vec(&self, xs: &[f64]) -> Vec<u64> {
-        xs.iter().map(|&x| self.encode(x)).collect()
+        let (scale, mask) = (self.scale(), self.mask());
+        xs.iter().map(|&x| self.encode_with(x, scale, mask)).collect()
     }
 
     /// Decodes a vector.

@@ -91,15 +91,15 @@ const AR_PHI: f64 = 0.92;
 /// Standard deviation of their monthly innovations.
 const AR_INNOVATION: f64 = 0.15;
 /// Monthly default hazard: intercept on the logit scale (sets the default rate).
-const HAZARD_INTERCEPT: f64 = -7.5;
+const HAZARD_INTERCEPT: f64 = -7.7;
 /// Weight of each of F, O and M in the hazard's logit.
-const HAZARD_SLOPE: f64 = 2.0;
+const HAZARD_SLOPE: f64 = 2.5;
 /// Weight of "high financial stress and falling sales" (`relu(F - 0.3) * relu(ΔO over 3 months)`).
 const HAZARD_FALLING_SALES: f64 = 1.0;
 /// Weight of "market-stress spike during core distress" (`relu(ΔM over 3 months) * (0.3 + exposure)`).
 const HAZARD_SPIKE_DISTRESS: f64 = 1.2;
-/// Share of enterprises founded during the simulated months (the rest exist before).
-const ENTRANT_SHARE: f64 = 0.3;
+/// Share of enterprises founded during the snapshot months (the rest exist at month 0).
+const ENTRANT_SHARE: f64 = 0.12;
 /// ChaCha words reserved per enterprise-month of observation noise.
 const WORDS_PER_MONTH: u128 = 512;
 
@@ -353,9 +353,21 @@ pub fn generate(config: &EcosystemConfig) -> Result<Ecosystem, DataError> {
     for i in 0..config.n_enterprises {
         let mut rng = ChaCha8Rng::from_seed(enterprise_seed);
         rng.set_stream(i as u64);
-        let mut e = draw_enterprise(&mut rng, config, &popularity, &mut used_ids);
-        simulate_enterprise(&mut rng, &mut e, &cores, &sector_cycle, config, &mut latent);
-        enterprises.push(e);
+        // The enterprises existing at month 0 are survivors of the burn-in: one that defaults
+        // before month 0 is replaced by a fresh draw, so the month-0 population is already
+        // thinned of the riskiest firms as a portfolio in steady state is.
+        loop {
+            let start = latent.len();
+            let mut e = draw_enterprise(&mut rng, config, &popularity, &mut used_ids);
+            simulate_enterprise(&mut rng, &mut e, &cores, &sector_cycle, config, &mut latent);
+            if e.default_month.is_some_and(|d| d <= 0) {
+                latent.truncate(start);
+                used_ids.remove(&e.id);
+                continue;
+            }
+            enterprises.push(e);
+            break;
+        }
     }
     Ok(Ecosystem { config: config.clone(), enterprises, cores, sector_cycle, latent, obs_seed })
 }
@@ -848,7 +860,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: 0.0,
         risk_m: 0.0,
         cycle: 0.8,
-        platform: 0.60,
+        platform: 0.70,
         vat_rate: 0.13,
         invoice_value: 40_000.0,
         order_value: 2_000.0,
@@ -859,7 +871,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: 0.1,
         risk_m: 0.0,
         cycle: 0.6,
-        platform: 0.80,
+        platform: 0.85,
         vat_rate: 0.13,
         invoice_value: 25_000.0,
         order_value: 1_500.0,
@@ -870,7 +882,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: 0.0,
         risk_m: 0.2,
         cycle: 0.5,
-        platform: 0.90,
+        platform: 0.95,
         vat_rate: 0.13,
         invoice_value: 3_000.0,
         order_value: 150.0,
@@ -881,7 +893,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: 0.1,
         risk_m: 0.0,
         cycle: 0.7,
-        platform: 0.55,
+        platform: 0.65,
         vat_rate: 0.09,
         invoice_value: 8_000.0,
         order_value: 800.0,
@@ -892,7 +904,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: 0.3,
         risk_m: 0.0,
         cycle: 1.0,
-        platform: 0.30,
+        platform: 0.40,
         vat_rate: 0.09,
         invoice_value: 120_000.0,
         order_value: 5_000.0,
@@ -903,7 +915,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: -0.1,
         risk_m: 0.1,
         cycle: 0.4,
-        platform: 0.70,
+        platform: 0.80,
         vat_rate: 0.06,
         invoice_value: 6_000.0,
         order_value: 300.0,
@@ -914,7 +926,7 @@ const SECTORS: [SectorDef; 7] = [
         risk_o: 0.2,
         risk_m: 0.1,
         cycle: 0.6,
-        platform: 0.50,
+        platform: 0.60,
         vat_rate: 0.09,
         invoice_value: 10_000.0,
         order_value: 200.0,
@@ -1135,16 +1147,15 @@ fn draw_enterprise(
     // Individual businesses (category 2) are micro.
     let category = if size == Size::Micro && rng.random::<f64>() < 0.2 { '2' } else { '1' };
     let id = draw_uscc(rng, category, region_idx, used);
-    // A steady inflow of new enterprises over the simulated months replaces the defaulted ones.
-    let last_month = (config.n_months + config.default_horizon_months) as i64;
-    let founded_month = if rng.random::<f64>() < ENTRANT_SHARE {
-        rng.random_range(-(BURN_IN as i64)..last_month)
+    // New entrants are founded during the snapshot months and replace defaulted enterprises.
+    let founded_month = if config.n_months > 1 && rng.random::<f64>() < ENTRANT_SHARE {
+        rng.random_range(1..config.n_months as i64)
     } else {
         let months = (70f64.ln() + 0.9 * normal(rng)).exp().max(1.0);
         -(months.round() as i64)
     };
     let platform_from = (rng.random::<f64>() < sector.platform).then(|| {
-        let lag = (rng.sample::<f64, _>(Exp1) * 18.0).round() as i64;
+        let lag = (rng.sample::<f64, _>(Exp1) * 12.0).round() as i64;
         founded_month + lag
     });
     let n_links = match rng.random::<f64>() {
@@ -1310,4 +1321,182 @@ fn header(line: &mut String, path: &Path, with_month: bool, label: &str) {
         _ => line.push_str(",sector"),
     }
     line.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Ecosystem {
+        let cfg = EcosystemConfig {
+            n_enterprises: 600,
+            n_months: 8,
+            n_cores: 25,
+            seed: 11,
+            ..Default::default()
+        };
+        generate(&cfg).unwrap()
+    }
+
+    #[test]
+    fn uscc_check_character_of_known_codes() {
+        // The example code of GB 32100-2015 and two registered enterprises' codes.
+        for code in ["91350100M000100Y43", "91440300708461136T", "91110108551385082Q"] {
+            assert!(is_valid_uscc(code), "{code}");
+            assert_eq!(uscc_check_char(&code[..17]), code.chars().last());
+        }
+        assert!(!is_valid_uscc("91350100M000100Y44"));
+        assert!(!is_valid_uscc("91350100M000100Y4"));
+        assert!(!is_valid_uscc("91350100M000100I43"), "I is not in the charset");
+        assert_eq!(uscc_check_char("9135010"), None);
+        // The organization code inside: M000100Y + check 4 (GB 11714).
+        assert_eq!(org_code_check_char("M000100Y"), Some('4'));
+        assert_eq!(org_code_check_char("70846113"), Some('6'));
+        assert_eq!(org_code_check_char("5513850"), None);
+    }
+
+    #[test]
+    fn generated_ids_are_valid_unique_and_well_formed() {
+        let eco = small();
+        let mut seen = HashSet::new();
+        for e in eco.enterprises() {
+            assert!(is_valid_uscc(&e.id), "{}", e.id);
+            assert!(e.id.starts_with("91") || e.id.starts_with("92"));
+            let region = REGIONS.iter().find(|r| r.name == e.region).unwrap();
+            assert_eq!(&e.id[2..8], region.code);
+            assert_eq!(org_code_check_char(&e.id[8..16]), e.id.chars().nth(16));
+            assert!(seen.insert(e.id.clone()));
+            assert!((1..=3).contains(&e.links.len()));
+            let w: f64 = e.links.iter().map(|l| l.weight).sum();
+            assert!((w - 1.0).abs() < 1e-9);
+        }
+        for c in eco.cores() {
+            assert!(is_valid_uscc(&c.id) && seen.insert(c.id.clone()));
+        }
+    }
+
+    #[test]
+    fn generation_is_deterministic_and_seeded() {
+        let a = small().snapshot(3).unwrap();
+        let b = small().snapshot(3).unwrap();
+        assert_eq!(a.bank.ids, b.bank.ids);
+        let same = |x: &Features, y: &Features| {
+            x.values.iter().zip(y.values.iter()).all(|(p, q)| p == q || (p.is_nan() && q.is_nan()))
+        };
+        assert!(same(&a.platform.features, &b.platform.features));
+        assert_eq!(a.bank.label, b.bank.label);
+        let cfg = EcosystemConfig {
+            n_enterprises: 600,
+            n_months: 8,
+            n_cores: 25,
+            seed: 12,
+            ..Default::default()
+        };
+        let c = generate(&cfg).unwrap().snapshot(3).unwrap();
+        assert_ne!(a.bank.ids, c.bank.ids);
+    }
+
+    #[test]
+    fn snapshots_follow_the_population_and_the_label_horizon() {
+        let eco = small();
+        let h = eco.config().default_horizon_months as i64;
+        for month in [0usize, 7] {
+            let s = eco.snapshot(month).unwrap();
+            let m = month as i64;
+            let alive: Vec<&Enterprise> =
+                eco.enterprises().iter().filter(|e| e.alive_at(m)).collect();
+            assert_eq!(s.bank.n_rows(), alive.len());
+            assert_eq!(s.tax.ids, s.bank.ids);
+            assert_eq!(s.platform.ids, s.bank.ids);
+            let label = s.bank.label.as_ref().unwrap();
+            for (e, y) in alive.iter().zip(label.iter()) {
+                let expected = e.default_month.is_some_and(|d| d > m && d <= m + h);
+                assert_eq!(*y == 1.0, expected);
+            }
+            assert!(s.tax.label.is_none() && s.platform.label.is_none());
+        }
+        // Everybody alive at month 0 survived the burn-in.
+        assert!(eco.enterprises().iter().all(|e| e.default_month.is_none_or(|d| d > 0)));
+        assert!(matches!(eco.snapshot(8), Err(DataError::InvalidParam { name: "month", .. })));
+        assert!(generate(&EcosystemConfig { n_months: 0, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn tables_have_the_documented_columns_missingness_and_point_masses() {
+        let eco = small();
+        let s = eco.snapshot(7).unwrap();
+        assert_eq!(s.bank.features.names(), BANK_COLUMNS.to_vec());
+        assert_eq!(s.tax.features.names(), TAX_COLUMNS.to_vec());
+        let mut platform_names = PLATFORM_COLUMNS.to_vec();
+        platform_names.push("sector");
+        assert_eq!(s.platform.features.names(), platform_names);
+        let n = s.bank.n_rows() as f64;
+        let share = |t: &Table, c: usize, pred: &dyn Fn(f64) -> bool| {
+            t.features.values.column(c).iter().filter(|v| pred(**v)).count() as f64 / n
+        };
+        // Overdue days: a point mass at zero, never missing.
+        assert!(share(&s.bank, 2, &|v| v == 0.0) > 0.5);
+        assert_eq!(share(&s.bank, 2, &|v| v.is_nan()), 0.0);
+        // Utilisation missing without a credit line; GMV missing off the platform.
+        let util_missing = share(&s.bank, 1, &|v| v.is_nan());
+        assert!((0.05..0.3).contains(&util_missing), "{util_missing}");
+        let gmv_missing = share(&s.platform, 0, &|v| v.is_nan());
+        assert!((0.15..0.6).contains(&gmv_missing), "{gmv_missing}");
+        let rating_missing = share(&s.platform, 7, &|v| v.is_nan());
+        assert!(rating_missing > gmv_missing);
+        // Young enterprises have no year-on-year growth.
+        assert!(share(&s.tax, 4, &|v| v.is_nan()) > 0.0);
+        // Booleans are 0/1; utilisation within (0, 1); sector levels sorted.
+        assert!(s.bank.features.values.column(6).iter().all(|&v| v == 0.0 || v == 1.0));
+        assert!(
+            s.bank
+                .features
+                .values
+                .column(1)
+                .iter()
+                .all(|&v| v.is_nan() || (0.0..=1.0).contains(&v))
+        );
+        match &s.platform.features.specs[8].kind {
+            fedcredit_models::FeatureKind::Categorical { levels } => {
+                assert!(levels.windows(2).all(|w| w[0] < w[1]) && levels.len() == SECTORS.len());
+            }
+            other => panic!("sector is {other:?}"),
+        }
+        // No infinities anywhere.
+        for t in [&s.bank, &s.tax, &s.platform] {
+            assert!(t.features.values.iter().all(|v| !v.is_infinite()));
+        }
+    }
+
+    #[test]
+    fn label_follows_the_latent_risk_and_core_distress_exists() {
+        let cfg = EcosystemConfig {
+            n_enterprises: 4000,
+            n_months: 12,
+            n_cores: 60,
+            seed: 5,
+            ..Default::default()
+        };
+        let eco = generate(&cfg).unwrap();
+        let s = eco.snapshot(6).unwrap();
+        let label = s.bank.label.as_ref().unwrap();
+        let rate = label.mean().unwrap();
+        assert!((0.03..0.12).contains(&rate), "default rate {rate}");
+        // Mean latent risk of defaulters is clearly above the survivors'.
+        let alive: Vec<usize> =
+            (0..eco.enterprises().len()).filter(|&i| eco.enterprises()[i].alive_at(6)).collect();
+        let risk = |i: usize| eco.latent_risk(i, 6).unwrap().iter().sum::<f64>();
+        let (mut pos, mut neg) = (Vec::new(), Vec::new());
+        for (r, &i) in alive.iter().enumerate() {
+            if label[r] == 1.0 { pos.push(risk(i)) } else { neg.push(risk(i)) }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!(mean(&pos) > mean(&neg) + 1.0, "{} vs {}", mean(&pos), mean(&neg));
+        // Some core goes through a crisis.
+        let peak = (0..eco.cores().len())
+            .filter_map(|c| (0..12).filter_map(|m| eco.core_distress(c, m)).reduce(f64::max))
+            .fold(f64::MIN, f64::max);
+        assert!(peak > 1.0, "{peak}");
+        assert!(eco.sector_cycle("retail", 0).is_some() && eco.sector_cycle("mining", 0).is_none());
+    }
 }

@@ -5,7 +5,7 @@
 //! The fits use LightGBM-matched settings (depth 5, 255 bins, learning rate 0.1,
 //! min_data_in_leaf 20, min_child_weight 1e-3, λ = 0) and include binning, as the LightGBM
 //! timing they are compared with includes its `Dataset` construction.
-//! Run: `cargo bench -p fedcredit-benches --bench gbdt`.
+//! Run: `cargo bench -p fedcredit-models --bench gbdt`.
 
 use std::hint::black_box;
 use std::path::Path;
