@@ -4,7 +4,8 @@
 //! label and feature columns. [`load_table`] reads the file with polars, then converts each
 //! column into an `f64` column of a [`Features`] matrix:
 //!
-//! - integer, float and boolean columns become numeric (`true` = 1, null and NaN = `NaN`);
+//! - integer, float and boolean columns become numeric (`true` = 1; null, NaN and the missing
+//!   tokens = `NaN`);
 //! - text columns become categorical: the distinct values sorted by their bytes are the
 //!   levels, the cell holds the level index, and the missing tokens (`""`, `NA`, `NaN`,
 //!   `nan`, `null`) are `NaN`;
@@ -18,18 +19,22 @@
 //!
 //! Validation errors ([`DataError`]) name the file, the column and the 1-based data row
 //! (the first row after the header is row 1). Ids are text; integer ids become their
-//! decimal text. In CSV files the id, time and declared categorical columns are read as text,
-//! so `007` stays `007`.
+//! decimal text.
+//!
+//! CSV files are read by polars with every column as text, and the cells are parsed here
+//! (numbers with Rust's `f64` parser, `true`/`false` as 1/0): no type inference can misjudge a
+//! column from its first rows, `007` stays `007` in id and categorical columns, and the first
+//! offending cell is reported exactly. Parquet columns keep their stored types.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use fedcredit_models::{Dataset, FeatureSpec, Features};
 use ndarray::{Array1, Array2, Axis};
 use polars::prelude::{
-    Column, CsvParseOptions, CsvReadOptions, DataFrame, DataType, Field, NullValues, ParquetReader,
-    PlSmallStr, Schema, SerReader,
+    Column, CsvParseOptions, CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader,
 };
 use serde::{Deserialize, Serialize};
 
@@ -234,7 +239,6 @@ pub fn load_table(spec: &TableSpec) -> Result<Table, DataError> {
     Ok(Table { source: path.to_path_buf(), ids, time, label, features })
 }
 
-/// The stem of a path as text (`host` for `data/host.csv`).
 /// The column names of a CSV or Parquet file, in file order, without reading its rows.
 ///
 /// Lets a caller decide the roles of columns (for example which of several files holds the
@@ -267,6 +271,7 @@ pub fn column_names(path: &Path) -> Result<Vec<String>, DataError> {
     Ok(df.get_column_names().iter().map(|c| c.to_string()).collect())
 }
 
+/// The stem of a path as text (`host` for `data/host.csv`).
 pub(crate) fn file_stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -301,27 +306,15 @@ fn read_csv(spec: &TableSpec, separator: u8) -> Result<DataFrame, DataError> {
     let path = spec.path.as_path();
     // Open it ourselves first: the operating system's message is clearer than the parser's.
     File::open(path).map_err(|e| unreadable(path, e))?;
-    // Ids, times and declared categories are read as text so their text form is kept.
-    let mut as_text: Vec<&str> = vec![spec.id_column.as_str()];
-    as_text.extend(spec.time_column.as_deref());
-    if let Some(cats) = &spec.categorical_columns {
-        as_text.extend(cats.iter().map(String::as_str));
-    }
-    let overwrite: Schema =
-        as_text.iter().map(|c| Field::new(PlSmallStr::from_str(c), DataType::String)).collect();
-    let nulls =
-        NullValues::AllColumns(MISSING_TOKENS.iter().map(|s| PlSmallStr::from(*s)).collect());
-    let parse = CsvParseOptions::default()
-        .with_separator(separator)
-        .with_null_values(Some(nulls))
-        .with_missing_is_null(true);
+    // Empty cells are nulls; the other missing tokens are recognised when the text columns
+    // are converted (cheaper than polars comparing every cell with every token).
+    let parse = CsvParseOptions::default().with_separator(separator).with_missing_is_null(true);
     CsvReadOptions::default()
         .with_has_header(true)
         // Every column is read as text and parsed here: polars' type inference misreads
         // real files (an integer column with one `1e+05` cell fails to parse as i64).
         .with_infer_schema_length(Some(0))
         .with_raise_if_empty(false)
-        .with_schema_overwrite(Some(overwrite.into()))
         .with_parse_options(parse)
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|r| r.finish())
@@ -438,19 +431,27 @@ impl Ctx<'_> {
         })
     }
 
-    /// The column as optional texts: strings as they are, other types cast to text
-    /// (integers as decimal text).
-    fn texts(&self, name: &str, role: &'static str) -> Result<Vec<Option<String>>, DataError> {
+    /// The column as text: strings as they are, other types cast to text (integers as
+    /// decimal text). Read the cells with `.str()`.
+    fn text_column(&self, name: &str, role: &'static str) -> Result<Column, DataError> {
         let col = self.column(name, role)?;
-        let cast;
         let text = if col.dtype().is_string() {
-            col
+            col.clone()
         } else {
-            cast = col.cast(&DataType::String).map_err(|e| self.unsupported(name, col, e))?;
-            &cast
+            col.cast(&DataType::String).map_err(|e| self.unsupported(name, col, e))?
         };
-        let ca = text.str().map_err(|e| self.unsupported(name, col, e))?;
-        Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+        // Fails only if the cast did not produce text.
+        text.str().map_err(|e| self.unsupported(name, col, e))?;
+        Ok(text)
+    }
+
+    /// The cells of a column returned by [`Ctx::text_column`].
+    fn cells<'c>(
+        &self,
+        name: &str,
+        text: &'c Column,
+    ) -> Result<impl Iterator<Item = Option<&'c str>> + 'c, DataError> {
+        Ok(text.str().map_err(|e| self.unsupported(name, text, e))?.iter())
     }
 
     fn unsupported(&self, name: &str, col: &Column, _e: impl ToString) -> DataError {
@@ -463,12 +464,11 @@ impl Ctx<'_> {
 }
 
 fn read_ids(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>, DataError> {
-    let texts = ctx.texts(name, "id")?;
-    texts
-        .into_iter()
+    let text = ctx.text_column(name, "id")?;
+    ctx.cells(name, &text)?
         .enumerate()
         .map(|(i, v)| match v {
-            Some(s) if !is_missing_token(&s) => Ok(s),
+            Some(s) if !is_missing_token(s) => Ok(s.to_string()),
             _ => Err(DataError::NullId {
                 path: ctx.path.to_path_buf(),
                 column: name.to_string(),
@@ -483,30 +483,58 @@ fn read_text_keep_nulls(
     name: &str,
     role: &'static str,
 ) -> Result<Vec<String>, DataError> {
-    Ok(ctx.texts(name, role)?.into_iter().map(Option::unwrap_or_default).collect())
+    let text = ctx.text_column(name, role)?;
+    Ok(ctx
+        .cells(name, &text)?
+        .map(|v| v.filter(|s| !is_missing_token(s)).unwrap_or_default().to_string())
+        .collect())
 }
 
+/// Finds the first repeated id (or id and time): the pair of rows whose second row comes
+/// first. Sorting hashes keeps this cache-friendly on millions of rows, where a hash set of
+/// the keys spends its time in cache misses.
 fn check_unique_ids(
     path: &Path,
     column: &str,
     ids: &[String],
     time: Option<&[String]>,
 ) -> Result<(), DataError> {
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        let t = time.map_or("", |t| t[i].as_str());
-        if let Some(first) = seen.insert((id.as_str(), t), i) {
-            let id = if time.is_some() { format!("{id}@{t}") } else { id.clone() };
-            return Err(DataError::DuplicateId {
+    let key = |i: usize| (ids[i].as_str(), time.map_or("", |t| t[i].as_str()));
+    let mut hashed: Vec<(u64, usize)> = (0..ids.len())
+        .map(|i| {
+            let mut h = FxHasher::default();
+            key(i).hash(&mut h);
+            (h.finish(), i)
+        })
+        .collect();
+    hashed.sort_unstable();
+    // (first row, second row) of the earliest repeat found so far.
+    let mut earliest: Option<(usize, usize)> = None;
+    for run in hashed.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        // Rows ascend within a run; equal hashes of different keys are told apart here.
+        for (j, &(_, second)) in run.iter().enumerate().skip(1) {
+            if let Some(&(_, first)) = run[..j].iter().find(|&&(_, r)| key(r) == key(second)) {
+                if earliest.is_none_or(|(_, s)| second < s) {
+                    earliest = Some((first, second));
+                }
+                break;
+            }
+        }
+    }
+    match earliest {
+        None => Ok(()),
+        Some((first, second)) => {
+            let (id, t) = key(second);
+            let id = if time.is_some() { format!("{id}@{t}") } else { id.to_string() };
+            Err(DataError::DuplicateId {
                 path: path.to_path_buf(),
                 column: column.to_string(),
                 id,
                 first_row: first + 1,
-                second_row: i + 1,
-            });
+                second_row: second + 1,
+            })
         }
     }
-    Ok(())
 }
 
 fn read_label(ctx: &Ctx<'_>, name: &str) -> Result<Array1<f64>, DataError> {
@@ -533,14 +561,15 @@ fn read_label(ctx: &Ctx<'_>, name: &str) -> Result<Array1<f64>, DataError> {
             }
         }
     } else {
-        for (i, v) in ctx.texts(name, "label")?.into_iter().enumerate() {
+        let text = ctx.text_column(name, "label")?;
+        for (i, v) in ctx.cells(name, &text)?.enumerate() {
             let s = match v {
-                Some(s) if !is_missing_token(&s) => s,
+                Some(s) if !is_missing_token(s) => s,
                 _ => return Err(missing(i + 1)),
             };
             match s.trim().parse::<f64>() {
                 Ok(x) if x == 0.0 || x == 1.0 => out.push(x),
-                _ => return Err(not_binary(i + 1, s)),
+                _ => return Err(not_binary(i + 1, s.to_string())),
             }
         }
     }
@@ -568,8 +597,8 @@ fn read_feature(
     let col = ctx.column(name, "feature")?;
     let dtype = col.dtype();
     if declared_categorical {
-        let texts = ctx.texts(name, "feature")?;
-        return Ok(categorical(name, &texts));
+        let text = ctx.text_column(name, "feature")?;
+        return categorical(ctx, name, &text);
     }
     if dtype.is_primitive_numeric() || dtype.is_bool() {
         let cells: Vec<f64> =
@@ -578,13 +607,13 @@ fn read_feature(
         return Ok((FeatureSpec::numeric(name), cells));
     }
     if dtype.is_string() || dtype.is_null() {
-        let texts = ctx.texts(name, "feature")?;
-        return match parse_numeric_texts(&texts) {
+        let text = ctx.text_column(name, "feature")?;
+        return match parse_numeric_texts(ctx.cells(name, &text)?) {
             Ok(cells) => {
                 check_finite(ctx, name, &cells)?;
                 Ok((FeatureSpec::numeric(name), cells))
             }
-            Err(_) if detect => Ok(categorical(name, &texts)),
+            Err(_) if detect => categorical(ctx, name, &text),
             Err((row, value)) => Err(DataError::TextInNumericColumn {
                 path: ctx.path.to_path_buf(),
                 column: name.to_string(),
@@ -609,11 +638,12 @@ fn check_finite(ctx: &Ctx<'_>, name: &str, cells: &[f64]) -> Result<(), DataErro
 }
 
 /// Parses text cells as numbers (missing tokens as `NaN`); on failure the 0-based row and text.
-fn parse_numeric_texts(texts: &[Option<String>]) -> Result<Vec<f64>, (usize, String)> {
-    texts
-        .iter()
+fn parse_numeric_texts<'c>(
+    cells: impl Iterator<Item = Option<&'c str>>,
+) -> Result<Vec<f64>, (usize, String)> {
+    cells
         .enumerate()
-        .map(|(i, v)| match v.as_deref() {
+        .map(|(i, v)| match v {
             None => Ok(f64::NAN),
             Some(s) if is_missing_token(s) => Ok(f64::NAN),
             Some(s) => parse_number(s).ok_or_else(|| (i, s.to_string())),
@@ -635,22 +665,76 @@ fn parse_number(s: &str) -> Option<f64> {
     })
 }
 
-/// Encodes text cells as level indices, levels sorted by their bytes.
-fn categorical(name: &str, texts: &[Option<String>]) -> (FeatureSpec, Vec<f64>) {
-    let levels: Vec<String> = texts
-        .iter()
+/// Encodes a text column as level indices, levels sorted by their bytes.
+fn categorical(
+    ctx: &Ctx<'_>,
+    name: &str,
+    text: &Column,
+) -> Result<(FeatureSpec, Vec<f64>), DataError> {
+    let levels: Vec<String> = ctx
+        .cells(name, text)?
         .flatten()
         .filter(|s| !is_missing_token(s))
-        .map(String::as_str)
         .collect::<BTreeSet<&str>>()
         .into_iter()
         .map(str::to_string)
         .collect();
     let index: HashMap<&str, f64> =
         levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as f64)).collect();
-    let cells = texts
-        .iter()
-        .map(|v| v.as_deref().and_then(|s| index.get(s).copied()).unwrap_or(f64::NAN))
+    let cells = ctx
+        .cells(name, text)?
+        .map(|v| v.and_then(|s| index.get(s).copied()).unwrap_or(f64::NAN))
         .collect();
-    (FeatureSpec::categorical(name, levels), cells)
+    Ok((FeatureSpec::categorical(name, levels), cells))
+}
+
+/// The multiply-rotate hash of rustc (`FxHasher`) with a final mix: much faster than SipHash
+/// on millions of short ids; hash flooding is no concern for a party's own files.
+#[derive(Default)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply only carries entropy upwards; mix it into the low bits too, which the
+        // hash table uses to pick buckets (murmur3's `fmix64`).
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
