@@ -1551,27 +1551,9 @@ mod tests {
         (Array2::from_shape_vec((ys.len(), d), xs).unwrap(), Array1::from(ys))
     }
 
-    /// AUC by the rank-sum (Mann–Whitney) formula with average ranks for ties.
+    /// AUC from the metrics module (Mann–Whitney with average ranks for ties).
     fn auc(score: &Array1<f64>, y: &Array1<f64>) -> f64 {
-        let mut idx: Vec<usize> = (0..score.len()).collect();
-        idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
-        let mut ranks = vec![0.0; idx.len()];
-        let mut i = 0;
-        while i < idx.len() {
-            let mut j = i;
-            while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-                j += 1;
-            }
-            let avg = (i + j) as f64 / 2.0 + 1.0;
-            for k in i..=j {
-                ranks[idx[k]] = avg;
-            }
-            i = j + 1;
-        }
-        let n1 = y.iter().filter(|v| **v == 1.0).count() as f64;
-        let n0 = y.len() as f64 - n1;
-        let r1: f64 = ranks.iter().zip(y).filter(|(_, y)| **y == 1.0).map(|(r, _)| r).sum();
-        (r1 - n1 * (n1 + 1.0) / 2.0) / (n1 * n0)
+        crate::metrics::auc(&score.to_vec(), &y.to_vec()).unwrap()
     }
 
     #[test]

@@ -438,28 +438,9 @@ mod tests {
         Dataset::new(Features::new(specs, x).unwrap(), y).unwrap()
     }
 
-    /// AUC by the rank formula (Mann–Whitney U), with average ranks for ties.
+    /// AUC from the metrics module (Mann–Whitney with average ranks for ties).
     fn auc(score: &[f64], label: &[f64]) -> f64 {
-        let mut idx: Vec<usize> = (0..score.len()).collect();
-        idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
-        let mut rank_sum_pos = 0.0;
-        let mut i = 0;
-        while i < idx.len() {
-            let mut j = i;
-            while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-                j += 1;
-            }
-            let avg_rank = (i + j) as f64 / 2.0 + 1.0;
-            for &k in &idx[i..=j] {
-                if label[k] == 1.0 {
-                    rank_sum_pos += avg_rank;
-                }
-            }
-            i = j + 1;
-        }
-        let n_pos = label.iter().filter(|&&v| v == 1.0).count() as f64;
-        let n_neg = label.len() as f64 - n_pos;
-        (rank_sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+        crate::metrics::auc(score, label).unwrap()
     }
 
     #[test]
