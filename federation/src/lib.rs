@@ -10,10 +10,16 @@
 //!   al., CCS 2020) as a coordinator and a participant state machine, with restarts on
 //!   early dropouts and an in-memory driver for tests.
 //!
-//! Horizontal LR/GBDT and the vertical protocols (PSI, vertical LR, SecureBoost,
-//! federated inference) follow in later issues.
+//! - [`job`]: the job spec (`job.toml`) every party sees.
+//! - [`horizontal`]: the horizontal trainers (coordinator side) and participants, whose
+//!   every exchange is a secure sum.
+//!
+//! The vertical protocols (PSI, vertical LR, SecureBoost, federated inference) follow in
+//! later issues.
 
+pub mod horizontal;
 pub mod ids;
+pub mod job;
 pub mod secagg;
 pub mod strategy;
 

@@ -1,0 +1,255 @@
+//! Horizontal training: several banks hold the same columns about different enterprises and
+//! train one model, with every exchange a secure sum (Bonawitz et al., CCS 2017).
+//!
+//! The coordinator runs a [`Trainer`]: it asks for one [`Request::Aggregate`] at a time, the
+//! runtime runs a secure-aggregation round in which every party contributes
+//! [`Participant::contribute`] for the request's [`Task`], and the trainer absorbs the decoded
+//! sum. The trainer never sees one bank's contribution, only sums; a participant never sees
+//! another bank's anything. Both sides are sans-IO and serializable: the coordinator stores the
+//! trainer after every absorbed sum ([`Trainer::checkpoint`]) and resumes from it after a crash,
+//! and a task carries everything a participant needs, so a restarted participant answers the
+//! next task without any state of its own.
+//!
+//! Algorithms: [`bench`] (seeded random vectors, for `fedcredit bench secagg`).
+
+pub mod bench;
+
+use std::collections::BTreeMap;
+
+use fedcredit_models::{Dataset, ModelError};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::PartyId;
+use crate::job::JobSpec;
+
+/// Why training cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A model kernel refused its input.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The job spec cannot be used for this algorithm.
+    #[error("job spec: {0}")]
+    Spec(String),
+    /// A task or sum does not fit the state (wrong length, unexpected task, corrupt checkpoint).
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The party's data does not fit the job (names the column or the reason).
+    #[error("data: {0}")]
+    Data(String),
+}
+
+/// The model a job trains, with its hyper-parameters (`[model]` in `job.toml`, `kind = …`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSpec {
+    /// Secure sums of seeded random vectors: measures the runtime, trains nothing.
+    SecaggBench(bench::BenchSpec),
+}
+
+impl ModelSpec {
+    /// Checks ranges; `Err((key, reason))` names the key inside `[model]`.
+    ///
+    /// # Errors
+    /// The first out-of-range key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match self {
+            ModelSpec::SecaggBench(s) => s.validate(),
+        }
+    }
+
+    /// Whether participants need their table for this model.
+    pub fn needs_data(&self) -> bool {
+        !matches!(self, ModelSpec::SecaggBench(_))
+    }
+
+    /// The model kind as written in `job.toml`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelSpec::SecaggBench(_) => "secagg_bench",
+        }
+    }
+}
+
+/// What a party computes for one secure-aggregation round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// A seeded random vector ([`bench::bench_vector`]).
+    BenchVector(bench::BenchTask),
+}
+
+/// One secure sum the trainer needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// What each party computes.
+    pub task: Task,
+    /// Elements of each party's vector.
+    pub vector_len: usize,
+    /// Every element is clipped to `[-clip, clip]` before encoding; the trainer sets it so
+    /// that no honest contribution is clipped.
+    pub clip: f64,
+    /// For people: "tree 3, level 2".
+    pub what: String,
+}
+
+/// A finished training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The model artifact as JSON (`fedcredit_models::artifact`), absent for benchmarks.
+    pub artifact_json: Option<String>,
+    /// Federated validation metrics (`auc`, `ks`, `log_loss`, …) and run figures.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// What the trainer asks for next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Run one secure-aggregation round for this task.
+    Aggregate(Aggregate),
+    /// Training is over.
+    Finished(Box<Outcome>),
+}
+
+/// Where training stands, for progress bars and `fedcredit jobs show`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Stage: "binning", "tree 12/100", "epoch 3/20", ….
+    pub stage: String,
+    /// Units of work done and in all (trees, rounds, …).
+    pub done: u64,
+    /// Total units of work.
+    pub total: u64,
+    /// Latest training loss, if the algorithm knows it.
+    pub loss: Option<f64>,
+    /// Latest federated validation AUC.
+    pub valid_auc: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum State {
+    Bench(bench::BenchTrainer),
+}
+
+/// The coordinator's side of a horizontal job. Serializable: see [`Trainer::checkpoint`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trainer {
+    spec: JobSpec,
+    state: State,
+}
+
+impl Trainer {
+    /// Starts training a job.
+    ///
+    /// # Errors
+    /// [`TrainError::Spec`] when the spec does not suit the algorithm.
+    pub fn new(spec: &JobSpec) -> Result<Self, TrainError> {
+        spec.validate().map_err(|e| TrainError::Spec(e.to_string()))?;
+        let state = match &spec.model {
+            ModelSpec::SecaggBench(b) => State::Bench(bench::BenchTrainer::new(b)),
+        };
+        Ok(Self { spec: spec.clone(), state })
+    }
+
+    /// The job's spec.
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    /// The next secure sum needed, or the outcome. Asking again before [`Trainer::absorb`]
+    /// returns the same request.
+    ///
+    /// # Errors
+    /// [`TrainError`] when the algorithm cannot go on (e.g. a kernel refused the sums).
+    pub fn next(&mut self) -> Result<Request, TrainError> {
+        match &mut self.state {
+            State::Bench(t) => t.next(),
+        }
+    }
+
+    /// Takes the decoded secure sum for the last request; `contributors` are the parties whose
+    /// vectors are in it.
+    ///
+    /// # Errors
+    /// [`TrainError::Protocol`] when the sum does not fit the request.
+    pub fn absorb(&mut self, sum: &[f64], contributors: &[PartyId]) -> Result<(), TrainError> {
+        match &mut self.state {
+            State::Bench(t) => t.absorb(sum, contributors),
+        }
+    }
+
+    /// Where training stands.
+    pub fn progress(&self) -> Progress {
+        match &self.state {
+            State::Bench(t) => t.progress(),
+        }
+    }
+
+    /// The whole trainer state; [`Trainer::restore`] continues from it.
+    pub fn checkpoint(&self) -> Vec<u8> {
+        // The state holds only numbers, strings and model structs: serializing cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A trainer saved with [`Trainer::checkpoint`].
+    ///
+    /// # Errors
+    /// [`TrainError::Protocol`] on bytes that are not a checkpoint.
+    pub fn restore(bytes: &[u8]) -> Result<Self, TrainError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| TrainError::Protocol(format!("checkpoint cannot be read: {e}")))
+    }
+}
+
+/// A party's side of a horizontal job: its own rows, split into training and validation.
+#[derive(Debug)]
+pub struct Participant {
+    me: PartyId,
+    spec: JobSpec,
+    #[allow(dead_code)]
+    train: Option<Dataset>,
+    #[allow(dead_code)]
+    valid: Option<Dataset>,
+}
+
+impl Participant {
+    /// A party with its training rows and (optionally) validation rows, already checked
+    /// against the job's columns. Benchmark jobs take no data (`train = None`).
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] when the model needs data and there is none.
+    pub fn new(
+        me: PartyId,
+        spec: &JobSpec,
+        train: Option<Dataset>,
+        valid: Option<Dataset>,
+    ) -> Result<Self, TrainError> {
+        if spec.model.needs_data() && train.is_none() {
+            return Err(TrainError::Data(format!("{} has no training rows for the job", me)));
+        }
+        Ok(Self { me, spec: spec.clone(), train, valid })
+    }
+
+    /// This party.
+    pub fn me(&self) -> &PartyId {
+        &self.me
+    }
+
+    /// The vector this party puts into the secure sum for `task`.
+    ///
+    /// # Errors
+    /// [`TrainError::Protocol`] when the task does not belong to the job's model.
+    pub fn contribute(&mut self, task: &Task) -> Result<Vec<f64>, TrainError> {
+        match (task, &self.spec.model) {
+            (Task::BenchVector(t), ModelSpec::SecaggBench(_)) => {
+                Ok(bench::bench_vector(t.seed, &self.me, t.round, t.dim))
+            }
+            #[allow(unreachable_patterns)]
+            (task, model) => Err(TrainError::Protocol(format!(
+                "task {task:?} does not belong to a {} job",
+                model.kind()
+            ))),
+        }
+    }
+}
