@@ -82,7 +82,7 @@ impl BenchTrainer {
         Self { spec: *spec, done: 0, max_abs_error: 0.0, contributors_min: None }
     }
 
-    pub(crate) fn next(&mut self) -> Result<Request, TrainError> {
+    pub(crate) fn next_request(&mut self) -> Result<Request, TrainError> {
         if self.done >= self.spec.rounds {
             let mut metrics = std::collections::BTreeMap::new();
             metrics.insert("rounds".into(), self.done as f64);
@@ -160,13 +160,13 @@ mod tests {
         let spec = BenchSpec { dim: 4, rounds: 1, seed: 7 };
         let mut t = BenchTrainer::new(&spec);
         let parties = [PartyId("a".into()), PartyId("b".into())];
-        assert!(matches!(t.next().unwrap(), Request::Aggregate(_)));
+        assert!(matches!(t.next_request().unwrap(), Request::Aggregate(_)));
         let mut sum = bench_vector(7, &parties[0], 0, 4);
         for (s, v) in sum.iter_mut().zip(bench_vector(7, &parties[1], 0, 4)) {
             *s += v + 1e-9;
         }
         t.absorb(&sum, &parties).unwrap();
-        let Request::Finished(out) = t.next().unwrap() else { panic!("not finished") };
+        let Request::Finished(out) = t.next_request().unwrap() else { panic!("not finished") };
         assert!(out.metrics["max_abs_error"] < 2e-9 && out.metrics["max_abs_error"] > 0.0);
         assert!(t.absorb(&[0.0], &parties).is_err());
     }

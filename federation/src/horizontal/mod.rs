@@ -162,9 +162,9 @@ impl Trainer {
     ///
     /// # Errors
     /// [`TrainError`] when the algorithm cannot go on (e.g. a kernel refused the sums).
-    pub fn next(&mut self) -> Result<Request, TrainError> {
+    pub fn next_request(&mut self) -> Result<Request, TrainError> {
         match &mut self.state {
-            State::Bench(t) => t.next(),
+            State::Bench(t) => t.next_request(),
         }
     }
 
