@@ -16,7 +16,7 @@ pub mod bench;
 
 use std::collections::BTreeMap;
 
-use fedcredit_models::{Dataset, ModelError};
+use fedcredit_models::{Dataset, FeatureSpec, ModelError};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::PartyId;
@@ -136,25 +136,32 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trainer {
     spec: JobSpec,
+    features: Vec<FeatureSpec>,
     state: State,
 }
 
 impl Trainer {
-    /// Starts training a job.
+    /// Starts training a job on columns `features` (every party's table has them, with the
+    /// same kinds and categorical levels: the runtime checks the parties' schemas first).
     ///
     /// # Errors
     /// [`TrainError::Spec`] when the spec does not suit the algorithm.
-    pub fn new(spec: &JobSpec) -> Result<Self, TrainError> {
+    pub fn new(spec: &JobSpec, features: Vec<FeatureSpec>) -> Result<Self, TrainError> {
         spec.validate().map_err(|e| TrainError::Spec(e.to_string()))?;
         let state = match &spec.model {
             ModelSpec::SecaggBench(b) => State::Bench(bench::BenchTrainer::new(b)),
         };
-        Ok(Self { spec: spec.clone(), state })
+        Ok(Self { spec: spec.clone(), features, state })
     }
 
     /// The job's spec.
     pub fn spec(&self) -> &JobSpec {
         &self.spec
+    }
+
+    /// The columns the model reads.
+    pub fn features(&self) -> &[FeatureSpec] {
+        &self.features
     }
 
     /// The next secure sum needed, or the outcome. Asking again before [`Trainer::absorb`]
