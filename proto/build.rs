@@ -1,7 +1,12 @@
 //! Compiles the `.proto` files with protox (pure Rust, no system `protoc`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/fedcredit/v1/common.proto"];
+    let files = [
+        "proto/fedcredit/v1/common.proto",
+        "proto/fedcredit/v1/secagg.proto",
+        "proto/fedcredit/v1/federation.proto",
+        "proto/fedcredit/v1/control.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -10,20 +10,28 @@ pub mod pb {
     tonic::include_proto!("fedcredit.v1");
 }
 
+pub mod convert;
+
 impl pb::Ack {
     /// An accepted message.
     pub fn accepted() -> Self {
-        Self { outcome: pb::ack::Outcome::Accepted as i32, reason: String::new() }
+        Self { outcome: pb::ack::Outcome::Accepted as i32, reason: String::new(), seq: 0 }
     }
 
     /// A rejected message, with the reason the sender will see.
     pub fn rejected(reason: impl Into<String>) -> Self {
-        Self { outcome: pb::ack::Outcome::Rejected as i32, reason: reason.into() }
+        Self { outcome: pb::ack::Outcome::Rejected as i32, reason: reason.into(), seq: 0 }
+    }
+
+    /// The same answer for the stream message numbered `seq`.
+    pub fn for_seq(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
     }
 
     /// A message that arrived after its round closed.
     pub fn too_late(reason: impl Into<String>) -> Self {
-        Self { outcome: pb::ack::Outcome::TooLate as i32, reason: reason.into() }
+        Self { outcome: pb::ack::Outcome::TooLate as i32, reason: reason.into(), seq: 0 }
     }
 }
 
