@@ -1,12 +1,181 @@
-//! The fedcredit coordinator.
+//! The fedcredit coordinator: registry of parties, job queue and round driver, persistence
+//! in an embedded SQLite database, model registry, and the control API.
 //!
-//! It will hold the party registry, the job scheduler and round driver, persistence
-//! in an embedded database, the model registry and the scoring endpoint. It never
-//! sees a row of data: it relays ciphertexts and sees only aggregates.
+//! It never sees a row of data: it relays sealed share bundles it cannot open, sees masked
+//! vectors and only the unmasked *sums* of the parties' contributions (Bonawitz et al.,
+//! CCS 2017). Every message it receives is recorded in the audit log (who, what kind, how
+//! large, when, and the answer), never its content.
 //!
-//! This first version holds the configuration ([`config`]); the gRPC server follows
-//! in the federation-runtime issue.
+//! - [`config`]: `coordinator.toml`.
+//! - [`store`]: jobs, rounds with checkpoints, models and the audit log in SQLite.
+//! - [`registry`]: connected parties and their bounded outbound queues.
+//! - [`driver`]: one task per job, running secure-aggregation rounds for the trainer.
+//! - [`service`]: the participants' stream (`Federation.Participate`).
+//! - [`control`]: the operator API (`Control`).
+//! - [`server`]: binds it all to a socket with mutual TLS and shuts down gracefully.
 
 pub mod config;
+pub mod control;
+pub mod driver;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod store;
 
 pub use config::{CoordinatorConfig, TlsPaths};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use fedcredit_federation::JobId;
+use fedcredit_federation::job::JobSpec;
+use fedcredit_proto::pb;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::JobInput;
+use crate::registry::Registry;
+use crate::store::{JobRecord, Store};
+
+/// Inputs queued per job before the party's stream reader waits.
+const JOB_INBOX: usize = 1024;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A running job's handles.
+#[derive(Debug)]
+pub(crate) struct JobHandle {
+    pub inbox: mpsc::Sender<JobInput>,
+    pub cancel: CancellationToken,
+    pub info: watch::Sender<pb::JobInfo>,
+}
+
+/// State shared by the services and the job tasks.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: CoordinatorConfig,
+    /// The database.
+    pub store: Store,
+    /// Connected parties.
+    pub registry: Registry,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+    jobs: Mutex<HashMap<JobId, JobHandle>>,
+}
+
+/// The job's info for the control API.
+pub(crate) fn job_info(r: &JobRecord, status: &str) -> pb::JobInfo {
+    let spec = JobSpec::from_json(&r.spec_json).ok();
+    pb::JobInfo {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        state: r.state.as_str().to_string(),
+        model_kind: spec.as_ref().map(|s| s.model.kind().to_string()).unwrap_or_default(),
+        parties: spec.map(|s| s.parties.into_iter().map(|p| p.0).collect()).unwrap_or_default(),
+        rounds_done: r.rounds_done,
+        progress_json: r.progress_json.clone().unwrap_or_default(),
+        error: r.error.clone().unwrap_or_default(),
+        created_ms: r.created_ms,
+        updated_ms: r.updated_ms,
+        model_id: r.model_id.clone().unwrap_or_default(),
+        metrics_json: r.metrics_json.clone().unwrap_or_default(),
+        status: status.to_string(),
+    }
+}
+
+impl Shared {
+    /// Shared state over an opened store.
+    pub fn new(config: CoordinatorConfig, store: Store) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            store,
+            registry: Registry::new(),
+            shutdown: CancellationToken::new(),
+            jobs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, JobHandle>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The inbox of a running job.
+    pub(crate) fn inbox(&self, job: &JobId) -> Option<mpsc::Sender<JobInput>> {
+        self.jobs().get(job).map(|h| h.inbox.clone())
+    }
+
+    /// Follows a running job's info; `None` when it is not running.
+    pub(crate) fn watch(&self, job: &JobId) -> Option<watch::Receiver<pb::JobInfo>> {
+        self.jobs().get(job).map(|h| h.info.subscribe())
+    }
+
+    /// Cancels a running job; false when it is not running.
+    pub(crate) fn cancel(&self, job: &JobId) -> bool {
+        self.jobs().get(job).map(|h| h.cancel.cancel()).is_some()
+    }
+
+    /// Starts the task of job `record` (queued or resumed).
+    pub(crate) fn start_job(self: &Arc<Self>, record: &JobRecord) -> Result<(), String> {
+        let spec = JobSpec::from_json(&record.spec_json)
+            .map_err(|e| format!("job {}: stored spec unreadable: {e}", record.id))?;
+        let job = JobId(record.id.clone());
+        let (tx, rx) = mpsc::channel(JOB_INBOX);
+        let cancel = CancellationToken::new();
+        let (info, _) = watch::channel(job_info(record, "starting"));
+        {
+            let mut jobs = self.jobs();
+            if jobs.contains_key(&job) {
+                return Err(format!("job {job} is already running"));
+            }
+            jobs.insert(job.clone(), JobHandle { inbox: tx, cancel: cancel.clone(), info });
+        }
+        tokio::spawn(driver::run_job(self.clone(), job, spec, rx, cancel));
+        Ok(())
+    }
+
+    pub(crate) fn forget_job(&self, job: &JobId) {
+        self.jobs().remove(job);
+    }
+
+    fn update_info(&self, job: &JobId, f: impl FnOnce(&mut pb::JobInfo)) {
+        if let Some(h) = self.jobs().get(job) {
+            h.info.send_modify(f);
+        }
+    }
+
+    /// Publishes what a job is doing now.
+    pub(crate) fn publish_status(&self, job: &JobId, status: String) {
+        self.update_info(job, |i| {
+            if i.status != status {
+                i.status = status;
+            }
+        });
+    }
+
+    /// Publishes a completed round.
+    pub(crate) fn publish_progress(&self, job: &JobId, rounds_done: u64, progress_json: &str, what: &str) {
+        self.update_info(job, |i| {
+            i.rounds_done = rounds_done;
+            i.progress_json = progress_json.to_string();
+            i.status = format!("done: {what}");
+            i.updated_ms = now_ms();
+        });
+    }
+
+    /// Re-reads the job from the store and publishes it (state changes).
+    pub(crate) fn publish_refresh(&self, job: &JobId) {
+        if let Ok(Some(r)) = self.store.job(&job.0) {
+            self.update_info(job, |i| {
+                let status = std::mem::take(&mut i.status);
+                *i = job_info(&r, &status);
+            });
+        }
+    }
+}

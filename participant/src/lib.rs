@@ -1,7 +1,14 @@
 //! The fedcredit participant daemon.
 //!
-//! Runs next to an institution's own data, connects out to the coordinator (no
-//! inbound port), loads its table through `fedcredit-datasets`, executes its role
-//! and sends only masked or encrypted values, never rows.
+//! Runs next to an institution's own data, connects out to the coordinator (it needs no
+//! inbound port), loads its table through `fedcredit-datasets`, checks it against each job,
+//! executes its role and sends only masked or encrypted values, never rows.
 //!
-//! The daemon itself arrives with the federation-runtime issue.
+//! - [`config`]: `participant.toml`.
+//! - [`daemon`]: the connection loop, job offers and secure-aggregation rounds.
+
+pub mod config;
+pub mod daemon;
+
+pub use config::ParticipantConfig;
+pub use daemon::Daemon;

@@ -1,0 +1,152 @@
+//! The parties connected right now: one outbound queue per party, and a broadcast of
+//! connections and disconnections for the job runners.
+//!
+//! A party has at most one session; a new connection replaces the old one (the old stream
+//! ends). Queues are bounded: a party that does not read its stream for
+//! [`SEND_TIMEOUT`] is disconnected rather than letting the coordinator's memory grow.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fedcredit_federation::PartyId;
+use fedcredit_proto::pb;
+use tokio::sync::{broadcast, mpsc};
+
+/// Messages queued per party before `send` waits.
+pub const QUEUE: usize = 256;
+/// How long `send` waits on a full queue before dropping the session.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A connection or disconnection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartyEvent {
+    /// The party (re)connected.
+    Connected(PartyId),
+    /// The party's stream ended.
+    Disconnected(PartyId),
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    tx: mpsc::Sender<pb::CoordinatorMessage>,
+}
+
+/// Connected parties.
+#[derive(Debug)]
+pub struct Registry {
+    sessions: Mutex<HashMap<PartyId, Session>>,
+    next_id: Mutex<u64>,
+    events: broadcast::Sender<PartyEvent>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self { sessions: Mutex::new(HashMap::new()), next_id: Mutex::new(1), events }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PartyId, Session>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts
+        // and removes), so a poisoned lock is still usable.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a session for `party`, replacing any older one; returns its id and queue.
+    pub fn connect(&self, party: &PartyId) -> (u64, mpsc::Receiver<pb::CoordinatorMessage>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let id = {
+            let mut n = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            *n
+        };
+        self.lock().insert(party.clone(), Session { id, tx });
+        let _ = self.events.send(PartyEvent::Connected(party.clone()));
+        (id, rx)
+    }
+
+    /// Ends session `id` of `party` (no-op if a newer session replaced it).
+    pub fn disconnect(&self, party: &PartyId, id: u64) {
+        let removed = {
+            let mut s = self.lock();
+            if s.get(party).is_some_and(|x| x.id == id) {
+                s.remove(party);
+                true
+            } else {
+                false
+            }
+        };
+        if removed {
+            let _ = self.events.send(PartyEvent::Disconnected(party.clone()));
+        }
+    }
+
+    /// Whether `party` has a session.
+    pub fn is_connected(&self, party: &PartyId) -> bool {
+        self.lock().contains_key(party)
+    }
+
+    /// Connected parties, sorted.
+    pub fn connected(&self) -> Vec<PartyId> {
+        let mut v: Vec<PartyId> = self.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Subscribes to connections and disconnections.
+    pub fn subscribe(&self) -> broadcast::Receiver<PartyEvent> {
+        self.events.subscribe()
+    }
+
+    /// Queues `msg` for `party`. Returns false when the party is not connected or its queue
+    /// stayed full for [`SEND_TIMEOUT`] (the session is then dropped).
+    pub async fn send(&self, party: &PartyId, msg: pb::CoordinatorMessage) -> bool {
+        let Some((id, tx)) = self.lock().get(party).map(|s| (s.id, s.tx.clone())) else {
+            return false;
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, tx.send(msg)).await {
+            Ok(Ok(())) => true,
+            _ => {
+                tracing::warn!(%party, "outbound queue full or closed; dropping the session");
+                self.disconnect(party, id);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PartyId {
+        PartyId(s.into())
+    }
+
+    #[tokio::test]
+    async fn newer_session_replaces_older_and_events_follow() {
+        let r = Registry::new();
+        let mut ev = r.subscribe();
+        let (id1, _rx1) = r.connect(&p("a"));
+        let (id2, mut rx2) = r.connect(&p("a"));
+        assert_ne!(id1, id2);
+        r.disconnect(&p("a"), id1); // stale: ignored
+        assert!(r.is_connected(&p("a")));
+        assert!(r.send(&p("a"), pb::CoordinatorMessage::default()).await);
+        assert!(rx2.recv().await.is_some());
+        r.disconnect(&p("a"), id2);
+        assert!(!r.is_connected(&p("a")));
+        assert!(!r.send(&p("a"), pb::CoordinatorMessage::default()).await);
+        assert_eq!(ev.recv().await.unwrap(), PartyEvent::Connected(p("a")));
+        assert_eq!(ev.recv().await.unwrap(), PartyEvent::Connected(p("a")));
+        assert_eq!(ev.recv().await.unwrap(), PartyEvent::Disconnected(p("a")));
+    }
+}

@@ -1,0 +1,235 @@
+//! `Federation.Participate`: each participant's long-lived stream.
+//!
+//! The party's identity is the common name of its verified client certificate (mutual TLS);
+//! its `Hello` must name the same party. Only a coordinator started with `insecure = true`
+//! takes the name from the `Hello`. No message carries a sender: everything read from the
+//! stream is attributed to the authenticated party, so a party can act only as itself. Every
+//! message is answered with an `Ack`; messages that fail to decode are rejected with the
+//! field that is wrong and change nothing.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedcredit_federation::{JobId, PartyId};
+use fedcredit_proto::convert::client_from_wire;
+use fedcredit_proto::pb;
+use fedcredit_transport::stream::{Inbound, Outbound};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::driver::JobInput;
+use crate::store::AuditEntry;
+use crate::{Shared, now_ms};
+
+/// How long a new stream may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The participants' service.
+#[derive(Debug, Clone)]
+pub struct FederationService {
+    shared: Arc<Shared>,
+}
+
+impl FederationService {
+    /// The service over shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorFrame, Status>> + Send>>;
+
+fn coordinator_msg(body: pb::coordinator_message::Body) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage { body: Some(body) }
+}
+
+async fn next_message(
+    stream: &mut Streaming<pb::ParticipantFrame>,
+    inbound: &mut Inbound,
+) -> Result<Option<(pb::ParticipantMessage, usize)>, Status> {
+    loop {
+        match stream.message().await? {
+            None => return Ok(None),
+            Some(frame) => match inbound.participant(frame) {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => continue,
+                Err(e) => return Err(Status::invalid_argument(e.to_string())),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::federation_server::Federation for FederationService {
+    type ParticipateStream = FrameStream;
+
+    async fn participate(
+        &self,
+        request: Request<Streaming<pb::ParticipantFrame>>,
+    ) -> Result<Response<Self::ParticipateStream>, Status> {
+        let cert_name = fedcredit_transport::tls::request_identity(&request);
+        if !self.shared.config.insecure && cert_name.is_none() {
+            return Err(Status::unauthenticated("a client certificate from the federation CA is required"));
+        }
+        let mut frames = request.into_inner();
+        let mut inbound = Inbound::new(self.shared.config.max_message_bytes);
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, next_message(&mut frames, &mut inbound))
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+        let Some((first, _)) = hello else {
+            return Err(Status::cancelled("stream closed before Hello"));
+        };
+        let Some(pb::participant_message::Body::Hello(hello)) = first.body else {
+            return Err(Status::failed_precondition("the first message must be a Hello"));
+        };
+        let party = match cert_name {
+            Some(cn) if cn != hello.party => {
+                return Err(Status::permission_denied(format!(
+                    "the certificate is for `{cn}` but Hello says `{}`",
+                    hello.party
+                )));
+            }
+            Some(cn) => cn,
+            None => hello.party.clone(),
+        };
+        fedcredit_transport::tls::validate_party_name(&party)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let party = PartyId(party);
+        let (session, mut queue) = self.shared.registry.connect(&party);
+        if let Err(e) = self.shared.store.touch_party(&party.0, now_ms()) {
+            warn!(error = %e, "cannot record the party");
+        }
+        info!(%party, version = %hello.version, "party connected");
+
+        // Writer: the party's queue → frames (chunked when large) → the response stream.
+        let (out_tx, out_rx) = mpsc::channel::<Result<pb::CoordinatorFrame, Status>>(16);
+        let welcome = coordinator_msg(pb::coordinator_message::Body::Welcome(pb::Welcome {
+            party: party.0.clone(),
+        }));
+        let ack = coordinator_msg(pb::coordinator_message::Body::Ack(pb::Ack::accepted().for_seq(first.seq)));
+        tokio::spawn(
+            async move {
+                let mut outbound = Outbound::new();
+                for m in [welcome, ack] {
+                    for f in outbound.coordinator(m).unwrap_or_default() {
+                        if out_tx.send(Ok(f)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                while let Some(m) = queue.recv().await {
+                    match outbound.coordinator(m) {
+                        Ok(fs) => {
+                            for f in fs {
+                                if out_tx.send(Ok(f)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "cannot frame a message"),
+                    }
+                }
+            }
+            .instrument(info_span!("writer", party = %party)),
+        );
+
+        // Reader: frames → messages → job inboxes.
+        let shared = self.shared.clone();
+        let reader_party = party.clone();
+        tokio::spawn(
+            async move {
+                let party = reader_party;
+                loop {
+                    let next = tokio::select! {
+                        n = next_message(&mut frames, &mut inbound) => n,
+                        _ = shared.shutdown.cancelled() => break,
+                    };
+                    match next {
+                        Ok(Some((msg, bytes))) => route(&shared, &party, msg, bytes).await,
+                        Ok(None) => break,
+                        Err(status) => {
+                            warn!(%status, "stream error");
+                            audit(&shared, &party, None, "frame", 0, &format!("stream ended: {}", status.message()));
+                            break;
+                        }
+                    }
+                }
+                shared.registry.disconnect(&party, session);
+                info!("party disconnected");
+            }
+            .instrument(info_span!("session", party = %party)),
+        );
+        let stream: FrameStream = Box::pin(ReceiverStream::new(out_rx).map(|x| x));
+        Ok(Response::new(stream))
+    }
+}
+
+fn audit(shared: &Shared, party: &PartyId, job: Option<&JobId>, kind: &str, bytes: usize, outcome: &str) {
+    let entry = AuditEntry {
+        at_ms: now_ms(),
+        job_id: job.map(|j| j.0.clone()),
+        round: None,
+        party: party.0.clone(),
+        direction: "in".into(),
+        kind: kind.into(),
+        bytes: bytes as u64,
+        outcome: outcome.into(),
+    };
+    if let Err(e) = shared.store.audit(&entry) {
+        warn!(error = %e, "audit log write failed");
+    }
+}
+
+async fn reply(shared: &Shared, party: &PartyId, ack: pb::Ack) {
+    shared.registry.send(party, coordinator_msg(pb::coordinator_message::Body::Ack(ack))).await;
+}
+
+/// Sends a message to its job's task, or answers it here when no job can take it.
+async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, bytes: usize) {
+    use pb::participant_message::Body;
+    let seq = msg.seq;
+    let (job, input, kind) = match msg.body {
+        None => {
+            audit(shared, party, None, "empty", bytes, "rejected: no body");
+            reply(shared, party, pb::Ack::rejected("message has no body").for_seq(seq)).await;
+            return;
+        }
+        Some(Body::Hello(_)) => {
+            reply(shared, party, pb::Ack::rejected("Hello was already received").for_seq(seq)).await;
+            return;
+        }
+        Some(Body::JobReply(reply)) => {
+            (JobId(reply.job_id.clone()), JobInput::Reply { party: party.clone(), seq, reply }, "job_reply")
+        }
+        Some(Body::Secagg(wire)) => match client_from_wire(wire) {
+            Ok(m) => (m.header().job.clone(), JobInput::SecAgg { party: party.clone(), seq, msg: m, bytes }, "secagg"),
+            Err(e) => {
+                audit(shared, party, None, "secagg", bytes, &format!("rejected: {e}"));
+                reply(shared, party, pb::Ack::rejected(e.to_string()).for_seq(seq)).await;
+                return;
+            }
+        },
+        Some(Body::TaskFailed(t)) => {
+            let Some(h) = t.header else {
+                reply(shared, party, pb::Ack::rejected("malformed header: missing").for_seq(seq)).await;
+                return;
+            };
+            let header: fedcredit_federation::secagg::RoundHeader = h.into();
+            (header.job.clone(), JobInput::TaskFailed { party: party.clone(), seq, header, reason: t.reason }, "task_failed")
+        }
+    };
+    match shared.inbox(&job) {
+        Some(inbox) => {
+            if inbox.send(input).await.is_err() {
+                reply(shared, party, pb::Ack::too_late(format!("job {job} has ended")).for_seq(seq)).await;
+            }
+        }
+        None => {
+            audit(shared, party, Some(&job), kind, bytes, "too late: job not running");
+            reply(shared, party, pb::Ack::too_late(format!("job {job} is not running")).for_seq(seq)).await;
+        }
+    }
+}
