@@ -1,0 +1,22 @@
+//! fedcredit transport: the pieces of the gRPC runtime that do not depend on the protocol.
+//!
+//! - [`tls`]: a private certificate authority for one federation, mutual-TLS configuration for
+//!   tonic (RFC 8446 TLS 1.3 with client certificates, X.509 profile of RFC 5280), and the peer
+//!   identity (subject common name) that binds every message to a party.
+//! - [`frame`]: chunking of large protobuf payloads into bounded frames for bidi streams, and
+//!   their reassembly with limits.
+//! - [`backoff`]: exponential reconnect backoff with jitter, after gRPC's connection-backoff
+//!   specification.
+//!
+//! No polars, no models: the coordinator links this crate.
+
+pub mod backoff;
+pub mod frame;
+pub mod tls;
+
+pub use backoff::Backoff;
+pub use frame::{Chunk, Chunker, FrameError, Reassembler};
+pub use tls::{
+    CertPaths, TlsFiles, TransportError, add_party, client_tls, init_certs, peer_name,
+    request_identity, server_tls, validate_party_name,
+};
