@@ -25,6 +25,8 @@ use fedcredit_proto::pb;
 use fedcredit_transport::backoff::Backoff;
 use fedcredit_transport::stream::{Inbound, MAX_FRAME, Outbound};
 use fedcredit_transport::tls::client_tls;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -136,7 +138,8 @@ impl Daemon {
             Duration::from_millis(200),
             Duration::from_secs(self.config.max_backoff_secs),
             2.0,
-            rand::rng(),
+            0.2,
+            ChaCha8Rng::from_rng(&mut rand::rng()),
         )
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
         let mut jobs: HashMap<String, JobState> = HashMap::new();
@@ -161,7 +164,7 @@ impl Daemon {
     async fn session(
         &self,
         jobs: &mut HashMap<String, JobState>,
-        backoff: &mut Backoff<rand::rngs::ThreadRng>,
+        backoff: &mut Backoff<ChaCha8Rng>,
     ) -> Result<(), SessionError> {
         let channel = self.channel().await?;
         let mut client = pb::federation_client::FederationClient::new(channel)

@@ -5,6 +5,7 @@
 //!   identity (subject common name) that binds every message to a party.
 //! - [`frame`]: chunking of large protobuf payloads into bounded frames for bidi streams, and
 //!   their reassembly with limits.
+//! - [`stream`]: participant-stream messages as frames (whole, or chunked when large).
 //! - [`backoff`]: exponential reconnect backoff with jitter, after gRPC's connection-backoff
 //!   specification.
 //!
@@ -12,6 +13,7 @@
 
 pub mod backoff;
 pub mod frame;
+pub mod stream;
 pub mod tls;
 
 pub use backoff::Backoff;
