@@ -8,5 +8,7 @@
 //! in the federation-runtime issue.
 
 pub mod config;
+pub mod store;
 
 pub use config::{CoordinatorConfig, TlsPaths};
+pub use store::{Store, StoreError};
