@@ -16,7 +16,7 @@ pub mod frame;
 pub mod stream;
 pub mod tls;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, BackoffError};
 pub use frame::{Chunk, Chunker, FrameError, Reassembler};
 pub use tls::{
     CertPaths, TlsFiles, TransportError, add_party, client_tls, init_certs, peer_name,

@@ -1,0 +1,291 @@
+use super::*;
+
+fn new_job(id: &str, created_ms: i64) -> NewJob {
+    NewJob {
+        id: id.into(),
+        name: format!("{id}-name"),
+        spec_json: format!("{{\"job\":\"{id}\"}}"),
+        created_ms,
+    }
+}
+
+fn round(job: &str, r: u32) -> RoundRecord {
+    RoundRecord {
+        job_id: job.into(),
+        round: r,
+        attempts: 1 + r % 2,
+        contributors_json: "[\"bank\",\"tax\"]".into(),
+        dropped_json: "[]".into(),
+        started_ms: 1000 + i64::from(r) * 10,
+        finished_ms: 1005 + i64::from(r) * 10,
+        what: "gradient".into(),
+    }
+}
+
+fn model(id: &str, job: &str, created_ms: i64) -> ModelRecord {
+    ModelRecord {
+        id: id.into(),
+        job_id: job.into(),
+        created_ms,
+        kind: "logistic".into(),
+        artifact_json: "{\"weights\":[0.5]}".into(),
+        metrics_json: "{\"auc\":0.8}".into(),
+    }
+}
+
+fn entry(job: Option<&str>, party: &str, direction: Direction, bytes: u64) -> AuditEntry {
+    AuditEntry {
+        seq: None,
+        at_ms: 77,
+        job_id: job.map(str::to_owned),
+        round: job.map(|_| 3),
+        party: party.into(),
+        direction,
+        kind: "masked_input".into(),
+        bytes,
+        outcome: "accepted".into(),
+    }
+}
+
+#[test]
+fn jobs_round_trip_and_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    assert!(store.path().ends_with(DB_FILE));
+    store.insert_job(&new_job("j1", 10)).unwrap();
+    let job = store.job("j1").unwrap().unwrap();
+    assert_eq!(
+        job,
+        JobRecord {
+            id: "j1".into(),
+            name: "j1-name".into(),
+            spec_json: "{\"job\":\"j1\"}".into(),
+            state: JobState::Queued,
+            created_ms: 10,
+            updated_ms: 10,
+            error: None,
+            rounds_done: 0,
+            checkpoint: None,
+            progress_json: None,
+            metrics_json: None,
+            model_id: None,
+        }
+    );
+    assert_eq!(store.job("nope").unwrap(), None);
+
+    store.set_job_state("j1", JobState::Failed, Some("party bank dropped"), 20).unwrap();
+    let job = store.job("j1").unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.error.as_deref(), job.updated_ms),
+        (JobState::Failed, Some("party bank dropped"), 20)
+    );
+    store.set_job_state("j1", JobState::Running, None, 30).unwrap();
+    assert_eq!(store.job("j1").unwrap().unwrap().error, None);
+
+    let err = store.set_job_state("ghost", JobState::Running, None, 1).unwrap_err();
+    assert!(matches!(&err, StoreError::UnknownJob { job_id, .. } if job_id == "ghost"), "{err}");
+    assert!(err.to_string().contains("ghost"));
+
+    let err = store.insert_job(&new_job("j1", 11)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("insert job") && msg.contains("jobs") && msg.contains("j1"), "{msg}");
+
+    for s in ["queued", "running", "succeeded", "failed", "cancelled"] {
+        assert_eq!(s.parse::<JobState>().unwrap().as_str(), s);
+    }
+    assert!("paused".parse::<JobState>().is_err());
+}
+
+#[test]
+fn job_listings_are_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Inserted out of time order, with a tie on created_ms broken by insertion order.
+    for (id, t) in [("b", 20), ("a", 10), ("d", 40), ("c", 20), ("e", 50)] {
+        store.insert_job(&new_job(id, t)).unwrap();
+    }
+    let ids = |jobs: Vec<JobRecord>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.jobs().unwrap()), vec!["e", "d", "c", "b", "a"]);
+    store.set_job_state("d", JobState::Running, None, 60).unwrap();
+    store.set_job_state("a", JobState::Succeeded, None, 60).unwrap();
+    store.set_job_state("e", JobState::Cancelled, Some("by operator"), 60).unwrap();
+    assert_eq!(ids(store.unfinished_jobs().unwrap()), vec!["b", "c", "d"]);
+}
+
+#[test]
+fn complete_round_stores_round_and_checkpoint_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.insert_job(&new_job("j", 1)).unwrap();
+    store.complete_round(&round("j", 0), b"ckpt-0", "{\"loss\":0.6}").unwrap();
+    store.complete_round(&round("j", 1), b"ckpt-1", "{\"loss\":0.5}").unwrap();
+    let job = store.job("j").unwrap().unwrap();
+    assert_eq!(job.rounds_done, 2);
+    assert_eq!(job.checkpoint.as_deref(), Some(&b"ckpt-1"[..]));
+    assert_eq!(job.progress_json.as_deref(), Some("{\"loss\":0.5}"));
+    assert_eq!(job.updated_ms, round("j", 1).finished_ms);
+    assert_eq!(store.rounds("j").unwrap(), vec![round("j", 0), round("j", 1)]);
+
+    // A duplicate round fails and leaves the job exactly as it was.
+    let err = store.complete_round(&round("j", 1), b"ckpt-bad", "{\"loss\":9}").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("complete round") && msg.contains("rounds") && msg.contains("\"j\""),
+        "{msg}"
+    );
+    assert_eq!(store.job("j").unwrap().unwrap(), job);
+    assert_eq!(store.rounds("j").unwrap().len(), 2);
+
+    // An unknown job is an error naming it, and nothing is written.
+    let err = store.complete_round(&round("ghost", 0), b"x", "{}").unwrap_err();
+    assert!(matches!(&err, StoreError::UnknownJob { job_id, .. } if job_id == "ghost"), "{err}");
+    assert!(store.rounds("ghost").unwrap().is_empty());
+}
+
+#[test]
+fn finish_job_inserts_model_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.insert_job(&new_job("j1", 1)).unwrap();
+    store.insert_job(&new_job("j2", 2)).unwrap();
+    store.insert_job(&new_job("j3", 3)).unwrap();
+    store.set_job_state("j1", JobState::Running, Some("transient"), 4).unwrap();
+    store.finish_job("j1", Some(&model("m1", "j1", 5)), "{\"auc\":0.81}", 6).unwrap();
+    let job = store.job("j1").unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.error, None);
+    assert_eq!(job.model_id.as_deref(), Some("m1"));
+    assert_eq!(job.metrics_json.as_deref(), Some("{\"auc\":0.81}"));
+    assert_eq!(store.model("m1").unwrap(), Some(model("m1", "j1", 5)));
+    assert_eq!(store.model("m9").unwrap(), None);
+
+    // A benchmark job may finish without a model.
+    store.finish_job("j2", None, "{}", 7).unwrap();
+    assert_eq!(store.job("j2").unwrap().unwrap().model_id, None);
+
+    // A duplicate model id fails: j3 stays queued, no second model.
+    let err = store.finish_job("j3", Some(&model("m1", "j3", 8)), "{}", 8).unwrap_err();
+    assert!(err.to_string().contains("models") && err.to_string().contains("j3"), "{err}");
+    assert_eq!(store.job("j3").unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(store.models().unwrap().len(), 1);
+
+    // Unknown job: the model insert is rolled back (foreign key or missing row).
+    assert!(store.finish_job("ghost", Some(&model("m2", "ghost", 9)), "{}", 9).is_err());
+    assert!(store.finish_job("ghost", None, "{}", 9).is_err());
+    assert_eq!(store.model("m2").unwrap(), None);
+
+    store.finish_job("j3", Some(&model("m3", "j3", 10)), "{}", 10).unwrap();
+    let ids: Vec<_> = store.models().unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec!["m3", "m1"]);
+}
+
+#[test]
+fn audit_and_parties() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let s1 = store.audit(&entry(Some("j1"), "bank", Direction::In, 1234)).unwrap();
+    let s2 = store.audit(&entry(None, "operator", Direction::Out, 0)).unwrap();
+    let s3 =
+        store.audit(&entry(Some("j1"), "tax", Direction::Out, u64::from(u32::MAX) * 4)).unwrap();
+    assert!(s1 < s2 && s2 < s3);
+    let all = store.audit_log(None, 10).unwrap();
+    assert_eq!(all.iter().map(|e| e.seq.unwrap()).collect::<Vec<_>>(), vec![s3, s2, s1]);
+    let mut want = entry(Some("j1"), "bank", Direction::In, 1234);
+    want.seq = Some(s1);
+    assert_eq!(all[2], want);
+    let j1 = store.audit_log(Some("j1"), 10).unwrap();
+    assert_eq!(j1.iter().map(|e| e.party.as_str()).collect::<Vec<_>>(), vec!["tax", "bank"]);
+    assert_eq!(store.audit_log(Some("j1"), 1).unwrap().len(), 1);
+    assert!(store.audit_log(Some("other"), 10).unwrap().is_empty());
+    let err = store.audit(&entry(None, "bank", Direction::In, u64::MAX)).unwrap_err();
+    assert!(matches!(err, StoreError::OutOfRange { .. }), "{err}");
+
+    store.touch_party("bank", 100).unwrap();
+    store.touch_party("tax", 150).unwrap();
+    store.touch_party("bank", 200).unwrap();
+    store.touch_party("bank", 50).unwrap();
+    assert_eq!(
+        store.parties().unwrap(),
+        vec![
+            PartyRecord { name: "bank".into(), first_seen_ms: 50, last_seen_ms: 200 },
+            PartyRecord { name: "tax".into(), first_seen_ms: 150, last_seen_ms: 150 },
+        ]
+    );
+}
+
+#[test]
+fn reopen_finds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_job(&new_job("j1", 1)).unwrap();
+        store.insert_job(&new_job("j2", 2)).unwrap();
+        store.complete_round(&round("j1", 0), &[0, 1, 2, 255], "{\"r\":0}").unwrap();
+        store.finish_job("j1", Some(&model("m1", "j1", 3)), "{}", 4).unwrap();
+        store.set_job_state("j2", JobState::Running, None, 5).unwrap();
+        store.complete_round(&round("j2", 0), b"j2-ckpt", "{}").unwrap();
+        store.audit(&entry(Some("j1"), "bank", Direction::In, 9)).unwrap();
+        store.touch_party("bank", 10).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let j1 = store.job("j1").unwrap().unwrap();
+    assert_eq!((j1.state, j1.rounds_done), (JobState::Succeeded, 1));
+    assert_eq!(j1.checkpoint.as_deref(), Some(&[0u8, 1, 2, 255][..]));
+    assert_eq!(store.rounds("j1").unwrap(), vec![round("j1", 0)]);
+    assert_eq!(store.model("m1").unwrap(), Some(model("m1", "j1", 3)));
+    let unfinished = store.unfinished_jobs().unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].checkpoint.as_deref(), Some(&b"j2-ckpt"[..]));
+    assert_eq!(store.audit_log(None, 5).unwrap().len(), 1);
+    assert_eq!(store.parties().unwrap().len(), 1);
+
+    // The pragmas hold on the reopened connection.
+    let conn = store.conn();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    assert_eq!(fk, 1);
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NewerSchema { found, supported, .. }
+            if *found == SCHEMA_VERSION + 1 && *supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(DB_FILE) && msg.contains("newer"), "{msg}");
+}
+
+#[test]
+fn store_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+    store.insert_job(&new_job("j", 1)).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    store.audit(&entry(Some("j"), &format!("p{t}"), Direction::In, i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(store.audit_log(Some("j"), 1000).unwrap().len(), 100);
+}
