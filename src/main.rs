@@ -10,6 +10,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fedcredit_benches::accuracy::{self, AccuracyConfig, ModelName};
 
+mod ops;
+
 /// Federated credit-risk modelling: train joint credit models across a bank, a tax
 /// bureau and a trading platform without moving their rows.
 #[derive(Debug, Parser)]
@@ -33,12 +35,32 @@ enum Command {
     /// Work with data files: generate the synthetic ecosystem, inspect a table.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Provision the federation's certificate authority and certificates.
+    #[command(subcommand)]
+    Certs(ops::CertsCommand),
+    /// Run the coordinator.
+    #[command(subcommand)]
+    Coordinator(ops::CoordinatorCommand),
+    /// Run a participant daemon next to this institution's data.
+    #[command(subcommand)]
+    Participant(ops::ParticipantCommand),
+    /// Submit a training job (job.toml) and follow it with a live progress bar.
+    Train(ops::TrainArgs),
+    /// List, inspect, cancel and resume jobs.
+    #[command(subcommand)]
+    Jobs(ops::JobsCommand),
+    /// List, inspect and export trained models.
+    #[command(subcommand)]
+    Models(ops::ModelsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Train logistic, scorecard and GBDT centralized and on each file alone; report AUC, KS, log loss.
     Accuracy(AccuracyArgs),
+    /// Time secure-aggregation rounds over gRPC between separate processes on loopback,
+    /// beside plaintext aggregation of the same vectors.
+    Secagg(ops::SecaggBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -148,7 +170,14 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo(args) => demo(args),
         Command::Bench(BenchCommand::Accuracy(args)) => bench_accuracy(args),
+        Command::Bench(BenchCommand::Secagg(args)) => ops::bench_secagg(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
+        Command::Certs(c) => ops::certs(c),
+        Command::Coordinator(c) => ops::coordinator(c),
+        Command::Participant(c) => ops::participant(c),
+        Command::Train(a) => ops::train(a),
+        Command::Jobs(c) => ops::jobs(c),
+        Command::Models(c) => ops::models(c),
     }
 }
 

@@ -62,7 +62,8 @@ pub struct CoordinatorConfig {
     /// Plain-text transport, for explicit local experiments only.
     #[serde(default)]
     pub insecure: bool,
-    /// Seconds a round phase may wait for its participants.
+    /// Seconds a round phase waits for its participants, unless the job sets
+    /// `phase_timeout_secs`.
     #[serde(default = "default_round_timeout")]
     pub round_timeout_secs: u64,
     /// Largest message accepted from a party, in bytes.
@@ -71,7 +72,7 @@ pub struct CoordinatorConfig {
 }
 
 fn default_round_timeout() -> u64 {
-    120
+    30
 }
 
 fn default_max_message() -> usize {
@@ -134,7 +135,7 @@ key = "certs/coordinator.key"
     fn parses_with_defaults() {
         let cfg = CoordinatorConfig::from_toml(GOOD, Path::new("c.toml")).unwrap();
         assert_eq!(cfg.listen.port(), 7443);
-        assert_eq!(cfg.round_timeout_secs, 120);
+        assert_eq!(cfg.round_timeout_secs, 30);
         assert!(!cfg.insecure);
     }
 

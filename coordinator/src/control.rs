@@ -69,12 +69,20 @@ type InfoStream = Pin<Box<dyn Stream<Item = Result<pb::JobInfo, Status>> + Send>
 
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
-    async fn submit_job(&self, req: Request<pb::SubmitJobRequest>) -> Result<Response<pb::JobInfo>, Status> {
+    async fn submit_job(
+        &self,
+        req: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::JobInfo>, Status> {
         self.authorize(&req)?;
         let spec = JobSpec::from_toml(&req.get_ref().spec_toml)
             .map_err(|e| Status::invalid_argument(format!("job spec: {e}")))?;
         let id = new_job_id();
-        let record = NewJob { id: id.clone(), name: spec.name.clone(), spec_json: spec.to_json(), created_ms: now_ms() };
+        let record = NewJob {
+            id: id.clone(),
+            name: spec.name.clone(),
+            spec_json: spec.to_json(),
+            created_ms: now_ms(),
+        };
         self.shared.store.insert_job(&record).map_err(internal)?;
         let stored = self.shared.store.job(&id).map_err(internal)?.ok_or_else(|| not_found(&id))?;
         self.shared.start_job(&stored).map_err(Status::internal)?;
@@ -82,13 +90,20 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(self.job(&id)?))
     }
 
-    async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
         self.authorize(&req)?;
         let jobs = self.shared.store.jobs().map_err(internal)?;
         let jobs = jobs
             .iter()
             .map(|r| {
-                let status = self.shared.watch(&JobId(r.id.clone())).map(|w| w.borrow().status.clone()).unwrap_or_default();
+                let status = self
+                    .shared
+                    .watch(&JobId(r.id.clone()))
+                    .map(|w| w.borrow().status.clone())
+                    .unwrap_or_default();
                 job_info(r, &status)
             })
             .collect();
@@ -105,7 +120,10 @@ impl pb::control_server::Control for ControlService {
         let id = req.get_ref().id.clone();
         let info = self.job(&id)?;
         if !self.shared.cancel(&JobId(id.clone())) {
-            return Err(Status::failed_precondition(format!("job `{id}` is {}, not running", info.state)));
+            return Err(Status::failed_precondition(format!(
+                "job `{id}` is {}, not running",
+                info.state
+            )));
         }
         // The job task records the cancellation; wait briefly so the answer shows it.
         for _ in 0..50 {
@@ -135,7 +153,10 @@ impl pb::control_server::Control for ControlService {
 
     type WatchJobStream = InfoStream;
 
-    async fn watch_job(&self, req: Request<pb::JobRef>) -> Result<Response<Self::WatchJobStream>, Status> {
+    async fn watch_job(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
         self.authorize(&req)?;
         let id = req.get_ref().id.clone();
         let first = self.job(&id)?;
@@ -164,16 +185,19 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn list_rounds(&self, req: Request<pb::JobRef>) -> Result<Response<pb::ListRoundsResponse>, Status> {
+    async fn list_rounds(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<pb::ListRoundsResponse>, Status> {
         self.authorize(&req)?;
         let rounds = self.shared.store.rounds(&req.get_ref().id).map_err(internal)?;
         let rounds = rounds
             .into_iter()
             .map(|r| pb::RoundInfo {
-                round: r.round,
+                round: u64::from(r.round),
                 attempts: r.attempts,
-                contributors: r.contributors,
-                dropped: r.dropped,
+                contributors: serde_json::from_str(&r.contributors_json).unwrap_or_default(),
+                dropped: serde_json::from_str(&r.dropped_json).unwrap_or_default(),
                 started_ms: r.started_ms,
                 finished_ms: r.finished_ms,
                 what: r.what,
@@ -182,7 +206,10 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(pb::ListRoundsResponse { rounds }))
     }
 
-    async fn list_models(&self, req: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
         self.authorize(&req)?;
         let models = self.shared.store.models().map_err(internal)?;
         let models = models
@@ -199,7 +226,10 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
 
-    async fn get_model(&self, req: Request<pb::ModelRef>) -> Result<Response<pb::ModelInfo>, Status> {
+    async fn get_model(
+        &self,
+        req: Request<pb::ModelRef>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
         self.authorize(&req)?;
         let id = &req.get_ref().id;
         let m = self
@@ -218,7 +248,10 @@ impl pb::control_server::Control for ControlService {
         }))
     }
 
-    async fn list_parties(&self, req: Request<pb::ListPartiesRequest>) -> Result<Response<pb::ListPartiesResponse>, Status> {
+    async fn list_parties(
+        &self,
+        req: Request<pb::ListPartiesRequest>,
+    ) -> Result<Response<pb::ListPartiesResponse>, Status> {
         self.authorize(&req)?;
         let connected = self.shared.registry.connected();
         let known = self.shared.store.parties().map_err(internal)?;
@@ -233,7 +266,10 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(pb::ListPartiesResponse { parties }))
     }
 
-    async fn get_audit(&self, req: Request<pb::GetAuditRequest>) -> Result<Response<pb::GetAuditResponse>, Status> {
+    async fn get_audit(
+        &self,
+        req: Request<pb::GetAuditRequest>,
+    ) -> Result<Response<pb::GetAuditResponse>, Status> {
         self.authorize(&req)?;
         let r = req.get_ref();
         let job = (!r.job_id.is_empty()).then_some(r.job_id.as_str());
@@ -244,9 +280,9 @@ impl pb::control_server::Control for ControlService {
             .map(|e| pb::AuditEntry {
                 at_ms: e.at_ms,
                 job_id: e.job_id.unwrap_or_default(),
-                round: e.round.unwrap_or_default(),
+                round: e.round.map(u64::from).unwrap_or_default(),
                 party: e.party,
-                direction: e.direction,
+                direction: e.direction.as_str().to_string(),
                 kind: e.kind,
                 bytes: e.bytes,
                 outcome: e.outcome,

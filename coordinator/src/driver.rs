@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use fedcredit_federation::horizontal::{Aggregate, Outcome, Request, Task, Trainer};
 use fedcredit_federation::job::JobSpec;
 use fedcredit_federation::secagg::{
-    ClientMessage, RoundHeader, SecAggConfig, SecAggOutput, SecAggRoundError, SecAggServer,
-    ServerMessage, ServerStep,
+    ClientMessage, RoundHeader, RoundSetup, SecAggConfig, SecAggOutput, SecAggRoundError,
+    SecAggServer, ServerMessage, ServerStep,
 };
 use fedcredit_federation::{JobId, PartyId, RoundId};
 use fedcredit_models::{FeatureKind, FeatureSpec};
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::registry::PartyEvent;
-use crate::store::{AuditEntry, ModelRecord, RoundRecord};
+use crate::store::{AuditEntry, Direction, ModelRecord, RoundRecord};
 use crate::{Shared, now_ms};
 
 /// What a party sent that concerns a job.
@@ -124,6 +124,12 @@ impl Runner {
         }
     }
 
+    fn phase_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.spec.phase_timeout_secs.unwrap_or(self.shared.config.round_timeout_secs),
+        )
+    }
+
     fn in_job(&self, p: &PartyId) -> bool {
         self.spec.parties.contains(p)
     }
@@ -137,13 +143,22 @@ impl Runner {
         self.shared.registry.send(party, msg).await;
     }
 
-    fn audit(&self, party: &PartyId, round: Option<u64>, dir: &str, kind: &str, bytes: usize, outcome: &str) {
+    fn audit(
+        &self,
+        party: &PartyId,
+        round: Option<u64>,
+        dir: Direction,
+        kind: &str,
+        bytes: usize,
+        outcome: &str,
+    ) {
         let entry = AuditEntry {
+            seq: None,
             at_ms: now_ms(),
             job_id: Some(self.job.0.clone()),
-            round,
+            round: round.and_then(|r| u32::try_from(r).ok()),
             party: party.0.clone(),
-            direction: dir.into(),
+            direction: dir,
             kind: kind.into(),
             bytes: bytes as u64,
             outcome: outcome.into(),
@@ -155,11 +170,10 @@ impl Runner {
 
     async fn offer(&self, party: &PartyId) {
         let offer = pb::JobOffer { job_id: self.job.0.clone(), spec_json: self.spec.to_json() };
-        let msg = pb::CoordinatorMessage {
-            body: Some(pb::coordinator_message::Body::JobOffer(offer)),
-        };
+        let msg =
+            pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::JobOffer(offer)) };
         if self.shared.registry.send(party, msg).await {
-            self.audit(party, None, "out", "job_offer", 0, "sent");
+            self.audit(party, None, Direction::Out, "job_offer", 0, "sent");
         }
     }
 
@@ -168,11 +182,23 @@ impl Runner {
         match input {
             JobInput::Reply { party, seq, reply } => {
                 if !self.in_job(&party) {
-                    self.ack(&party, pb::Ack::rejected(format!("{party} is not in job {}", self.job)).for_seq(seq)).await;
+                    self.ack(
+                        &party,
+                        pb::Ack::rejected(format!("{party} is not in job {}", self.job))
+                            .for_seq(seq),
+                    )
+                    .await;
                     return Ok(());
                 }
                 self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
-                self.audit(&party, None, "in", "job_reply", 0, if reply.accepted { "accepted" } else { "declined" });
+                self.audit(
+                    &party,
+                    None,
+                    Direction::In,
+                    "job_reply",
+                    0,
+                    if reply.accepted { "accepted" } else { "declined" },
+                );
                 if !reply.accepted {
                     return Err(failed(format!("{party} declined the job: {}", reply.reason)));
                 }
@@ -181,12 +207,24 @@ impl Runner {
                 self.ready.insert(party, schema);
             }
             JobInput::SecAgg { party, seq, msg, bytes } => {
-                self.audit(&party, Some(msg.header().round.0), "in", "secagg", bytes, "too late: no round open");
-                self.ack(&party, pb::Ack::too_late(format!("{} is not open", msg.header())).for_seq(seq)).await;
+                self.audit(
+                    &party,
+                    Some(msg.header().round.0),
+                    Direction::In,
+                    "secagg",
+                    bytes,
+                    "too late: no round open",
+                );
+                self.ack(
+                    &party,
+                    pb::Ack::too_late(format!("{} is not open", msg.header())).for_seq(seq),
+                )
+                .await;
             }
             JobInput::TaskFailed { party, seq, header, reason } => {
                 warn!(%party, round = %header.round, %reason, "task failed outside a round");
-                self.ack(&party, pb::Ack::too_late(format!("{header} is not open")).for_seq(seq)).await;
+                self.ack(&party, pb::Ack::too_late(format!("{header} is not open")).for_seq(seq))
+                    .await;
             }
         }
         Ok(())
@@ -225,8 +263,13 @@ impl Runner {
     }
 
     /// Waits until `want` parties are ready, or until `deadline` with at least `need`.
-    async fn gather(&mut self, want: usize, need: usize, deadline: Instant) -> Result<(), JobError> {
-        let give_up = deadline + Duration::from_secs(self.spec.phase_timeout_secs * 10);
+    async fn gather(
+        &mut self,
+        want: usize,
+        need: usize,
+        deadline: Instant,
+    ) -> Result<(), JobError> {
+        let give_up = deadline + self.phase_timeout() * 10;
         loop {
             self.check_stop()?;
             let ready = self.ready.len();
@@ -277,7 +320,9 @@ impl Runner {
         };
         for (p, s) in it {
             if s != schema {
-                let names = |s: &[FeatureSpec]| s.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ");
+                let names = |s: &[FeatureSpec]| {
+                    s.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ")
+                };
                 return Err(failed(format!(
                     "{p}'s columns differ from {first}'s: [{}] vs [{}] (names, order, kinds and categorical levels must match)",
                     names(s),
@@ -301,7 +346,7 @@ impl Runner {
                 self.offer(&p).await;
             }
         }
-        let timeout = Duration::from_secs(self.spec.phase_timeout_secs);
+        let timeout = self.phase_timeout();
         let all = self.spec.parties.len();
         let need = self.spec.min_parties();
         self.gather(all, need, Instant::now() + timeout * 2).await?;
@@ -317,7 +362,7 @@ impl Runner {
             }
             _ => Trainer::new(&self.spec, features).map_err(|e| failed(e.to_string()))?,
         };
-        let mut round = record.rounds_done;
+        let mut round = u64::from(record.rounds_done);
         loop {
             self.check_stop()?;
             match trainer.next_request().map_err(|e| failed(e.to_string()))? {
@@ -333,10 +378,10 @@ impl Runner {
                     let progress = trainer.progress();
                     let rec = RoundRecord {
                         job_id: self.job.0.clone(),
-                        round,
+                        round: u32::try_from(round).map_err(|_| failed("too many rounds"))?,
                         attempts,
-                        contributors: out.contributors.iter().map(|p| p.0.clone()).collect(),
-                        dropped: out.dropped.iter().map(|p| p.0.clone()).collect(),
+                        contributors_json: names_json(&out.contributors),
+                        dropped_json: names_json(&out.dropped),
                         started_ms: started,
                         finished_ms: now_ms(),
                         what: agg.what.clone(),
@@ -354,7 +399,11 @@ impl Runner {
     }
 
     /// One round: attempts until a sum, a restart without the early dropouts each time.
-    async fn run_round(&mut self, round: u64, agg: &Aggregate) -> Result<(SecAggOutput, u32), JobError> {
+    async fn run_round(
+        &mut self,
+        round: u64,
+        agg: &Aggregate,
+    ) -> Result<(SecAggOutput, u32), JobError> {
         let config = SecAggConfig {
             vector_len: agg.vector_len,
             clip: agg.clip,
@@ -365,15 +414,29 @@ impl Runner {
         let task_json = serde_json::to_string(&agg.task).map_err(|e| failed(e.to_string()))?;
         let roster: Vec<PartyId> = self.ready.keys().cloned().collect();
         let header = RoundHeader { job: self.job.clone(), round: RoundId(round), attempt: 0 };
+        if self.spec.model.plaintext() {
+            return self
+                .run_plaintext_round(header, config, roster, task_json)
+                .await
+                .map(|o| (o, 1));
+        }
         let (mut server, mut setups) = SecAggServer::new(header, config, &roster)
             .map_err(|e| failed(format!("round {round}: {e}")))?;
         let mut attempts = 1u32;
         loop {
             self.gone.clear();
-            self.status(format!("{} (attempt {attempts}, {} parties)", agg.what, server.roster().len()));
+            self.status(format!(
+                "{} (attempt {attempts}, {} parties)",
+                agg.what,
+                server.roster().len()
+            ));
             for (p, m) in setups.drain(..) {
                 if let ServerMessage::Setup(s) = m {
-                    let start = pb::RoundStart { setup: Some((&s).into()), task_json: task_json.clone() };
+                    let start = pb::RoundStart {
+                        setup: Some((&s).into()),
+                        task_json: task_json.clone(),
+                        plaintext: false,
+                    };
                     let msg = pb::CoordinatorMessage {
                         body: Some(pb::coordinator_message::Body::RoundStart(start)),
                     };
@@ -386,7 +449,9 @@ impl Runner {
                 Ok(out) => return Ok((out, attempts)),
                 Err(why) => {
                     let live = server.live_parties().len();
-                    if live < self.spec.min_parties().max(2) || attempts >= 2 + self.spec.parties.len() as u32 {
+                    if live < self.spec.min_parties().max(2)
+                        || attempts >= 2 + self.spec.parties.len() as u32
+                    {
                         return Err(failed(format!(
                             "round {round} ({}) failed: {why}; {live} parties left, the job needs {}",
                             agg.what,
@@ -394,13 +459,91 @@ impl Runner {
                         )));
                     }
                     warn!(%why, live, "restarting the round");
-                    let (s, m) = server.retry().map_err(|e| failed(format!("round {round}: {e}")))?;
+                    let (s, m) =
+                        server.retry().map_err(|e| failed(format!("round {round}: {e}")))?;
                     server = s;
                     setups = m;
                     attempts += 1;
                 }
             }
         }
+    }
+
+    /// The benchmark baseline: the same round over the same transport, vectors unmasked.
+    async fn run_plaintext_round(
+        &mut self,
+        header: RoundHeader,
+        config: SecAggConfig,
+        roster: Vec<PartyId>,
+        task_json: String,
+    ) -> Result<SecAggOutput, JobError> {
+        let fixed = config.fixed_point(roster.len()).map_err(|e| failed(e.to_string()))?;
+        let setup = RoundSetup { header: header.clone(), config, roster: roster.clone() };
+        self.gone.clear();
+        for p in &roster {
+            let start = pb::RoundStart {
+                setup: Some((&setup).into()),
+                task_json: task_json.clone(),
+                plaintext: true,
+            };
+            let msg = pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::RoundStart(start)),
+            };
+            if !self.shared.registry.send(p, msg).await {
+                self.gone.insert(p.clone());
+            }
+        }
+        let mut ring_sum = vec![0u64; config.vector_len];
+        let mut got: BTreeSet<PartyId> = BTreeSet::new();
+        let deadline = Instant::now() + self.phase_timeout();
+        while roster.iter().any(|p| !got.contains(p) && !self.gone.contains(p)) {
+            tokio::select! {
+                input = self.inbox.recv() => match input {
+                    None => return Err(JobError::Shutdown),
+                    Some(JobInput::SecAgg { party, seq, msg: ClientMessage::MaskedInput(m), bytes })
+                        if m.header == header && roster.contains(&party) && !got.contains(&party) =>
+                    {
+                        if m.masked.len() != config.vector_len {
+                            self.ack(&party, pb::Ack::rejected("wrong vector length").for_seq(seq)).await;
+                            continue;
+                        }
+                        for (s, v) in ring_sum.iter_mut().zip(&m.masked) {
+                            *s = fixed.add(*s, *v);
+                        }
+                        self.audit(&party, Some(header.round.0), Direction::In, "plaintext", bytes, "accepted");
+                        self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
+                        got.insert(party);
+                    }
+                    Some(JobInput::SecAgg { party, seq, .. }) => {
+                        self.ack(&party, pb::Ack::rejected("not expected in a plaintext round").for_seq(seq)).await;
+                    }
+                    Some(JobInput::TaskFailed { party, seq, .. }) => {
+                        self.gone.insert(party.clone());
+                        self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
+                    }
+                    Some(other) => self.handle_aside(other).await?,
+                },
+                ev = self.events.recv() => self.handle_event(ev).await,
+                _ = tokio::time::sleep_until(deadline.into()) => break,
+                _ = self.cancel.cancelled() => return Err(JobError::Cancelled),
+                _ = self.shared.shutdown.cancelled() => return Err(JobError::Shutdown),
+            }
+        }
+        if got.len() < 2 {
+            return Err(failed(format!("{header}: only {} vectors arrived", got.len())));
+        }
+        let contributors: Vec<PartyId> =
+            roster.iter().filter(|p| got.contains(*p)).cloned().collect();
+        let dropped = roster.iter().filter(|p| !got.contains(*p)).cloned().collect();
+        Ok(SecAggOutput {
+            header,
+            sum: fixed.decode_vec(&ring_sum),
+            ring_sum,
+            fixed,
+            error_bound: fixed.sum_error_bound(contributors.len()),
+            contributors,
+            dropped,
+        })
     }
 
     /// Drives one attempt through its phases. `Ok(Err(why))` = the attempt ended without a
@@ -410,7 +553,7 @@ impl Runner {
         server: &mut SecAggServer,
         _task: &Task,
     ) -> Result<Result<SecAggOutput, String>, JobError> {
-        let timeout = Duration::from_secs(self.spec.phase_timeout_secs);
+        let timeout = self.phase_timeout();
         let round = server.header().round.0;
         loop {
             let deadline = Instant::now() + timeout;
@@ -432,7 +575,7 @@ impl Runner {
                                 }
                                 Err(e) => (pb::Ack::rejected(e.to_string()), format!("rejected: {e}")),
                             };
-                            self.audit(&party, Some(round), "in", "secagg", bytes, &outcome);
+                            self.audit(&party, Some(round), Direction::In, "secagg", bytes, &outcome);
                             self.ack(&party, ack.for_seq(seq)).await;
                         }
                         Some(JobInput::TaskFailed { party, seq, header, reason }) => {
@@ -467,7 +610,10 @@ impl Runner {
                 }
                 Ok(ServerStep::Restart(r)) => {
                     let names: Vec<String> = r.excluded.iter().map(|p| p.0.clone()).collect();
-                    return Ok(Err(format!("no answer in phase {phase} from {}", names.join(", "))));
+                    return Ok(Err(format!(
+                        "no answer in phase {phase} from {}",
+                        names.join(", ")
+                    )));
                 }
                 Ok(ServerStep::Done(out)) => return Ok(Ok(out)),
                 Err(e) => return Ok(Err(e.to_string())),
@@ -500,7 +646,9 @@ pub(crate) async fn run_job(
 ) {
     let span = info_span!("job", job = %job);
     async move {
-        if let Err(e) = shared.store.set_job_state(&job.0, crate::store::JobState::Running, None, now_ms()) {
+        if let Err(e) =
+            shared.store.set_job_state(&job.0, crate::store::JobState::Running, None, now_ms())
+        {
             warn!(error = %e, "cannot mark the job running");
         }
         shared.publish_refresh(&job);
@@ -510,7 +658,12 @@ pub(crate) async fn run_job(
             Ok(outcome) => match finish(&shared, &job, &spec, &outcome) {
                 Ok(()) => ("succeeded", String::new()),
                 Err(e) => {
-                    let _ = shared.store.set_job_state(&job.0, crate::store::JobState::Failed, Some(&e), now_ms());
+                    let _ = shared.store.set_job_state(
+                        &job.0,
+                        crate::store::JobState::Failed,
+                        Some(&e),
+                        now_ms(),
+                    );
                     ("failed", e)
                 }
             },
@@ -520,19 +673,31 @@ pub(crate) async fn run_job(
                 return;
             }
             Err(JobError::Cancelled) => {
-                let _ = shared.store.set_job_state(&job.0, crate::store::JobState::Cancelled, Some("cancelled by the operator"), now_ms());
+                let _ = shared.store.set_job_state(
+                    &job.0,
+                    crate::store::JobState::Cancelled,
+                    Some("cancelled by the operator"),
+                    now_ms(),
+                );
                 ("cancelled", "cancelled by the operator".to_string())
             }
             Err(JobError::Failed(e)) => {
                 warn!(error = %e, "job failed");
-                let _ = shared.store.set_job_state(&job.0, crate::store::JobState::Failed, Some(&e), now_ms());
+                let _ = shared.store.set_job_state(
+                    &job.0,
+                    crate::store::JobState::Failed,
+                    Some(&e),
+                    now_ms(),
+                );
                 ("failed", e)
             }
         };
         info!(state, "job ended");
         for p in &spec.parties {
-            let end = pb::JobEnded { job_id: job.0.clone(), state: state.into(), reason: reason.clone() };
-            let msg = pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::JobEnded(end)) };
+            let end =
+                pb::JobEnded { job_id: job.0.clone(), state: state.into(), reason: reason.clone() };
+            let msg =
+                pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::JobEnded(end)) };
             shared.registry.send(p, msg).await;
         }
         shared.publish_refresh(&job);
@@ -556,4 +721,9 @@ fn finish(shared: &Shared, job: &JobId, spec: &JobSpec, outcome: &Outcome) -> Re
         .store
         .finish_job(&job.0, model.as_ref(), &metrics_json, now_ms())
         .map_err(|e| e.to_string())
+}
+
+fn names_json(parties: &[PartyId]) -> String {
+    let names: Vec<&str> = parties.iter().map(|p| p.0.as_str()).collect();
+    serde_json::to_string(&names).unwrap_or_default()
 }

@@ -6,13 +6,13 @@
 //! CCS 2017). Every message it receives is recorded in the audit log (who, what kind, how
 //! large, when, and the answer), never its content.
 //!
-//! - [`config`]: `coordinator.toml`.
-//! - [`store`]: jobs, rounds with checkpoints, models and the audit log in SQLite.
-//! - [`registry`]: connected parties and their bounded outbound queues.
-//! - [`driver`]: one task per job, running secure-aggregation rounds for the trainer.
-//! - [`service`]: the participants' stream (`Federation.Participate`).
-//! - [`control`]: the operator API (`Control`).
-//! - [`server`]: binds it all to a socket with mutual TLS and shuts down gracefully.
+//! - [`config`] — `coordinator.toml`.
+//! - [`store`] — jobs, rounds with checkpoints, models and the audit log in SQLite.
+//! - [`registry`] — connected parties and their bounded outbound queues.
+//! - [`driver`] — one task per job, running secure-aggregation rounds for the trainer.
+//! - [`service`] — the participants' stream (`Federation.Participate`).
+//! - [`control`] — the operator API (`Control`).
+//! - [`server`] — binds it all to a socket with mutual TLS and shuts down gracefully.
 
 pub mod config;
 pub mod control;
@@ -79,7 +79,7 @@ pub(crate) fn job_info(r: &JobRecord, status: &str) -> pb::JobInfo {
         state: r.state.as_str().to_string(),
         model_kind: spec.as_ref().map(|s| s.model.kind().to_string()).unwrap_or_default(),
         parties: spec.map(|s| s.parties.into_iter().map(|p| p.0).collect()).unwrap_or_default(),
-        rounds_done: r.rounds_done,
+        rounds_done: u64::from(r.rounds_done),
         progress_json: r.progress_json.clone().unwrap_or_default(),
         error: r.error.clone().unwrap_or_default(),
         created_ms: r.created_ms,
@@ -160,7 +160,13 @@ impl Shared {
     }
 
     /// Publishes a completed round.
-    pub(crate) fn publish_progress(&self, job: &JobId, rounds_done: u64, progress_json: &str, what: &str) {
+    pub(crate) fn publish_progress(
+        &self,
+        job: &JobId,
+        rounds_done: u64,
+        progress_json: &str,
+        what: &str,
+    ) {
         self.update_info(job, |i| {
             i.rounds_done = rounds_done;
             i.progress_json = progress_json.to_string();

@@ -10,6 +10,7 @@ use fedcredit_proto::pb;
 use fedcredit_transport::stream::MAX_FRAME;
 use fedcredit_transport::tls::{TlsFiles, server_tls};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
@@ -62,14 +63,12 @@ impl Bound {
 /// # Errors
 /// [`ServeError`] naming the file or address.
 pub async fn bind(config: CoordinatorConfig) -> Result<Bound, ServeError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| {
-        crate::store::StoreError::Io { path: config.state_dir.clone(), source }
-    })?;
     let store = Store::open(&config.state_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let shared = Shared::new(config, store);
     Ok(Bound { addr, listener, shared })
 }
@@ -79,7 +78,10 @@ pub async fn bind(config: CoordinatorConfig) -> Result<Bound, ServeError> {
 ///
 /// # Errors
 /// [`ServeError`] when TLS cannot be loaded or the server fails.
-pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    bound: Bound,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let Bound { addr, listener, shared } = bound;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &shared.config.tls {
@@ -95,19 +97,28 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
     let max = shared.config.max_message_bytes.max(MAX_FRAME);
-    let federation = pb::federation_server::FederationServer::new(FederationService::new(shared.clone()))
-        .max_decoding_message_size(MAX_FRAME)
-        .max_encoding_message_size(MAX_FRAME);
+    let federation =
+        pb::federation_server::FederationServer::new(FederationService::new(shared.clone()))
+            .max_decoding_message_size(MAX_FRAME)
+            .max_encoding_message_size(MAX_FRAME);
     let control = pb::control_server::ControlServer::new(ControlService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     info!(%addr, tls = shared.config.tls.is_some(), "coordinator listening");
     let token = shared.shutdown.clone();
+    // Small protocol messages must not wait for delayed ACKs (Nagle): set TCP_NODELAY on every
+    // accepted socket (the builder's own setting does not reach a custom listener).
+    let incoming = TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
     builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(federation)
         .add_service(control)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             info!("shutting down");
             token.cancel();

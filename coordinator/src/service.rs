@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::driver::JobInput;
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Direction};
 use crate::{Shared, now_ms};
 
 /// How long a new stream may take to say hello.
@@ -72,7 +72,9 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<Self::ParticipateStream>, Status> {
         let cert_name = fedcredit_transport::tls::request_identity(&request);
         if !self.shared.config.insecure && cert_name.is_none() {
-            return Err(Status::unauthenticated("a client certificate from the federation CA is required"));
+            return Err(Status::unauthenticated(
+                "a client certificate from the federation CA is required",
+            ));
         }
         let mut frames = request.into_inner();
         let mut inbound = Inbound::new(self.shared.config.max_message_bytes);
@@ -109,7 +111,9 @@ impl pb::federation_server::Federation for FederationService {
         let welcome = coordinator_msg(pb::coordinator_message::Body::Welcome(pb::Welcome {
             party: party.0.clone(),
         }));
-        let ack = coordinator_msg(pb::coordinator_message::Body::Ack(pb::Ack::accepted().for_seq(first.seq)));
+        let ack = coordinator_msg(pb::coordinator_message::Body::Ack(
+            pb::Ack::accepted().for_seq(first.seq),
+        ));
         tokio::spawn(
             async move {
                 let mut outbound = Outbound::new();
@@ -152,7 +156,14 @@ impl pb::federation_server::Federation for FederationService {
                         Ok(None) => break,
                         Err(status) => {
                             warn!(%status, "stream error");
-                            audit(&shared, &party, None, "frame", 0, &format!("stream ended: {}", status.message()));
+                            audit(
+                                &shared,
+                                &party,
+                                None,
+                                "frame",
+                                0,
+                                &format!("stream ended: {}", status.message()),
+                            );
                             break;
                         }
                     }
@@ -167,13 +178,21 @@ impl pb::federation_server::Federation for FederationService {
     }
 }
 
-fn audit(shared: &Shared, party: &PartyId, job: Option<&JobId>, kind: &str, bytes: usize, outcome: &str) {
+fn audit(
+    shared: &Shared,
+    party: &PartyId,
+    job: Option<&JobId>,
+    kind: &str,
+    bytes: usize,
+    outcome: &str,
+) {
     let entry = AuditEntry {
+        seq: None,
         at_ms: now_ms(),
         job_id: job.map(|j| j.0.clone()),
         round: None,
         party: party.0.clone(),
-        direction: "in".into(),
+        direction: Direction::In,
         kind: kind.into(),
         bytes: bytes as u64,
         outcome: outcome.into(),
@@ -198,14 +217,21 @@ async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, by
             return;
         }
         Some(Body::Hello(_)) => {
-            reply(shared, party, pb::Ack::rejected("Hello was already received").for_seq(seq)).await;
+            reply(shared, party, pb::Ack::rejected("Hello was already received").for_seq(seq))
+                .await;
             return;
         }
-        Some(Body::JobReply(reply)) => {
-            (JobId(reply.job_id.clone()), JobInput::Reply { party: party.clone(), seq, reply }, "job_reply")
-        }
+        Some(Body::JobReply(reply)) => (
+            JobId(reply.job_id.clone()),
+            JobInput::Reply { party: party.clone(), seq, reply },
+            "job_reply",
+        ),
         Some(Body::Secagg(wire)) => match client_from_wire(wire) {
-            Ok(m) => (m.header().job.clone(), JobInput::SecAgg { party: party.clone(), seq, msg: m, bytes }, "secagg"),
+            Ok(m) => (
+                m.header().job.clone(),
+                JobInput::SecAgg { party: party.clone(), seq, msg: m, bytes },
+                "secagg",
+            ),
             Err(e) => {
                 audit(shared, party, None, "secagg", bytes, &format!("rejected: {e}"));
                 reply(shared, party, pb::Ack::rejected(e.to_string()).for_seq(seq)).await;
@@ -214,22 +240,37 @@ async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, by
         },
         Some(Body::TaskFailed(t)) => {
             let Some(h) = t.header else {
-                reply(shared, party, pb::Ack::rejected("malformed header: missing").for_seq(seq)).await;
+                reply(shared, party, pb::Ack::rejected("malformed header: missing").for_seq(seq))
+                    .await;
                 return;
             };
             let header: fedcredit_federation::secagg::RoundHeader = h.into();
-            (header.job.clone(), JobInput::TaskFailed { party: party.clone(), seq, header, reason: t.reason }, "task_failed")
+            (
+                header.job.clone(),
+                JobInput::TaskFailed { party: party.clone(), seq, header, reason: t.reason },
+                "task_failed",
+            )
         }
     };
     match shared.inbox(&job) {
         Some(inbox) => {
             if inbox.send(input).await.is_err() {
-                reply(shared, party, pb::Ack::too_late(format!("job {job} has ended")).for_seq(seq)).await;
+                reply(
+                    shared,
+                    party,
+                    pb::Ack::too_late(format!("job {job} has ended")).for_seq(seq),
+                )
+                .await;
             }
         }
         None => {
             audit(shared, party, Some(&job), kind, bytes, "too late: job not running");
-            reply(shared, party, pb::Ack::too_late(format!("job {job} is not running")).for_seq(seq)).await;
+            reply(
+                shared,
+                party,
+                pb::Ack::too_late(format!("job {job} is not running")).for_seq(seq),
+            )
+            .await;
         }
     }
 }

@@ -89,9 +89,10 @@ pub struct JobSpec {
     /// go on when a party drops out for good.
     #[serde(default)]
     pub min_parties: Option<usize>,
-    /// Seconds each round phase waits for the parties before closing without the late ones.
-    #[serde(default = "default_phase_timeout")]
-    pub phase_timeout_secs: u64,
+    /// Seconds each round phase waits for the parties before closing without the late ones;
+    /// absent = the coordinator's `round_timeout_secs`.
+    #[serde(default)]
+    pub phase_timeout_secs: Option<u64>,
     /// Columns to read.
     pub data: DataSpec,
     /// The model to train.
@@ -99,10 +100,6 @@ pub struct JobSpec {
     /// Secure-aggregation settings.
     #[serde(default)]
     pub secagg: SecAggSpec,
-}
-
-fn default_phase_timeout() -> u64 {
-    30
 }
 
 impl JobSpec {
@@ -173,7 +170,7 @@ impl JobSpec {
                 ),
             ));
         }
-        if self.phase_timeout_secs == 0 || self.phase_timeout_secs > 3600 {
+        if self.phase_timeout_secs.is_some_and(|t| t == 0 || t > 3600) {
             return Err(invalid("phase_timeout_secs", "must be between 1 and 3600".into()));
         }
         let f = self.data.validation_fraction;

@@ -136,11 +136,15 @@ impl ParticipantConfig {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let cfg: Self = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        let invalid = |key, reason: String| ConfigError::Invalid { path: path.to_owned(), key, reason };
+        let invalid =
+            |key, reason: String| ConfigError::Invalid { path: path.to_owned(), key, reason };
         fedcredit_transport::tls::validate_party_name(&cfg.name)
             .map_err(|e| invalid("name", e.to_string()))?;
         if cfg.tls.is_none() && !cfg.insecure {
-            return Err(invalid("tls", "is required (or set `insecure = true` for a local experiment)".into()));
+            return Err(invalid(
+                "tls",
+                "is required (or set `insecure = true` for a local experiment)".into(),
+            ));
         }
         let scheme_ok = if cfg.insecure {
             cfg.coordinator.starts_with("http://") || cfg.coordinator.starts_with("https://")
@@ -150,13 +154,20 @@ impl ParticipantConfig {
         if !scheme_ok {
             return Err(invalid(
                 "coordinator",
-                format!("`{}` must be an https:// URL (http:// only with insecure = true)", cfg.coordinator),
+                format!(
+                    "`{}` must be an https:// URL (http:// only with insecure = true)",
+                    cfg.coordinator
+                ),
             ));
         }
         if let Some(f) = &cfg.fault
-            && !["advertise-keys", "share-keys", "masked-input", "unmask"].contains(&f.exit_before.as_str())
+            && !["advertise-keys", "share-keys", "masked-input", "unmask"]
+                .contains(&f.exit_before.as_str())
         {
-            return Err(invalid("fault.exit_before", format!("`{}` is not a phase", f.exit_before)));
+            return Err(invalid(
+                "fault.exit_before",
+                format!("`{}` is not a phase", f.exit_before),
+            ));
         }
         if cfg.max_backoff_secs == 0 {
             return Err(invalid("max_backoff_secs", "must be at least 1".into()));
@@ -185,9 +196,10 @@ path = "bank1.csv"
         let c = ParticipantConfig::from_toml(GOOD, Path::new("p.toml")).unwrap();
         assert_eq!(c.name, "bank1");
         assert_eq!(c.server_name, "localhost");
-        let err = ParticipantConfig::from_toml(&format!("{GOOD}\nlabel = \"y\"\n"), Path::new("p.toml"))
-            .unwrap_err()
-            .to_string();
+        let err =
+            ParticipantConfig::from_toml(&format!("{GOOD}\nlabel = \"y\"\n"), Path::new("p.toml"))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("p.toml") && err.contains("label"), "{err}");
     }
 
@@ -207,9 +219,12 @@ path = "bank1.csv"
 
     #[test]
     fn bad_names_and_phases_name_the_key() {
-        let err = ParticipantConfig::from_toml(&GOOD.replace("bank1\"\ncoord", "bank 1\"\ncoord"), Path::new("p.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = ParticipantConfig::from_toml(
+            &GOOD.replace("bank1\"\ncoord", "bank 1\"\ncoord"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("`name`"), "{err}");
         let err = ParticipantConfig::from_toml(
             &format!("{GOOD}[fault]\nexit_before = \"lunch\"\nround = 1\n"),

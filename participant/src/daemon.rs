@@ -76,10 +76,14 @@ fn schema_to_wire(specs: &[FeatureSpec]) -> Vec<pb::FeatureColumn> {
     specs
         .iter()
         .map(|s| match &s.kind {
-            FeatureKind::Numeric => pb::FeatureColumn { name: s.name.clone(), categorical: false, levels: vec![] },
-            FeatureKind::Categorical { levels } => {
-                pb::FeatureColumn { name: s.name.clone(), categorical: true, levels: levels.clone() }
+            FeatureKind::Numeric => {
+                pb::FeatureColumn { name: s.name.clone(), categorical: false, levels: vec![] }
             }
+            FeatureKind::Categorical { levels } => pb::FeatureColumn {
+                name: s.name.clone(),
+                categorical: true,
+                levels: levels.clone(),
+            },
         })
         .collect()
 }
@@ -116,6 +120,7 @@ impl Daemon {
         let mut ep = Endpoint::from_shared(self.config.coordinator.clone())
             .map_err(SessionError::Connect)?
             .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true);
         if let Some(tls) = &self.config.tls {
@@ -132,7 +137,8 @@ impl Daemon {
     /// [`DaemonError::Setup`] when the TLS files cannot be loaded (retrying cannot help).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
         if let Some(tls) = &self.config.tls {
-            client_tls(tls, &self.config.server_name).map_err(|e| DaemonError::Setup(e.to_string()))?;
+            client_tls(tls, &self.config.server_name)
+                .map_err(|e| DaemonError::Setup(e.to_string()))?;
         }
         let mut backoff = Backoff::new(
             Duration::from_millis(200),
@@ -222,7 +228,11 @@ impl Daemon {
     }
 
     /// Loads and checks the table for a job offer.
-    async fn join(&self, offer: &pb::JobOffer, jobs: &mut HashMap<String, JobState>) -> pb::JobReply {
+    async fn join(
+        &self,
+        offer: &pb::JobOffer,
+        jobs: &mut HashMap<String, JobState>,
+    ) -> pb::JobReply {
         let decline = |reason: String| {
             warn!(job = %offer.job_id, %reason, "declining the job");
             pb::JobReply { job_id: offer.job_id.clone(), accepted: false, reason, schema: vec![] }
@@ -242,7 +252,11 @@ impl Daemon {
                 info!(job = %offer.job_id, columns = schema.len(), "joined the job");
                 jobs.insert(
                     offer.job_id.clone(),
-                    JobState { participant: Arc::new(Mutex::new(participant)), client: None, ring_bits: 0 },
+                    JobState {
+                        participant: Arc::new(Mutex::new(participant)),
+                        client: None,
+                        ring_bits: 0,
+                    },
                 );
                 pb::JobReply {
                     job_id: offer.job_id.clone(),
@@ -309,12 +323,22 @@ impl Daemon {
         };
         let header = setup.header.clone();
         let Some(job) = jobs.get_mut(&header.job.0) else {
-            return self.task_failed(sender, &header, format!("{} has not joined job {}", self.me, header.job)).await;
+            return self
+                .task_failed(
+                    sender,
+                    &header,
+                    format!("{} has not joined job {}", self.me, header.job),
+                )
+                .await;
         };
         let task: Task = match serde_json::from_str(&start.task_json) {
             Ok(t) => t,
-            Err(e) => return self.task_failed(sender, &header, format!("unreadable task: {e}")).await,
+            Err(e) => {
+                return self.task_failed(sender, &header, format!("unreadable task: {e}")).await;
+            }
         };
+        // Only the benchmark's seeded vectors are public; everything else is masked.
+        let public_task = matches!(task, Task::BenchVector(_));
         let participant = job.participant.clone();
         let vector = tokio::task::spawn_blocking(move || {
             let mut p = participant.lock().unwrap_or_else(|e| e.into_inner());
@@ -324,12 +348,33 @@ impl Daemon {
         let vector = match vector {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return self.task_failed(sender, &header, e.to_string()).await,
-            Err(e) => return self.task_failed(sender, &header, format!("task panicked: {e}")).await,
+            Err(e) => {
+                return self.task_failed(sender, &header, format!("task panicked: {e}")).await;
+            }
         };
-        let ring_bits = match setup.config.fixed_point(setup.roster.len()) {
-            Ok(f) => f.ring_bits,
+        let fixed = match setup.config.fixed_point(setup.roster.len()) {
+            Ok(f) => f,
             Err(e) => return self.task_failed(sender, &header, e.to_string()).await,
         };
+        let ring_bits = fixed.ring_bits;
+        if start.plaintext {
+            if !public_task {
+                return self
+                    .task_failed(
+                        sender,
+                        &header,
+                        "refusing to send an unmasked contribution".into(),
+                    )
+                    .await;
+            }
+            let msg = ClientMessage::MaskedInput(fedcredit_federation::secagg::MaskedInput {
+                header: header.clone(),
+                masked: fixed.encode_vec(&vector),
+            });
+            let wire = client_to_wire(&msg, ring_bits);
+            sender.send(pb::participant_message::Body::Secagg(wire)).await?;
+            return Ok(());
+        }
         let created = SecAggClient::new(self.me.clone(), &setup, &vector, &mut rand::rng());
         drop(vector);
         match created {
@@ -400,8 +445,9 @@ fn load(
     let schema = table.features.specs.clone();
     let label = table.label.as_ref().map(|l| l.to_vec()).unwrap_or_default();
     let (train, valid) = if spec.data.validation_fraction > 0.0 {
-        let split = stratified_split(&table.ids, &label, spec.data.validation_fraction, spec.data.seed)
-            .map_err(|e| e.to_string())?;
+        let split =
+            stratified_split(&table.ids, &label, spec.data.validation_fraction, spec.data.seed)
+                .map_err(|e| e.to_string())?;
         let valid = table.select_rows(&split.test).dataset().map_err(|e| e.to_string())?;
         (table.select_rows(&split.train).dataset().map_err(|e| e.to_string())?, Some(valid))
     } else {

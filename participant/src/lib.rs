@@ -4,8 +4,8 @@
 //! inbound port), loads its table through `fedcredit-datasets`, checks it against each job,
 //! executes its role and sends only masked or encrypted values, never rows.
 //!
-//! - [`config`]: `participant.toml`.
-//! - [`daemon`]: the connection loop, job offers and secure-aggregation rounds.
+//! - [`config`] — `participant.toml`.
+//! - [`daemon`] — the connection loop, job offers and secure-aggregation rounds.
 
 pub mod config;
 pub mod daemon;

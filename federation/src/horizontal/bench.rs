@@ -26,6 +26,10 @@ pub struct BenchSpec {
     /// Seed of the vectors.
     #[serde(default)]
     pub seed: u64,
+    /// Baseline: aggregate the same vectors unmasked (no keys, no shares) over the same
+    /// transport. Participants accept this only for these public benchmark vectors.
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 fn default_rounds() -> u64 {
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn trainer_records_the_error_of_the_sum() {
-        let spec = BenchSpec { dim: 4, rounds: 1, seed: 7 };
+        let spec = BenchSpec { dim: 4, rounds: 1, seed: 7, plaintext: false };
         let mut t = BenchTrainer::new(&spec);
         let parties = [PartyId("a".into()), PartyId("b".into())];
         assert!(matches!(t.next_request().unwrap(), Request::Aggregate(_)));

@@ -63,6 +63,11 @@ impl ModelSpec {
         !matches!(self, ModelSpec::SecaggBench(_))
     }
 
+    /// Whether rounds run without secure aggregation: only the plaintext benchmark baseline.
+    pub fn plaintext(&self) -> bool {
+        matches!(self, ModelSpec::SecaggBench(b) if b.plaintext)
+    }
+
     /// The model kind as written in `job.toml`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -1,0 +1,179 @@
+//! `fedcredit bench secagg`: secure-aggregation rounds over gRPC between separate processes on
+//! loopback (a coordinator and one daemon per party, mutual TLS), beside the plaintext baseline:
+//! the same seeded vectors, the same transport and fixed-point encoding, no keys, no masks.
+//!
+//! Round times come from the coordinator's round records (first message out to sum absorbed).
+//! The first round of each job is a warm-up and is left out of the medians; with dropouts, the
+//! parties told to die exit just before sending their masked vector in round 1, and that
+//! round's time is reported apart (it includes the recovery from the survivors' shares).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::client::{ControlClient, OpsError};
+use crate::launch::{LaunchOptions, LocalFederation, PartySetup};
+use crate::progress;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct SecaggBenchConfig {
+    /// The `fedcredit` binary.
+    pub bin: PathBuf,
+    /// Working directory.
+    pub dir: PathBuf,
+    /// Parties.
+    pub parties: usize,
+    /// Floats per vector.
+    pub dim: usize,
+    /// Rounds per job.
+    pub rounds: u64,
+    /// Parties that drop out before their masked upload in round 1 (secure job only).
+    pub dropouts: usize,
+    /// Mutual TLS (default) or plain text.
+    pub tls: bool,
+}
+
+/// The measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecaggBenchResult {
+    /// Parties at the start.
+    pub parties: usize,
+    /// Floats per vector.
+    pub dim: usize,
+    /// Rounds per job.
+    pub rounds: u64,
+    /// Parties that dropped out.
+    pub dropouts: usize,
+    /// Mutual TLS.
+    pub tls: bool,
+    /// Median time of a secure round (warm-up and dropout rounds excluded), ms.
+    pub round_ms: f64,
+    /// Median time of a plaintext round, ms.
+    pub plaintext_round_ms: f64,
+    /// `round_ms / plaintext_round_ms`.
+    pub ratio: f64,
+    /// Time of the round with the dropouts, ms.
+    pub dropout_round_ms: Option<f64>,
+    /// Largest |secure sum − plain sum of the contributors' vectors| over all rounds.
+    pub max_abs_error: f64,
+    /// Fewest contributors in a secure round.
+    pub min_contributors: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn job_toml(cfg: &SecaggBenchConfig, names: &[String], plaintext: bool) -> String {
+    let parties: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let min = if plaintext { cfg.parties } else { cfg.parties - cfg.dropouts };
+    format!(
+        "name = \"bench-secagg{}\"\nparties = [{}]\nmin_parties = {min}\nphase_timeout_secs = 30\n\
+         [data]\nid = \"id\"\nlabel = \"y\"\n[model]\nkind = \"secagg_bench\"\ndim = {}\nrounds = {}\n\
+         seed = 7\nplaintext = {plaintext}\n",
+        if plaintext { "-plaintext" } else { "" },
+        parties.join(", "),
+        cfg.dim,
+        cfg.rounds
+    )
+}
+
+async fn run_job(
+    client: &mut ControlClient,
+    toml: &str,
+) -> Result<(Vec<fedcredit_proto::pb::RoundInfo>, serde_json::Value), OpsError> {
+    let job = client.submit(toml).await?;
+    let end = progress::follow(client, &job.id, false).await?;
+    if end.state != "succeeded" {
+        return Err(OpsError::Local(format!("job {} {}: {}", job.id, end.state, end.error)));
+    }
+    let metrics = serde_json::from_str(&end.metrics_json).unwrap_or(serde_json::Value::Null);
+    Ok((client.rounds(&job.id).await?, metrics))
+}
+
+/// Runs the benchmark; `say` gets progress lines.
+///
+/// # Errors
+/// [`OpsError`] when processes cannot start or a job fails (see the logs under `dir/logs`).
+pub async fn secagg(
+    cfg: &SecaggBenchConfig,
+    mut say: impl FnMut(&str),
+) -> Result<SecaggBenchResult, OpsError> {
+    if cfg.parties < 2 || cfg.dropouts + 2 > cfg.parties || cfg.rounds < 3 {
+        return Err(OpsError::Local(
+            "need at least 2 parties left after the dropouts and at least 3 rounds".into(),
+        ));
+    }
+    let names: Vec<String> = (1..=cfg.parties).map(|i| format!("bank{i:02}")).collect();
+    let unused = cfg.dir.join("no-data.csv");
+    let setups: Vec<PartySetup> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| PartySetup {
+            name: n.clone(),
+            data: unused.clone(),
+            fault: (i < cfg.dropouts).then(|| ("masked-input".to_string(), 1)),
+        })
+        .collect();
+    let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
+    opts.tls = cfg.tls;
+    opts.log = "warn".into();
+    say(&format!(
+        "starting a coordinator and {} participants ({})",
+        cfg.parties,
+        if cfg.tls { "mutual TLS" } else { "plain text" }
+    ));
+    let fed = LocalFederation::start(opts, &setups)?;
+    let mut client = connect_retry(&fed).await?;
+    say(&format!("plaintext baseline: {} rounds of {} floats", cfg.rounds, cfg.dim));
+    let (plain, _) = run_job(&mut client, &job_toml(cfg, &names, true)).await?;
+    say(&format!(
+        "secure aggregation: {} rounds of {} floats, {} dropouts",
+        cfg.rounds, cfg.dim, cfg.dropouts
+    ));
+    let (secure, metrics) = run_job(&mut client, &job_toml(cfg, &names, false)).await?;
+    let ms = |r: &fedcredit_proto::pb::RoundInfo| (r.finished_ms - r.started_ms) as f64;
+    let plaintext_round_ms = median(plain.iter().skip(1).map(ms).collect());
+    let dropout_round = (cfg.dropouts > 0).then_some(1u64);
+    let round_ms = median(
+        secure.iter().filter(|r| r.round != 0 && Some(r.round) != dropout_round).map(ms).collect(),
+    );
+    let dropout_round_ms = dropout_round.and_then(|d| secure.iter().find(|r| r.round == d)).map(ms);
+    let get = |k: &str| metrics.get(k).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+    Ok(SecaggBenchResult {
+        parties: cfg.parties,
+        dim: cfg.dim,
+        rounds: cfg.rounds,
+        dropouts: cfg.dropouts,
+        tls: cfg.tls,
+        round_ms,
+        plaintext_round_ms,
+        ratio: round_ms / plaintext_round_ms,
+        dropout_round_ms,
+        max_abs_error: get("max_abs_error"),
+        min_contributors: get("min_contributors") as usize,
+    })
+}
+
+/// Connects to a freshly started federation's coordinator, retrying for a few seconds.
+///
+/// # Errors
+/// The last connection error.
+pub async fn connect_retry(fed: &LocalFederation) -> Result<ControlClient, OpsError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match ControlClient::connect(&fed.client_config()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.unwrap_or_else(|| OpsError::Local("cannot connect".into())))
+}

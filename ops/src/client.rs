@@ -1,0 +1,221 @@
+//! The `Control` API client: submit and follow jobs, list and fetch models.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fedcredit_proto::pb;
+use fedcredit_transport::tls::{TlsFiles, client_tls};
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The coordinator cannot be reached (names the URL).
+    #[error("cannot reach the coordinator at {url}: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The coordinator answered with an error status.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Status(#[from] tonic::Status),
+    /// TLS material cannot be used.
+    #[error(transparent)]
+    Tls(#[from] fedcredit_transport::tls::TransportError),
+    /// Something local (a file, a process).
+    #[error("{0}")]
+    Local(String),
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::InvalidArgument => "invalid argument",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::FailedPrecondition => "not possible now",
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::Unavailable => "coordinator unavailable",
+        _ => "error",
+    }
+}
+
+/// Where the coordinator is and how to authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `https://host:port` (or `http://` when insecure).
+    pub url: String,
+    /// The operator's certificate, key and the CA; `None` = plain text (`--insecure`).
+    pub tls: Option<TlsFiles>,
+    /// The name in the coordinator's certificate.
+    pub server_name: String,
+}
+
+impl ClientConfig {
+    /// The operator identity from a `fedcredit certs init` directory.
+    pub fn with_certs_dir(url: impl Into<String>, dir: &Path) -> Self {
+        Self {
+            url: url.into(),
+            tls: Some(TlsFiles {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("operator.pem"),
+                key: dir.join("operator.key"),
+            }),
+            server_name: "localhost".into(),
+        }
+    }
+
+    /// Plain text, for an `insecure` coordinator.
+    pub fn insecure(url: impl Into<String>) -> Self {
+        Self { url: url.into(), tls: None, server_name: "localhost".into() }
+    }
+}
+
+/// A connected control client.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    inner: pb::control_client::ControlClient<Channel>,
+}
+
+/// Builds a channel to the coordinator.
+///
+/// # Errors
+/// [`OpsError`] naming the URL or the TLS file.
+pub async fn channel(cfg: &ClientConfig) -> Result<Channel, OpsError> {
+    let connect = |source| OpsError::Connect { url: cfg.url.clone(), source };
+    let mut ep = Endpoint::from_shared(cfg.url.clone())
+        .map_err(connect)?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if let Some(tls) = &cfg.tls {
+        ep = ep.tls_config(client_tls(tls, &cfg.server_name)?).map_err(connect)?;
+    }
+    ep.connect().await.map_err(connect)
+}
+
+impl ControlClient {
+    /// Connects.
+    ///
+    /// # Errors
+    /// [`OpsError`] naming the URL or the TLS file.
+    pub async fn connect(cfg: &ClientConfig) -> Result<Self, OpsError> {
+        let ch = channel(cfg).await?;
+        Ok(Self {
+            inner: pb::control_client::ControlClient::new(ch)
+                .max_decoding_message_size(256 * 1024 * 1024),
+        })
+    }
+
+    /// Submits `job.toml` text; the coordinator validates it.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] with the coordinator's reason (e.g. the offending key).
+    pub async fn submit(&mut self, spec_toml: &str) -> Result<pb::JobInfo, OpsError> {
+        let req = pb::SubmitJobRequest { spec_toml: spec_toml.to_string() };
+        Ok(self.inner.submit_job(req).await?.into_inner())
+    }
+
+    /// All jobs, newest first.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`].
+    pub async fn jobs(&mut self) -> Result<Vec<pb::JobInfo>, OpsError> {
+        Ok(self.inner.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs)
+    }
+
+    /// One job.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (not found).
+    pub async fn job(&mut self, id: &str) -> Result<pb::JobInfo, OpsError> {
+        Ok(self.inner.get_job(pb::JobRef { id: id.into() }).await?.into_inner())
+    }
+
+    /// Cancels a running job.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (not found, not running).
+    pub async fn cancel(&mut self, id: &str) -> Result<pb::JobInfo, OpsError> {
+        Ok(self.inner.cancel_job(pb::JobRef { id: id.into() }).await?.into_inner())
+    }
+
+    /// Resumes a failed or cancelled job from its last completed round.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (not found, still running).
+    pub async fn resume(&mut self, id: &str) -> Result<pb::JobInfo, OpsError> {
+        Ok(self.inner.resume_job(pb::JobRef { id: id.into() }).await?.into_inner())
+    }
+
+    /// The job's state now and after every change, until it ends.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (not found).
+    pub async fn watch(&mut self, id: &str) -> Result<tonic::Streaming<pb::JobInfo>, OpsError> {
+        Ok(self.inner.watch_job(pb::JobRef { id: id.into() }).await?.into_inner())
+    }
+
+    /// The job's completed rounds.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`].
+    pub async fn rounds(&mut self, id: &str) -> Result<Vec<pb::RoundInfo>, OpsError> {
+        Ok(self.inner.list_rounds(pb::JobRef { id: id.into() }).await?.into_inner().rounds)
+    }
+
+    /// All models, newest first (without artifacts).
+    ///
+    /// # Errors
+    /// [`OpsError::Status`].
+    pub async fn models(&mut self) -> Result<Vec<pb::ModelInfo>, OpsError> {
+        Ok(self.inner.list_models(pb::ListModelsRequest {}).await?.into_inner().models)
+    }
+
+    /// One model with its artifact.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (not found).
+    pub async fn model(&mut self, id: &str) -> Result<pb::ModelInfo, OpsError> {
+        Ok(self.inner.get_model(pb::ModelRef { id: id.into() }).await?.into_inner())
+    }
+
+    /// Parties the coordinator has seen, and whether they are connected.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`].
+    pub async fn parties(&mut self) -> Result<Vec<pb::PartyInfo>, OpsError> {
+        Ok(self.inner.list_parties(pb::ListPartiesRequest {}).await?.into_inner().parties)
+    }
+
+    /// The audit log (newest first), of one job or of all.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`].
+    pub async fn audit(
+        &mut self,
+        job: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<pb::AuditEntry>, OpsError> {
+        let req = pb::GetAuditRequest { job_id: job.unwrap_or_default().into(), limit };
+        Ok(self.inner.get_audit(req).await?.into_inner().entries)
+    }
+}
+
+/// The certificate files of one party in a `fedcredit certs init` directory.
+pub fn party_tls(dir: &Path, party: &str) -> TlsFiles {
+    TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{party}.pem")),
+        key: dir.join(format!("{party}.key")),
+    }
+}
+
+/// `path` made absolute against the current directory (configs are written elsewhere).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}

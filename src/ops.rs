@@ -1,0 +1,447 @@
+//! The federation commands: certificates, coordinator, participant, train, jobs, models and the
+//! secure-aggregation benchmark. Argument parsing and printing only; the work is in the
+//! `fedcredit-coordinator`, `-participant`, `-transport` and `-ops` crates.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use fedcredit_federation::horizontal::Progress;
+use fedcredit_ops::progress::{describe, follow, is_final};
+use fedcredit_ops::{ClientConfig, ControlClient};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a CA and certificates for the coordinator, the operator and each party.
+    Init {
+        /// Output directory (must not hold certificates already).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Party names, comma-separated (each becomes a certificate's common name).
+        #[arg(long, value_delimiter = ',', required = true)]
+        parties: Vec<String>,
+        /// Extra host names or IPs for the coordinator's certificate (localhost and 127.0.0.1
+        /// are always in).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// Sign a certificate for one more party with an existing CA.
+    Add {
+        /// The directory of `certs init` (holds ca.pem and ca.key).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The new party's name.
+        #[arg(long)]
+        party: String,
+    },
+}
+
+pub fn certs(cmd: CertsCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertsCommand::Init { out, parties, hosts } => {
+            let paths = fedcredit_transport::tls::init_certs(&out, &parties, &hosts)?;
+            println!("CA:          {}", paths.ca_cert.display());
+            println!("CA key:      {} (keep it offline)", paths.ca_key.display());
+            println!("coordinator: {}", paths.coordinator.cert.display());
+            println!("operator:    {}", paths.operator.cert.display());
+            for (name, files) in &paths.parties {
+                println!("{name:<12} {}", files.cert.display());
+            }
+        }
+        CertsCommand::Add { dir, party } => {
+            let files = fedcredit_transport::tls::add_party(&dir, &party)?;
+            println!("{party}: {} {}", files.cert.display(), files.key.display());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CoordinatorCommand {
+    /// Serve participants and operators until Ctrl-C / SIGTERM.
+    Serve {
+        /// coordinator.toml
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+pub fn coordinator(cmd: CoordinatorCommand) -> anyhow::Result<()> {
+    let CoordinatorCommand::Serve { config } = cmd;
+    let cfg = fedcredit_coordinator::CoordinatorConfig::from_file(&config)?;
+    runtime()?.block_on(async move {
+        let bound = fedcredit_coordinator::server::bind(cfg).await?;
+        println!("{}{}", fedcredit_ops::launch::LISTENING, bound.addr);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        fedcredit_coordinator::server::serve(bound, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParticipantCommand {
+    /// Connect out to the coordinator and take part in jobs until Ctrl-C / SIGTERM.
+    Run {
+        /// participant.toml (e.g. bank.toml)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+pub fn participant(cmd: ParticipantCommand) -> anyhow::Result<()> {
+    let ParticipantCommand::Run { config } = cmd;
+    let cfg = fedcredit_participant::ParticipantConfig::from_file(&config)?;
+    if !cfg.data.path.exists() {
+        tracing::warn!(path = %cfg.data.path.display(), "the data file does not exist (yet); jobs that need data will be declined");
+    }
+    runtime()?.block_on(async move {
+        let token = tokio_util::sync::CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.cancel();
+        });
+        fedcredit_participant::Daemon::new(cfg).run(token).await?;
+        Ok(())
+    })
+}
+
+/// How to reach the coordinator's control API.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The coordinator's URL.
+    #[arg(long, env = "FEDCREDIT_COORDINATOR", default_value = "https://127.0.0.1:7443")]
+    coordinator: String,
+    /// Directory of `certs init` (uses ca.pem, operator.pem, operator.key).
+    #[arg(long, env = "FEDCREDIT_CERTS", default_value = "certs", value_name = "DIR")]
+    certs: PathBuf,
+    /// Plain text, for an `insecure = true` coordinator.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl ConnectArgs {
+    fn config(&self) -> ClientConfig {
+        if self.insecure {
+            ClientConfig::insecure(self.coordinator.replace("https://", "http://"))
+        } else {
+            ClientConfig::with_certs_dir(&self.coordinator, &self.certs)
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The job: parties, columns, model and parameters (TOML; unknown keys are rejected).
+    #[arg(value_name = "JOB.toml")]
+    job: PathBuf,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Submit and return without following the job.
+    #[arg(long)]
+    detach: bool,
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.job)
+        .with_context(|| format!("reading {}", args.job.display()))?;
+    // Check locally first so a typo is reported with the file name before any connection.
+    fedcredit_federation::job::JobSpec::from_toml(&text)
+        .with_context(|| format!("{}", args.job.display()))?;
+    runtime()?.block_on(async move {
+        let mut client = ControlClient::connect(&args.connect.config()).await?;
+        let job = client.submit(&text).await?;
+        eprintln!(
+            "submitted job {} ({} parties: {})",
+            job.id,
+            job.parties.len(),
+            job.parties.join(", ")
+        );
+        if args.detach {
+            println!("{}", job.id);
+            return Ok(());
+        }
+        let end = follow(&mut client, &job.id, std::io::stderr().is_terminal()).await?;
+        print_job(&end);
+        if end.state != "succeeded" {
+            bail!("job {} {}: {}", end.id, end.state, end.error);
+        }
+        Ok(())
+    })
+}
+
+fn print_job(j: &fedcredit_proto::pb::JobInfo) {
+    let p: Progress = serde_json::from_str(&j.progress_json).unwrap_or_default();
+    println!("job       {}", j.id);
+    if !j.name.is_empty() {
+        println!("name      {}", j.name);
+    }
+    println!("model     {}", j.model_kind);
+    println!("parties   {}", j.parties.join(", "));
+    println!("state     {}", j.state);
+    println!("rounds    {}", j.rounds_done);
+    println!("progress  {}", describe(j, &p));
+    if !j.error.is_empty() {
+        println!("error     {}", j.error);
+    }
+    if !j.model_id.is_empty() {
+        println!("model id  {}", j.model_id);
+    }
+    if let Ok(serde_json::Value::Object(m)) =
+        serde_json::from_str::<serde_json::Value>(&j.metrics_json)
+    {
+        for (k, v) in m {
+            println!("  {k:<18} {v}");
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// All jobs, newest first.
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// One job: state, progress, metrics, and its rounds.
+    Show {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Also list every completed round.
+        #[arg(long)]
+        rounds: bool,
+    },
+    /// Follow a running job with a progress bar.
+    Watch {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Cancel a running job.
+    Cancel {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Resume a failed or cancelled job from its last completed round.
+    Resume {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+pub fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            JobsCommand::List { connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                println!("{:<28} {:<12} {:<10} {:>7}  NAME", "JOB", "MODEL", "STATE", "ROUNDS");
+                for j in c.jobs().await? {
+                    println!("{:<28} {:<12} {:<10} {:>7}  {}", j.id, j.model_kind, j.state, j.rounds_done, j.name);
+                }
+            }
+            JobsCommand::Show { id, connect, rounds } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                print_job(&c.job(&id).await?);
+                if rounds {
+                    for r in c.rounds(&id).await? {
+                        println!(
+                            "  round {:>4}  {:>6} ms  attempts {}  contributors {}  dropped [{}]  {}",
+                            r.round,
+                            r.finished_ms - r.started_ms,
+                            r.attempts,
+                            r.contributors.len(),
+                            r.dropped.join(", "),
+                            r.what
+                        );
+                    }
+                }
+            }
+            JobsCommand::Watch { id, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let end = follow(&mut c, &id, std::io::stderr().is_terminal()).await?;
+                print_job(&end);
+            }
+            JobsCommand::Cancel { id, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let j = c.cancel(&id).await?;
+                println!("job {} is {}", j.id, j.state);
+            }
+            JobsCommand::Resume { id, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let j = c.resume(&id).await?;
+                println!("job {} is {} from round {}", j.id, j.state, j.rounds_done);
+                if is_final(&j.state) {
+                    bail!("job {} did not resume", j.id);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// All models, newest first.
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// One model's kind, job and metrics.
+    Show {
+        /// Model id.
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Write a model's artifact (fedcredit-models JSON) to a file.
+    Export {
+        /// Model id.
+        id: String,
+        /// Output file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            ModelsCommand::List { connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                println!("{:<34} {:<10} {:<28} METRICS", "MODEL", "KIND", "JOB");
+                for m in c.models().await? {
+                    println!("{:<34} {:<10} {:<28} {}", m.id, m.kind, m.job_id, m.metrics_json);
+                }
+            }
+            ModelsCommand::Show { id, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let m = c.model(&id).await?;
+                println!(
+                    "model    {}\nkind     {}\njob      {}\nmetrics  {}",
+                    m.id, m.kind, m.job_id, m.metrics_json
+                );
+                let art = fedcredit_models::artifact::ModelArtifact::from_json(&m.artifact_json)
+                    .context("the stored artifact does not parse")?;
+                println!(
+                    "features {}",
+                    art.features.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            ModelsCommand::Export { id, out, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let m = c.model(&id).await?;
+                std::fs::write(&out, &m.artifact_json)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {} ({} bytes)", out.display(), m.artifact_json.len());
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct SecaggBenchArgs {
+    /// Parties (one daemon process each).
+    #[arg(long, default_value_t = 10)]
+    parties: usize,
+    /// Floats per vector.
+    #[arg(long, default_value_t = 10_000)]
+    dim: usize,
+    /// Parties that drop out before their masked upload in round 1.
+    #[arg(long, default_value_t = 0)]
+    dropouts: usize,
+    /// Rounds per job (the first is a warm-up).
+    #[arg(long, default_value_t = 20)]
+    rounds: u64,
+    /// Working directory (certificates, configs, logs).
+    #[arg(long, value_name = "DIR", default_value = "out/bench-secagg")]
+    dir: PathBuf,
+    /// Plain-text transport instead of mutual TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+pub fn bench_secagg(args: SecaggBenchArgs) -> anyhow::Result<()> {
+    let bin = std::env::current_exe().context("locating the fedcredit binary")?;
+    if args.dir.join("state").exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    let cfg = fedcredit_ops::bench::SecaggBenchConfig {
+        bin,
+        dir: args.dir.clone(),
+        parties: args.parties,
+        dim: args.dim,
+        rounds: args.rounds,
+        dropouts: args.dropouts,
+        tls: !args.insecure,
+    };
+    let started = std::time::Instant::now();
+    let result = runtime()?.block_on(fedcredit_ops::bench::secagg(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    }))?;
+    println!(
+        "{} parties × {} floats{}: secure round {:.1} ms, plaintext round {:.1} ms, ratio {:.2}{}; max |error| {:.2e}",
+        result.parties,
+        result.dim,
+        if result.tls { " (mutual TLS)" } else { "" },
+        result.round_ms,
+        result.plaintext_round_ms,
+        result.ratio,
+        result
+            .dropout_round_ms
+            .map(|d| format!(", round with {} dropouts {d:.1} ms", result.dropouts))
+            .unwrap_or_default(),
+        result.max_abs_error
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
