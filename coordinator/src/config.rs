@@ -69,6 +69,11 @@ pub struct CoordinatorConfig {
     /// Largest message accepted from a party, in bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// Keep every secure-aggregation message as received (masked vectors included) in the
+    /// database, for privacy audits of what the coordinator saw. Off by default: it grows the
+    /// database by about the size of every upload.
+    #[serde(default)]
+    pub record_transcripts: bool,
 }
 
 fn default_round_timeout() -> u64 {

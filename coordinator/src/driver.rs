@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::registry::PartyEvent;
-use crate::store::{AuditEntry, Direction, ModelRecord, RoundRecord};
+use crate::store::{AuditEntry, Direction, ModelRecord, RoundRecord, TranscriptEntry};
 use crate::{Shared, now_ms};
 
 /// What a party sent that concerns a job.
@@ -165,6 +165,44 @@ impl Runner {
         };
         if let Err(e) = self.shared.store.audit(&entry) {
             warn!(error = %e, "audit log write failed");
+        }
+    }
+
+    /// Keeps a message as received (`record_transcripts`).
+    fn record(&self, party: &PartyId, msg: &ClientMessage, ring_bits: u32) {
+        let h = msg.header();
+        let (kind, bits, payload) = match msg {
+            ClientMessage::MaskedInput(m) => (
+                "masked_input",
+                ring_bits,
+                fedcredit_crypto::secagg::pack_elements(&m.masked, ring_bits),
+            ),
+            other => {
+                let kind = match other {
+                    ClientMessage::AdvertiseKeys(_) => "advertise_keys",
+                    ClientMessage::ShareKeys(_) => "share_keys",
+                    _ => "unmask",
+                };
+                (
+                    kind,
+                    0,
+                    prost::Message::encode_to_vec(&fedcredit_proto::convert::client_to_wire(
+                        other, ring_bits,
+                    )),
+                )
+            }
+        };
+        let entry = TranscriptEntry {
+            job_id: self.job.0.clone(),
+            round: u32::try_from(h.round.0).unwrap_or(u32::MAX),
+            attempt: h.attempt,
+            party: party.0.clone(),
+            kind: kind.into(),
+            ring_bits: bits,
+            payload,
+        };
+        if let Err(e) = self.shared.store.record_transcript(&entry) {
+            warn!(error = %e, "transcript write failed");
         }
     }
 
@@ -566,6 +604,9 @@ impl Runner {
                     input = self.inbox.recv() => match input {
                         None => return Err(JobError::Shutdown),
                         Some(JobInput::SecAgg { party, seq, msg, bytes }) => {
+                            if self.shared.config.record_transcripts {
+                                self.record(&party, &msg, server.ring_bits());
+                            }
                             let result = server.receive(&party, msg);
                             let (ack, outcome) = match &result {
                                 Ok(_) => (pb::Ack::accepted(), "accepted".to_string()),

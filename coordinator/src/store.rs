@@ -82,6 +82,18 @@ const MIGRATIONS: &[&str] = &[
         first_seen_ms INTEGER NOT NULL,
         last_seen_ms INTEGER NOT NULL
     );",
+    // Version 2: transcripts, when the coordinator records them (`record_transcripts`).
+    "CREATE TABLE transcripts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        round INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        party TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ring_bits INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX transcripts_by_job ON transcripts (job_id, round);",
 ];
 
 /// The schema version this build writes.
@@ -308,6 +320,21 @@ pub struct AuditEntry {
     pub kind: String,
     pub bytes: u64,
     pub outcome: String,
+}
+
+/// A row of `transcripts`: one message as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranscriptEntry {
+    pub job_id: String,
+    pub round: u32,
+    pub attempt: u32,
+    pub party: String,
+    /// `masked_input`, `advertise_keys`, `share_keys`, `unmask`.
+    pub kind: String,
+    /// Ring width of a packed masked vector (0 for other kinds).
+    pub ring_bits: u32,
+    /// The message as received (packed masked vector, or its protobuf encoding).
+    pub payload: Vec<u8>,
 }
 
 /// A row of `parties`: when a party was first and last heard from.
@@ -683,6 +710,53 @@ impl Store {
         })
         .map_err(ctx(op, "audit", key()))?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Records one message exactly as the coordinator received it (masked vectors packed at
+    /// `ring_bits` bits per element), for privacy audits.
+    pub fn record_transcript(&self, entry: &TranscriptEntry) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO transcripts (job_id, round, attempt, party, kind, ring_bits, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    entry.job_id,
+                    entry.round,
+                    entry.attempt,
+                    entry.party,
+                    entry.kind,
+                    entry.ring_bits,
+                    entry.payload
+                ])
+            })
+            .map_err(ctx("record transcript", "transcripts", job_key(&entry.job_id)))?;
+        Ok(())
+    }
+
+    /// Every recorded message of a job, in arrival order.
+    pub fn transcripts(&self, job_id: &str) -> Result<Vec<TranscriptEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT job_id, round, attempt, party, kind, ring_bits, payload FROM transcripts
+                 WHERE job_id = ?1 ORDER BY seq",
+            )
+            .map_err(ctx("read transcripts", "transcripts", job_key(job_id)))?;
+        stmt.query_map([job_id], |r| {
+            Ok(TranscriptEntry {
+                job_id: r.get(0)?,
+                round: r.get(1)?,
+                attempt: r.get(2)?,
+                party: r.get(3)?,
+                kind: r.get(4)?,
+                ring_bits: r.get(5)?,
+                payload: r.get(6)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(ctx("read transcripts", "transcripts", job_key(job_id)))
     }
 
     /// The latest `limit` audit entries, of one job or of all, newest first.

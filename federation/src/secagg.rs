@@ -574,6 +574,12 @@ impl SecAggServer {
     }
 
     /// The resolved Shamir threshold.
+    /// Bits of the ring `Z_{2^k}` the attempt aggregates in.
+    pub fn ring_bits(&self) -> u32 {
+        self.spec.fixed().ring_bits
+    }
+
+    /// The Shamir threshold of the attempt.
     pub fn threshold(&self) -> usize {
         self.spec.threshold()
     }
