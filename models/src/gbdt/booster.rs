@@ -161,6 +161,14 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     }
 }
 
+/// The log-loss gradient and hessian at raw score `f` for label `y`: `(p − y, max(p(1 − p),
+/// 1e-16))` with `p = σ(f)`. Federated parties call this so their gradients are bit-identical
+/// to the centralized trainer's.
+pub fn gradient_pair(f: f64, y: f64) -> (f64, f64) {
+    let p = sigmoid(f);
+    (p - y, (p * (1.0 - p)).max(MIN_HESS))
+}
+
 /// Mean log loss of raw scores `f` against 0/1 labels `y`: `mean(log(1 + e^f) − y f)`.
 fn logloss(f: &[f64], y: &[f64]) -> f64 {
     let s: f64 =
@@ -299,9 +307,7 @@ fn fit_inner(
     let mut best = (f64::INFINITY, 0usize);
     for round in 0..params.n_trees {
         for (((g, h), &f), &y) in grad.iter_mut().zip(hess.iter_mut()).zip(&score).zip(label) {
-            let p = sigmoid(f);
-            *g = p - y;
-            *h = (p * (1.0 - p)).max(MIN_HESS);
+            (*g, *h) = gradient_pair(f, y);
         }
         if n_sample < n {
             select_rows(&mut rng, n, n_sample, &mut sample, &mut in_sample);

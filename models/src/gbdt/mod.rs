@@ -31,7 +31,7 @@ pub mod tree;
 use serde::{Deserialize, Serialize};
 
 pub use bins::{BinKind, BinMapper, BinnedMatrix, FeatureBins, MAX_BINS};
-pub use booster::{GbdtModel, fit, fit_with_mapper, grown_to_tree};
+pub use booster::{GbdtModel, fit, fit_with_mapper, gradient_pair, grown_to_tree};
 pub use histogram::{GradStats, Histogram, build_histogram};
 pub use level::{GrowNode, GrowParams, GrowSplit, GrownTree, TreeGrowth};
 pub use split::{BinSplit, SplitCandidate, SplitParams, find_best_split, leaf_weight, split_gain};
