@@ -11,7 +11,8 @@
 //! next task without any state of its own.
 //!
 //! Algorithms: [`bench`] (seeded random vectors, for `fedcredit bench secagg`), [`gbdt`]
-//! (histogram GBDT), with the shared preprocessing in [`prep`] (counts, quantile sketch,
+//! (histogram GBDT), [`lr`] (logistic regression: Newton on secure sums, FedAvg, FedProx),
+//! [`scorecard`] (WOE bins from pooled counts, then [`lr`]), with the shared preprocessing in [`prep`] (counts, quantile sketch,
 //! moments) and validation metrics in [`evaluate`]. [`in_memory`] runs a whole job in one
 //! process, with plaintext or real secure sums.
 
@@ -19,7 +20,9 @@ pub mod bench;
 pub mod evaluate;
 pub mod gbdt;
 pub mod in_memory;
+pub mod lr;
 pub mod prep;
+pub mod scorecard;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +55,10 @@ pub enum TrainError {
 pub enum ModelSpec {
     /// Secure sums of seeded random vectors: measures the runtime, trains nothing.
     SecaggBench(bench::BenchSpec),
+    /// Logistic regression on encoded features.
+    Logistic(lr::LogisticSpec),
+    /// WOE scorecard.
+    Scorecard(scorecard::ScorecardSpec),
     /// Histogram gradient-boosted trees.
     Gbdt(gbdt::GbdtSpec),
 }
@@ -65,6 +72,8 @@ impl ModelSpec {
         match self {
             ModelSpec::SecaggBench(s) => s.validate(),
             ModelSpec::Gbdt(s) => s.validate(),
+            ModelSpec::Logistic(s) => s.solver().validate(),
+            ModelSpec::Scorecard(s) => s.validate(),
         }
     }
 
@@ -78,6 +87,8 @@ impl ModelSpec {
         match self {
             ModelSpec::SecaggBench(_) => "secagg_bench",
             ModelSpec::Gbdt(_) => "gbdt",
+            ModelSpec::Logistic(_) => "logistic",
+            ModelSpec::Scorecard(_) => "scorecard",
         }
     }
 }
@@ -98,6 +109,10 @@ pub enum Task {
     Evaluate(evaluate::EvalTask),
     /// Gradient histograms of some tree nodes ([`gbdt`]).
     Gbdt(Box<gbdt::GbdtTask>),
+    /// A logistic-regression round ([`lr`]).
+    Logistic(Box<lr::LrTask>),
+    /// Events and non-events per scorecard bin ([`scorecard`]).
+    BinCounts(scorecard::BinCountsTask),
 }
 
 impl Task {
@@ -110,6 +125,8 @@ impl Task {
             Task::Moments(_) => "moments",
             Task::Evaluate(_) => "evaluate",
             Task::Gbdt(_) => "gbdt",
+            Task::Logistic(_) => "logistic",
+            Task::BinCounts(_) => "bin_counts",
         }
     }
 }
@@ -166,6 +183,8 @@ pub struct Progress {
 enum State {
     Bench(bench::BenchTrainer),
     Gbdt(Box<gbdt::GbdtTrainer>),
+    Logistic(Box<lr::LogisticTrainer>),
+    Scorecard(Box<scorecard::ScorecardTrainer>),
 }
 
 /// The largest clip (a power of two) whose `n`-party sum fits the fixed-point ring with
@@ -205,6 +224,12 @@ impl Trainer {
             ModelSpec::Gbdt(g) => {
                 State::Gbdt(Box::new(gbdt::GbdtTrainer::new(g, features.clone(), clip)))
             }
+            ModelSpec::Logistic(l) => {
+                State::Logistic(Box::new(lr::LogisticTrainer::new(l, features.clone(), clip)))
+            }
+            ModelSpec::Scorecard(c) => State::Scorecard(Box::new(
+                scorecard::ScorecardTrainer::new(c, features.clone(), clip),
+            )),
         };
         Ok(Self { spec: spec.clone(), features, state })
     }
@@ -228,6 +253,8 @@ impl Trainer {
         match &mut self.state {
             State::Bench(t) => t.next_request(),
             State::Gbdt(t) => t.next_request(),
+            State::Logistic(t) => t.next_request(),
+            State::Scorecard(t) => t.next_request(),
         }
     }
 
@@ -240,6 +267,8 @@ impl Trainer {
         match &mut self.state {
             State::Bench(t) => t.absorb(sum, contributors),
             State::Gbdt(t) => t.absorb(sum, contributors),
+            State::Logistic(t) => t.absorb(sum, contributors),
+            State::Scorecard(t) => t.absorb(sum, contributors),
         }
     }
 
@@ -248,6 +277,8 @@ impl Trainer {
         match &self.state {
             State::Bench(t) => t.progress(),
             State::Gbdt(t) => t.progress(),
+            State::Logistic(t) => t.progress(),
+            State::Scorecard(t) => t.progress(),
         }
     }
 
@@ -284,6 +315,7 @@ pub struct Participant {
     train: Option<Dataset>,
     valid: Option<Dataset>,
     gbdt: Option<gbdt::GbdtCache>,
+    lr: Option<lr::LrCache>,
 }
 
 impl Participant {
@@ -301,7 +333,7 @@ impl Participant {
         if spec.model.needs_data() && train.is_none() {
             return Err(TrainError::Data(format!("{} has no training rows for the job", me)));
         }
-        Ok(Self { me, spec: spec.clone(), train, valid, gbdt: None })
+        Ok(Self { me, spec: spec.clone(), train, valid, gbdt: None, lr: None })
     }
 
     /// This party.
@@ -328,6 +360,10 @@ impl Participant {
                 evaluate::eval_vector(self.valid.as_ref(), t)
             }
             (Task::Gbdt(t), ModelSpec::Gbdt(_)) => gbdt::contribute(&mut self.gbdt, train, t),
+            (Task::Logistic(t), ModelSpec::Logistic(_) | ModelSpec::Scorecard(_)) => {
+                lr::contribute(&mut self.lr, &self.me, train, t)
+            }
+            (Task::BinCounts(t), ModelSpec::Scorecard(_)) => scorecard::bin_counts_vector(train, t),
             (task, model) => Err(TrainError::Protocol(format!(
                 "a `{}` task does not belong to a {} job",
                 task.name(),
