@@ -181,20 +181,38 @@ pub struct Binner {
 /// (`Σ max(1, round(C_s/t)) ≤ max_bins + 1`); a value `v` falls in bin `#{edges ≤ v}`.
 pub fn equal_frequency_edges(values: &[f64], max_bins: usize) -> Vec<f64> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if sorted.is_empty() || max_bins < 2 {
-        return Vec::new();
-    }
     sorted.sort_by(f64::total_cmp);
-    let mut distinct: Vec<(f64, usize)> = Vec::new();
-    for v in sorted.iter().copied() {
+    let mut distinct: Vec<(f64, f64)> = Vec::new();
+    for v in sorted {
         match distinct.last_mut() {
-            Some((last, c)) if *last == v => *c += 1,
-            _ => distinct.push((v, 1)),
+            Some((last, c)) if *last == v => *c += 1.0,
+            _ => distinct.push((v, 1.0)),
         }
     }
-    let n = sorted.len() as f64;
+    equal_frequency_edges_weighted(&distinct, max_bins)
+}
+
+/// [`equal_frequency_edges`] on `(value, count)` pairs: the same edges as on a list holding
+/// each value `count` times. Pairs may come in any order and repeat values; non-finite values
+/// and non-positive counts are ignored. Federated binning calls this with pooled counts of
+/// rounded values.
+pub fn equal_frequency_edges_weighted(values: &[(f64, f64)], max_bins: usize) -> Vec<f64> {
+    let mut pairs: Vec<(f64, f64)> =
+        values.iter().copied().filter(|&(v, c)| v.is_finite() && c > 0.0).collect();
+    if pairs.is_empty() || max_bins < 2 {
+        return Vec::new();
+    }
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut distinct: Vec<(f64, f64)> = Vec::with_capacity(pairs.len());
+    for (v, c) in pairs {
+        match distinct.last_mut() {
+            Some((last, n)) if *last == v => *n += c,
+            _ => distinct.push((v, c)),
+        }
+    }
+    let n: f64 = distinct.iter().map(|d| d.1).sum();
     let target = n / max_bins as f64;
-    let heavy: Vec<bool> = distinct.iter().map(|&(_, c)| c as f64 >= target).collect();
+    let heavy: Vec<bool> = distinct.iter().map(|&(_, c)| c >= target).collect();
     let m = distinct.len();
 
     // `cuts` holds indices `j`: cut between distinct[j] and distinct[j + 1].
@@ -217,12 +235,12 @@ pub fn equal_frequency_edges(values: &[f64], max_bins: usize) -> Vec<f64> {
         }
         let end = j;
         let mut cum = Vec::with_capacity(end - start);
-        let mut acc = 0usize;
+        let mut acc = 0.0;
         for &(_, c) in &distinct[start..end] {
             acc += c;
-            cum.push(acc as f64);
+            cum.push(acc);
         }
-        let seg = acc as f64;
+        let seg = acc;
         let k = ((seg / target).round() as usize).max(1);
         // A cut after the segment's last value would be the boundary to a heavy value (or
         // the end), already handled, so candidates are the first `end − start − 1` values.
@@ -504,29 +522,13 @@ impl FeatureBinning {
             }
             FeatureKind::Categorical { levels } => {
                 let mut counts = vec![0usize; levels.len()];
-                let mut present = 0usize;
                 for (row, &v) in values.iter().enumerate() {
                     if !v.is_nan() {
                         counts[level_index(spec_name, levels.len(), v, Some(row))?] += 1;
-                        present += 1;
                     }
                 }
-                let floor = params.min_bin_fraction * present as f64;
-                let mut level_bins = vec![usize::MAX; levels.len()];
-                let mut next = 0;
-                for (l, &c) in counts.iter().enumerate() {
-                    if c > 0 && c as f64 >= floor {
-                        level_bins[l] = next;
-                        next += 1;
-                    }
-                }
-                // Rare and unseen levels share the "other" bin after the frequent ones.
-                for b in &mut level_bins {
-                    if *b == usize::MAX {
-                        *b = next;
-                    }
-                }
-                BinRule::Categorical { levels: levels.clone(), level_bins }
+                let counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+                categorical_rule_from_counts(levels, &counts, params.min_bin_fraction)
             }
         };
         let labels_text = bin_labels(&rule);
@@ -542,6 +544,27 @@ impl FeatureBinning {
             }
         }
         Self::from_counts(spec_name, rule, labels_text, &events, &non_events, WOE_SMOOTHING)
+    }
+
+    /// [`FeatureBinning::from_counts`] with the standard bin labels and
+    /// [`WOE_SMOOTHING`]: `events` and `non_events` hold one count per value bin of `rule` and
+    /// the missing bin last.
+    ///
+    /// # Errors
+    /// As [`FeatureBinning::from_counts`].
+    pub fn from_rule_counts(
+        feature: impl Into<String>,
+        rule: BinRule,
+        events: &[f64],
+        non_events: &[f64],
+    ) -> Result<Self, ModelError> {
+        let labels = bin_labels(&rule);
+        Self::from_counts(feature, rule, labels, events, non_events, WOE_SMOOTHING)
+    }
+
+    /// Number of bins of `rule`, the missing bin included.
+    pub fn n_bins_of(rule: &BinRule) -> usize {
+        bin_labels(rule).len()
     }
 
     /// Index of the missing bin (always the last).
@@ -769,6 +792,53 @@ fn monotone_edges(
     let groups = monotone_merge(&events, &non_events, params.min_bin_fraction, params.max_bins);
     // Keep the fine edge at the end of each merged group but the last.
     groups.iter().take(groups.len().saturating_sub(1)).map(|g| fine[g.end - 1]).collect()
+}
+
+/// Monotone binning edges ([`BinningMethod::Monotone`]) from `(value, events, non_events)`
+/// triples: fine equal-frequency edges on the pooled counts, per-fine-bin class counts, then
+/// [`monotone_merge`]. Equals the centralized rule on a table holding each value with those
+/// class counts. Federated binning calls this with pooled counts of rounded values.
+pub fn monotone_edges_weighted(values: &[(f64, f64, f64)], params: &BinningParams) -> Vec<f64> {
+    let counts: Vec<(f64, f64)> = values.iter().map(|&(v, e, n)| (v, e + n)).collect();
+    let fine = equal_frequency_edges_weighted(&counts, MONOTONE_FINE_BINS.max(params.max_bins));
+    let mut events = vec![0.0; fine.len() + 1];
+    let mut non_events = vec![0.0; fine.len() + 1];
+    for &(v, e, n) in values {
+        if !v.is_finite() {
+            continue;
+        }
+        let b = fine.partition_point(|&x| x <= v);
+        events[b] += e;
+        non_events[b] += n;
+    }
+    let groups = monotone_merge(&events, &non_events, params.min_bin_fraction, params.max_bins);
+    groups.iter().take(groups.len().saturating_sub(1)).map(|g| fine[g.end - 1]).collect()
+}
+
+/// The categorical rule of [`FeatureBinning::fit`] from per-level row counts: levels with at
+/// least `min_bin_fraction` of the non-missing rows (and at least one row) get a bin each, in
+/// level order; rare and unseen levels share an "other" bin after them.
+pub fn categorical_rule_from_counts(
+    levels: &[String],
+    counts: &[f64],
+    min_bin_fraction: f64,
+) -> BinRule {
+    let present: f64 = counts.iter().sum();
+    let floor = min_bin_fraction * present;
+    let mut level_bins = vec![usize::MAX; levels.len()];
+    let mut next = 0;
+    for (l, &c) in counts.iter().enumerate().take(levels.len()) {
+        if c > 0.0 && c >= floor {
+            level_bins[l] = next;
+            next += 1;
+        }
+    }
+    for b in &mut level_bins {
+        if *b == usize::MAX {
+            *b = next;
+        }
+    }
+    BinRule::Categorical { levels: levels.to_vec(), level_bins }
 }
 
 /// Text label of every bin of `rule`, the missing bin last.
@@ -1098,5 +1168,31 @@ mod tests {
         let rule = BinRule::Numeric { edges: vec![2.0, 1.0] };
         let labels = vec!["a".into(), "b".into(), "c".into(), "missing".into()];
         assert!(FeatureBinning::from_counts("x", rule, labels, &[1.0; 4], &[1.0; 4], 0.5).is_err());
+    }
+
+    #[test]
+    fn weighted_edges_equal_the_expanded_values() {
+        let mut values = Vec::new();
+        let mut pairs = Vec::new();
+        let mut triples = Vec::new();
+        for i in 0..300u32 {
+            let v = f64::from(i * 13 % 211) / 7.0;
+            let c = 1 + i % 4;
+            values.extend(std::iter::repeat_n(v, c as usize));
+            pairs.push((v, f64::from(c)));
+            triples.push((v, f64::from(c / 2), f64::from(c - c / 2)));
+        }
+        values.extend(std::iter::repeat_n(0.0, 200));
+        pairs.push((0.0, 200.0));
+        triples.push((0.0, 20.0, 180.0));
+        for max_bins in [2, 5, 10, 40] {
+            assert_eq!(
+                equal_frequency_edges(&values, max_bins),
+                equal_frequency_edges_weighted(&pairs, max_bins)
+            );
+        }
+        let params = BinningParams { method: BinningMethod::Monotone, ..Default::default() };
+        let e = monotone_edges_weighted(&triples, &params);
+        assert!(e.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -79,7 +79,99 @@ fn infinite_error(name: &str, row: usize, v: f64) -> ModelError {
     ))
 }
 
+/// Per-column statistics from which [`LinearEncoder::from_stats`] builds the same encoder as
+/// [`LinearEncoder::fit`] (for example sums pooled across parties).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ColumnStats {
+    /// A numeric column.
+    Numeric {
+        /// Non-missing cells.
+        count: f64,
+        /// Sum of the non-missing cells.
+        sum: f64,
+        /// `Σ (v − sum/count)²` over the non-missing cells (0 when `count` is 0).
+        sum_sq_dev: f64,
+    },
+    /// A categorical column.
+    Categorical {
+        /// Cells per level index.
+        level_counts: Vec<f64>,
+        /// Missing cells.
+        missing: f64,
+    },
+}
+
 impl LinearEncoder {
+    /// The encoder [`LinearEncoder::fit`] would learn from a matrix with columns `specs`,
+    /// `n_rows` rows and the column statistics `stats` (mean, population scale of the imputed
+    /// column, indicator when any cell is missing, one-hot over the levels seen).
+    ///
+    /// # Errors
+    /// [`ModelError::Shape`] when `stats` and `specs` disagree in length or kind;
+    /// [`ModelError::InvalidInput`] for zero rows or a non-finite statistic, naming the column.
+    pub fn from_stats(
+        specs: &[FeatureSpec],
+        stats: &[ColumnStats],
+        n_rows: f64,
+        params: &EncoderParams,
+    ) -> Result<Self, ModelError> {
+        if specs.len() != stats.len() {
+            return Err(ModelError::Shape(format!(
+                "{} columns but {} column statistics",
+                specs.len(),
+                stats.len()
+            )));
+        }
+        if !(n_rows.is_finite() && n_rows >= 1.0) {
+            return Err(ModelError::InvalidInput(format!(
+                "cannot build an encoder for {n_rows} rows"
+            )));
+        }
+        let mut columns = Vec::with_capacity(specs.len());
+        for (spec, st) in specs.iter().zip(stats) {
+            let enc = match (&spec.kind, st) {
+                (FeatureKind::Numeric, ColumnStats::Numeric { count, sum, sum_sq_dev }) => {
+                    if !(count.is_finite() && sum.is_finite() && sum_sq_dev.is_finite()) {
+                        return Err(ModelError::InvalidInput(format!(
+                            "column `{}`: statistics are not finite",
+                            spec.name
+                        )));
+                    }
+                    let mean = if *count > 0.0 { sum / count } else { 0.0 };
+                    let (center, scale) = if params.standardize {
+                        let std = (sum_sq_dev.max(0.0) / n_rows).sqrt();
+                        let tiny = 10.0 * f64::EPSILON * mean.abs().max(1.0);
+                        (mean, if std > tiny { std } else { 1.0 })
+                    } else {
+                        (0.0, 1.0)
+                    };
+                    ColumnEncoder::Numeric { fill: mean, center, scale, indicator: *count < n_rows }
+                }
+                (
+                    FeatureKind::Categorical { levels },
+                    ColumnStats::Categorical { level_counts, missing },
+                ) if level_counts.len() == levels.len() => {
+                    let levels = levels
+                        .iter()
+                        .zip(level_counts)
+                        .filter(|(_, c)| **c > 0.0)
+                        .map(|(l, _)| l.clone())
+                        .collect();
+                    ColumnEncoder::Categorical { levels, missing: *missing > 0.0 }
+                }
+                _ => {
+                    return Err(ModelError::Shape(format!(
+                        "column `{}`: statistics do not match its kind",
+                        spec.name
+                    )));
+                }
+            };
+            columns.push(enc);
+        }
+        Ok(Self { names: specs.iter().map(|s| s.name.clone()).collect(), columns })
+    }
+
     /// Learns imputation values, scales and levels from `features`.
     ///
     /// # Errors
@@ -466,5 +558,44 @@ mod tests {
         let json = serde_json::to_string(&pipe).unwrap();
         let back: LogisticPipeline = serde_json::from_str(&json).unwrap();
         assert_eq!(back.predict_proba(&features).unwrap(), p);
+    }
+
+    #[test]
+    fn encoder_from_pooled_stats_equals_fit() {
+        let f = sample();
+        let enc = LinearEncoder::fit(&f, &EncoderParams::default()).unwrap();
+        let mut stats = Vec::new();
+        for (j, spec) in f.specs.iter().enumerate() {
+            let col = f.values.column(j);
+            stats.push(match &spec.kind {
+                FeatureKind::Numeric => {
+                    let present: Vec<f64> = col.iter().copied().filter(|v| !v.is_nan()).collect();
+                    let count = present.len() as f64;
+                    let sum: f64 = present.iter().sum();
+                    let mean = sum / count;
+                    let sum_sq_dev = present.iter().map(|v| (v - mean) * (v - mean)).sum();
+                    ColumnStats::Numeric { count, sum, sum_sq_dev }
+                }
+                FeatureKind::Categorical { levels } => {
+                    let mut level_counts = vec![0.0; levels.len()];
+                    let mut missing = 0.0;
+                    for &v in col {
+                        if v.is_nan() {
+                            missing += 1.0;
+                        } else {
+                            level_counts[v as usize] += 1.0;
+                        }
+                    }
+                    ColumnStats::Categorical { level_counts, missing }
+                }
+            });
+        }
+        let built =
+            LinearEncoder::from_stats(&f.specs, &stats, 4.0, &EncoderParams::default()).unwrap();
+        assert_eq!(built, enc);
+        assert!(
+            LinearEncoder::from_stats(&f.specs, &stats[..2], 4.0, &EncoderParams::default())
+                .is_err()
+        );
     }
 }

@@ -10,9 +10,19 @@
 //! and a task carries everything a participant needs, so a restarted participant answers the
 //! next task without any state of its own.
 //!
-//! Algorithms: [`bench`] (seeded random vectors, for `fedcredit bench secagg`).
+//! Algorithms: [`bench`] (seeded random vectors, for `fedcredit bench secagg`), [`gbdt`]
+//! (histogram GBDT), [`lr`] (logistic regression: Newton on secure sums, FedAvg, FedProx),
+//! [`scorecard`] (WOE bins from pooled counts, then [`lr`]), with the shared preprocessing in [`prep`] (counts, quantile sketch,
+//! moments) and validation metrics in [`evaluate`]. [`in_memory`] runs a whole job in one
+//! process, with plaintext or real secure sums.
 
 pub mod bench;
+pub mod evaluate;
+pub mod gbdt;
+pub mod in_memory;
+pub mod lr;
+pub mod prep;
+pub mod scorecard;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +55,12 @@ pub enum TrainError {
 pub enum ModelSpec {
     /// Secure sums of seeded random vectors: measures the runtime, trains nothing.
     SecaggBench(bench::BenchSpec),
+    /// Logistic regression on encoded features.
+    Logistic(lr::LogisticSpec),
+    /// WOE scorecard.
+    Scorecard(scorecard::ScorecardSpec),
+    /// Histogram gradient-boosted trees.
+    Gbdt(gbdt::GbdtSpec),
 }
 
 impl ModelSpec {
@@ -55,6 +71,9 @@ impl ModelSpec {
     pub fn validate(&self) -> Result<(), (String, String)> {
         match self {
             ModelSpec::SecaggBench(s) => s.validate(),
+            ModelSpec::Gbdt(s) => s.validate(),
+            ModelSpec::Logistic(s) => s.solver().validate(),
+            ModelSpec::Scorecard(s) => s.validate(),
         }
     }
 
@@ -72,6 +91,9 @@ impl ModelSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             ModelSpec::SecaggBench(_) => "secagg_bench",
+            ModelSpec::Gbdt(_) => "gbdt",
+            ModelSpec::Logistic(_) => "logistic",
+            ModelSpec::Scorecard(_) => "scorecard",
         }
     }
 }
@@ -82,6 +104,36 @@ impl ModelSpec {
 pub enum Task {
     /// A seeded random vector ([`bench::bench_vector`]).
     BenchVector(bench::BenchTask),
+    /// Rows, positives, missing cells and value exponents ([`prep`]).
+    Census(prep::CensusTask),
+    /// Grid-cell counts by label ([`prep`]).
+    Grid(prep::GridTask),
+    /// Scaled feature sums or squared deviations ([`prep`]).
+    Moments(prep::MomentsTask),
+    /// Validation buckets for the current model ([`evaluate`]).
+    Evaluate(evaluate::EvalTask),
+    /// Gradient histograms of some tree nodes ([`gbdt`]).
+    Gbdt(Box<gbdt::GbdtTask>),
+    /// A logistic-regression round ([`lr`]).
+    Logistic(Box<lr::LrTask>),
+    /// Events and non-events per scorecard bin ([`scorecard`]).
+    BinCounts(scorecard::BinCountsTask),
+}
+
+impl Task {
+    /// The task's tag, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::BenchVector(_) => "bench_vector",
+            Task::Census(_) => "census",
+            Task::Grid(_) => "grid",
+            Task::Moments(_) => "moments",
+            Task::Evaluate(_) => "evaluate",
+            Task::Gbdt(_) => "gbdt",
+            Task::Logistic(_) => "logistic",
+            Task::BinCounts(_) => "bin_counts",
+        }
+    }
 }
 
 /// One secure sum the trainer needs.
@@ -135,6 +187,24 @@ pub struct Progress {
 #[serde(rename_all = "snake_case")]
 enum State {
     Bench(bench::BenchTrainer),
+    Gbdt(Box<gbdt::GbdtTrainer>),
+    Logistic(Box<lr::LogisticTrainer>),
+    Scorecard(Box<scorecard::ScorecardTrainer>),
+}
+
+/// The largest clip (a power of two) whose `n`-party sum fits the fixed-point ring with
+/// `frac_bits` fractional bits, capped at 2^40. Counts, gradient sums and scaled statistics
+/// are at most a party's rows (times a small constant), so this bounds the rows per party.
+pub fn count_clip(n_parties: usize, frac_bits: u32) -> f64 {
+    let mut k = 40i32;
+    while k > 0 {
+        let clip = 2f64.powi(k);
+        if fedcredit_crypto::FixedPoint::for_sum(n_parties.max(1), clip, frac_bits).is_ok() {
+            return clip;
+        }
+        k -= 1;
+    }
+    1.0
 }
 
 /// The coordinator's side of a horizontal job. Serializable: see [`Trainer::checkpoint`].
@@ -153,8 +223,18 @@ impl Trainer {
     /// [`TrainError::Spec`] when the spec does not suit the algorithm.
     pub fn new(spec: &JobSpec, features: Vec<FeatureSpec>) -> Result<Self, TrainError> {
         spec.validate().map_err(|e| TrainError::Spec(e.to_string()))?;
+        let clip = count_clip(spec.parties.len(), spec.secagg.frac_bits);
         let state = match &spec.model {
             ModelSpec::SecaggBench(b) => State::Bench(bench::BenchTrainer::new(b)),
+            ModelSpec::Gbdt(g) => {
+                State::Gbdt(Box::new(gbdt::GbdtTrainer::new(g, features.clone(), clip)))
+            }
+            ModelSpec::Logistic(l) => {
+                State::Logistic(Box::new(lr::LogisticTrainer::new(l, features.clone(), clip)))
+            }
+            ModelSpec::Scorecard(c) => State::Scorecard(Box::new(
+                scorecard::ScorecardTrainer::new(c, features.clone(), clip),
+            )),
         };
         Ok(Self { spec: spec.clone(), features, state })
     }
@@ -177,6 +257,9 @@ impl Trainer {
     pub fn next_request(&mut self) -> Result<Request, TrainError> {
         match &mut self.state {
             State::Bench(t) => t.next_request(),
+            State::Gbdt(t) => t.next_request(),
+            State::Logistic(t) => t.next_request(),
+            State::Scorecard(t) => t.next_request(),
         }
     }
 
@@ -188,6 +271,9 @@ impl Trainer {
     pub fn absorb(&mut self, sum: &[f64], contributors: &[PartyId]) -> Result<(), TrainError> {
         match &mut self.state {
             State::Bench(t) => t.absorb(sum, contributors),
+            State::Gbdt(t) => t.absorb(sum, contributors),
+            State::Logistic(t) => t.absorb(sum, contributors),
+            State::Scorecard(t) => t.absorb(sum, contributors),
         }
     }
 
@@ -195,6 +281,9 @@ impl Trainer {
     pub fn progress(&self) -> Progress {
         match &self.state {
             State::Bench(t) => t.progress(),
+            State::Gbdt(t) => t.progress(),
+            State::Logistic(t) => t.progress(),
+            State::Scorecard(t) => t.progress(),
         }
     }
 
@@ -202,6 +291,15 @@ impl Trainer {
     pub fn checkpoint(&self) -> Vec<u8> {
         // The state holds only numbers, strings and model structs: serializing cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The GBDT bin edges chosen from the federated sketch, once known (`None` for other
+    /// models or before the sketch rounds).
+    pub fn gbdt_edges(&self) -> Option<&[Vec<f64>]> {
+        match &self.state {
+            State::Gbdt(t) => t.edges(),
+            _ => None,
+        }
     }
 
     /// A trainer saved with [`Trainer::checkpoint`].
@@ -219,10 +317,10 @@ impl Trainer {
 pub struct Participant {
     me: PartyId,
     spec: JobSpec,
-    #[allow(dead_code)]
     train: Option<Dataset>,
-    #[allow(dead_code)]
     valid: Option<Dataset>,
+    gbdt: Option<gbdt::GbdtCache>,
+    lr: Option<lr::LrCache>,
 }
 
 impl Participant {
@@ -240,7 +338,7 @@ impl Participant {
         if spec.model.needs_data() && train.is_none() {
             return Err(TrainError::Data(format!("{} has no training rows for the job", me)));
         }
-        Ok(Self { me, spec: spec.clone(), train, valid })
+        Ok(Self { me, spec: spec.clone(), train, valid, gbdt: None, lr: None })
     }
 
     /// This party.
@@ -253,13 +351,27 @@ impl Participant {
     /// # Errors
     /// [`TrainError::Protocol`] when the task does not belong to the job's model.
     pub fn contribute(&mut self, task: &Task) -> Result<Vec<f64>, TrainError> {
+        if let (Task::BenchVector(t), ModelSpec::SecaggBench(_)) = (task, &self.spec.model) {
+            return Ok(bench::bench_vector(t.seed, &self.me, t.round, t.dim));
+        }
+        let train = self.train.as_ref().ok_or_else(|| {
+            TrainError::Data(format!("{} has no training rows for the job", self.me))
+        })?;
         match (task, &self.spec.model) {
-            (Task::BenchVector(t), ModelSpec::SecaggBench(_)) => {
-                Ok(bench::bench_vector(t.seed, &self.me, t.round, t.dim))
+            (Task::Census(_), m) if m.needs_data() => Ok(prep::census_vector(train)),
+            (Task::Grid(t), m) if m.needs_data() => prep::grid_vector(train, t),
+            (Task::Moments(t), m) if m.needs_data() => prep::moments_vector(train, t),
+            (Task::Evaluate(t), m) if m.needs_data() => {
+                evaluate::eval_vector(self.valid.as_ref(), t)
             }
-            #[allow(unreachable_patterns)]
+            (Task::Gbdt(t), ModelSpec::Gbdt(_)) => gbdt::contribute(&mut self.gbdt, train, t),
+            (Task::Logistic(t), ModelSpec::Logistic(_) | ModelSpec::Scorecard(_)) => {
+                lr::contribute(&mut self.lr, &self.me, train, t)
+            }
+            (Task::BinCounts(t), ModelSpec::Scorecard(_)) => scorecard::bin_counts_vector(train, t),
             (task, model) => Err(TrainError::Protocol(format!(
-                "task {task:?} does not belong to a {} job",
+                "a `{}` task does not belong to a {} job",
+                task.name(),
                 model.kind()
             ))),
         }

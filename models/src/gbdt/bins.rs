@@ -140,6 +140,85 @@ impl BinMapper {
         Ok(Self { specs: features.specs.clone(), bins })
     }
 
+    /// Fits bins from per-feature `(value, count)` pairs instead of rows, with the same rules
+    /// as [`BinMapper::fit`] (when every row is used): the result equals `fit` on a table
+    /// holding each value `count` times. For a categorical feature the values are level
+    /// indices. Pairs may repeat a value (their counts add up); zero counts are ignored; missing
+    /// values do not influence the edges and are not listed. This is how a federated
+    /// quantile sketch (pooled counts of rounded values) becomes bin edges.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidParam`] (`max_bins`) unless `2 <= max_bins <= 255`;
+    /// [`ModelError::Shape`] when `values` and `specs` differ in length;
+    /// [`ModelError::InvalidInput`] on a non-finite value or a value that is not a level index
+    /// of a categorical feature, naming the feature.
+    pub fn from_weighted_values(
+        specs: Vec<FeatureSpec>,
+        values: &[Vec<(f64, u64)>],
+        max_bins: usize,
+    ) -> Result<Self, ModelError> {
+        if !(2..=MAX_BINS).contains(&max_bins) {
+            return Err(ModelError::InvalidParam {
+                name: "max_bins",
+                reason: format!("must be in 2..={MAX_BINS}, got {max_bins}"),
+            });
+        }
+        if specs.len() != values.len() {
+            return Err(ModelError::Shape(format!(
+                "{} feature specs but {} value lists",
+                specs.len(),
+                values.len()
+            )));
+        }
+        let mut bins = Vec::with_capacity(specs.len());
+        for (spec, pairs) in specs.iter().zip(values) {
+            if let Some((v, _)) = pairs.iter().find(|(v, _)| !v.is_finite()) {
+                return Err(ModelError::InvalidInput(format!(
+                    "feature `{}`: value {v} is not finite",
+                    spec.name
+                )));
+            }
+            let mut sorted: Vec<(f64, u64)> =
+                pairs.iter().copied().filter(|&(_, c)| c > 0).collect();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let fb = match &spec.kind {
+                FeatureKind::Numeric => {
+                    let mut distinct: Vec<f64> = Vec::with_capacity(sorted.len());
+                    let mut counts: Vec<usize> = Vec::with_capacity(sorted.len());
+                    for (v, c) in sorted {
+                        // -0.0 and 0.0 are one value, as in `fit`'s equality grouping.
+                        match (distinct.last(), counts.last_mut()) {
+                            (Some(&last), Some(n)) if last == v => *n += c as usize,
+                            _ => {
+                                distinct.push(v);
+                                counts.push(c as usize);
+                            }
+                        }
+                    }
+                    FeatureBins::Numeric {
+                        edges: edges_from_distinct(&distinct, &counts, max_bins),
+                    }
+                }
+                FeatureKind::Categorical { levels } => {
+                    let mut counts = vec![0usize; levels.len()];
+                    for (v, c) in sorted {
+                        let l = level_index(v, levels.len()).ok_or_else(|| {
+                            ModelError::InvalidInput(format!(
+                                "feature `{}`: {v} is not a level index below {}",
+                                spec.name,
+                                levels.len()
+                            ))
+                        })?;
+                        counts[l] += c as usize;
+                    }
+                    categorical_from_counts(&counts, max_bins)
+                }
+            };
+            bins.push(fb);
+        }
+        Ok(Self { specs, bins })
+    }
+
     /// Builds a mapper from edges computed elsewhere (for example a federated quantile sketch).
     ///
     /// `edges[f]` for a numeric feature is the finite, strictly increasing list of upper edges
@@ -509,17 +588,18 @@ fn numeric_bins(column: &mut Vec<f64>, max_bins: usize) -> Result<FeatureBins, B
             }
         }
     }
-    let edges = if distinct.len() <= max_bins {
-        distinct.windows(2).map(|w| midpoint(w[0], w[1])).collect()
-    } else {
-        greedy_edges(&distinct, &counts, column.len(), max_bins)
-    };
-    Ok(FeatureBins::Numeric { edges })
+    Ok(FeatureBins::Numeric { edges: edges_from_distinct(&distinct, &counts, max_bins) })
 }
 
-/// LightGBM's `GreedyFindBin` (src/io/bin.cpp) for more distinct values than bins: values whose
-/// own count reaches the mean bin size get a bin of their own; the remaining values are packed
-/// left to right into bins of about `rest_rows / rest_bins` rows, re-estimated after each bin.
+/// Edges from sorted distinct values and their counts (see the module docs).
+fn edges_from_distinct(distinct: &[f64], counts: &[usize], max_bins: usize) -> Vec<f64> {
+    if distinct.len() <= max_bins {
+        distinct.windows(2).map(|w| midpoint(w[0], w[1])).collect()
+    } else {
+        greedy_edges(distinct, counts, counts.iter().sum(), max_bins)
+    }
+}
+
 fn greedy_edges(distinct: &[f64], counts: &[usize], total: usize, max_bins: usize) -> Vec<f64> {
     let n = distinct.len();
     let mut mean_bin_size = total as f64 / max_bins as f64;
@@ -584,11 +664,16 @@ fn categorical_bins(
         let level = level_index(x, n_levels).ok_or(BadCell(r))?;
         counts[level] += 1;
     }
+    Ok(categorical_from_counts(&counts, max_bins))
+}
+
+/// Categorical bins from per-level counts (see the module docs).
+fn categorical_from_counts(counts: &[usize], max_bins: usize) -> FeatureBins {
+    let n_levels = counts.len();
     let bin_levels = if n_levels <= max_bins {
         (0..n_levels as u32).map(|l| vec![l]).collect()
     } else {
         let mut order: Vec<usize> = (0..n_levels).collect();
-        // Most frequent first; ties by level index, so the result is deterministic.
         order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
         let mut kept: Vec<usize> = order[..max_bins - 1].to_vec();
         kept.sort_unstable();
@@ -598,7 +683,7 @@ fn categorical_bins(
         bins.push(other);
         bins
     };
-    Ok(FeatureBins::Categorical { bin_levels })
+    FeatureBins::Categorical { bin_levels }
 }
 
 #[cfg(test)]
@@ -730,5 +815,41 @@ mod tests {
         assert!(matches!(m.bin(&inf), Err(ModelError::InvalidInput(_))));
         assert!(BinMapper::fit(&x, 1).is_err());
         assert!(BinMapper::fit(&x, 256).is_err());
+    }
+
+    #[test]
+    fn weighted_values_give_the_edges_of_the_expanded_table() {
+        // Many repeats, a point mass, more distinct values than bins, and a categorical column.
+        let mut rows = Vec::new();
+        let mut pairs = vec![Vec::new(), Vec::new()];
+        for i in 0..400u64 {
+            let v = f64::from((i * 37 % 300) as u32) * 0.25 - 10.0;
+            let c = 1 + i % 5;
+            let level = (i % 7) as f64;
+            for _ in 0..c {
+                rows.push([v, level]);
+            }
+            pairs[0].push((v, c));
+            pairs[1].push((level, c));
+        }
+        for _ in 0..900 {
+            rows.push([0.0, 3.0]);
+        }
+        pairs[0].push((0.0, 900));
+        pairs[1].push((3.0, 900));
+        let levels: Vec<String> = (0..7).map(|l| format!("L{l}")).collect();
+        let specs = vec![FeatureSpec::numeric("x"), FeatureSpec::categorical("c", levels)];
+        let n = rows.len();
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let x =
+            Features::new(specs.clone(), Array2::from_shape_vec((n, 2), flat).unwrap()).unwrap();
+        for max_bins in [4, 16, 255] {
+            let direct = BinMapper::fit(&x, max_bins).unwrap();
+            let weighted =
+                BinMapper::from_weighted_values(specs.clone(), &pairs, max_bins).unwrap();
+            assert_eq!(direct, weighted, "max_bins {max_bins}");
+        }
+        let bad = vec![vec![(f64::INFINITY, 1)], vec![]];
+        assert!(BinMapper::from_weighted_values(specs, &bad, 16).is_err());
     }
 }

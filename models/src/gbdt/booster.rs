@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::GbdtParams;
 use super::bins::{BinMapper, BinnedMatrix, check_specs, level_index};
-use super::grow::{GrowParams, Grower, GrownTree};
+use super::grow::Grower;
 use super::histogram::Histogram;
+use super::level::GrownTree;
 use super::split::BinSplit;
 use super::tree::{Node, SplitRule, Tree};
 use crate::ModelError;
@@ -160,6 +161,14 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     }
 }
 
+/// The log-loss gradient and hessian at raw score `f` for label `y`: `(p − y, max(p(1 − p),
+/// 1e-16))` with `p = σ(f)`. Federated parties call this so their gradients are bit-identical
+/// to the centralized trainer's.
+pub fn gradient_pair(f: f64, y: f64) -> (f64, f64) {
+    let p = sigmoid(f);
+    (p - y, (p * (1.0 - p)).max(MIN_HESS))
+}
+
 /// Mean log loss of raw scores `f` against 0/1 labels `y`: `mean(log(1 + e^f) − y f)`.
 fn logloss(f: &[f64], y: &[f64]) -> f64 {
     let s: f64 =
@@ -205,6 +214,29 @@ pub(crate) fn fit_with_scores(
     valid: Option<&Dataset>,
     params: &GbdtParams,
 ) -> Result<(GbdtModel, Vec<f64>), ModelError> {
+    fit_inner(train, valid, params, None)
+}
+
+/// [`fit`] on bin edges given from outside (for example a federated quantile sketch) instead
+/// of edges fitted on `train`; `mapper` must have been built for `train`'s columns.
+///
+/// # Errors
+/// As [`fit`], plus [`ModelError::Shape`] when `mapper` does not fit the columns.
+pub fn fit_with_mapper(
+    train: &Dataset,
+    valid: Option<&Dataset>,
+    params: &GbdtParams,
+    mapper: &BinMapper,
+) -> Result<GbdtModel, ModelError> {
+    fit_inner(train, valid, params, Some(mapper)).map(|(m, _)| m)
+}
+
+fn fit_inner(
+    train: &Dataset,
+    valid: Option<&Dataset>,
+    params: &GbdtParams,
+    given: Option<&BinMapper>,
+) -> Result<(GbdtModel, Vec<f64>), ModelError> {
     params.validate()?;
     if params.early_stopping_rounds.is_some() && valid.is_none() {
         return Err(ModelError::InvalidParam {
@@ -231,7 +263,10 @@ pub(crate) fn fit_with_scores(
     let label =
         label.as_slice().ok_or_else(|| ModelError::Shape("labels not contiguous".into()))?;
 
-    let mapper = BinMapper::fit(&train.features, params.max_bins)?;
+    let mapper = match given {
+        Some(m) => m.clone(),
+        None => BinMapper::fit(&train.features, params.max_bins)?,
+    };
     let binned = mapper.bin(&train.features)?;
     let valid_data: Option<(BinnedMatrix, Vec<f64>)> = match valid {
         Some(v) => {
@@ -249,13 +284,7 @@ pub(crate) fn fit_with_scores(
     let mut vscore = valid_data.as_ref().map(|(b, _)| vec![base_score; b.n_rows()]);
 
     let template = Histogram::new(&mapper.bins_per_feature())?;
-    let grow_params = GrowParams {
-        split: params.split_params(),
-        max_depth: params.max_depth,
-        max_leaves: params.max_leaves,
-        learning_rate: params.learning_rate,
-    };
-    let mut grower = Grower::new(&binned, template, grow_params);
+    let mut grower = Grower::new(&binned, template, params.grow_params());
 
     // Features that can split at all: more than one distinct bin in the training data.
     let usable: Vec<usize> = (0..binned.n_features())
@@ -278,9 +307,7 @@ pub(crate) fn fit_with_scores(
     let mut best = (f64::INFINITY, 0usize);
     for round in 0..params.n_trees {
         for (((g, h), &f), &y) in grad.iter_mut().zip(hess.iter_mut()).zip(&score).zip(label) {
-            let p = sigmoid(f);
-            *g = p - y;
-            *h = (p * (1.0 - p)).max(MIN_HESS);
+            (*g, *h) = gradient_pair(f, y);
         }
         if n_sample < n {
             select_rows(&mut rng, n, n_sample, &mut sample, &mut in_sample);
@@ -295,8 +322,8 @@ pub(crate) fn fit_with_scores(
             feats.sort_unstable();
         }
         let grown = grower.grow(&sample, &feats, &grad, &hess);
-        for node in grown.nodes.iter().filter(|nd| nd.split.is_none()) {
-            for &r in grower.node_rows(node) {
+        for (i, node) in grown.nodes.iter().enumerate().filter(|(_, nd)| nd.split.is_none()) {
+            for &r in grower.node_rows(i) {
                 score[r as usize] += node.value;
             }
         }
@@ -307,7 +334,7 @@ pub(crate) fn fit_with_scores(
                 }
             }
         }
-        trees.push(to_tree(&grown, &mapper));
+        trees.push(grown_to_tree(&grown, &mapper));
         if let (Some((vb, vy)), Some(vs)) = (&valid_data, vscore.as_mut()) {
             for (r, s) in vs.iter_mut().enumerate() {
                 *s += grown.predict_binned(vb, r);
@@ -359,8 +386,9 @@ fn select_rows(
     }
 }
 
-/// Converts a tree in bin space into one on raw values.
-fn to_tree(grown: &GrownTree, mapper: &BinMapper) -> Tree {
+/// Converts a tree in bin space into one on raw values (thresholds are the upper edges of the
+/// threshold bins, level sets come from the categorical bins).
+pub fn grown_to_tree(grown: &GrownTree, mapper: &BinMapper) -> Tree {
     let nodes = grown
         .nodes
         .iter()

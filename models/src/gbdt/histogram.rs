@@ -74,7 +74,7 @@ impl SubAssign for GradStats {
 }
 
 /// Per feature and bin gradient statistics of one tree node.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
     /// `offsets[f]..offsets[f + 1]` are feature `f`'s bins in `bins`.
     offsets: Vec<usize>,

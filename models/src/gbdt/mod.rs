@@ -15,20 +15,25 @@
 //!   sums, the quantity horizontal banks add up under secure aggregation.
 //! - [`find_best_split`] ([`split`]): the split finder a coordinator or label holder runs on
 //!   summed or decrypted histograms.
-//! - [`fit`] and [`GbdtModel`] ([`booster`]): the centralised trainer and the scoring model.
+//! - [`TreeGrowth`] ([`level`]): the sans-IO level-wise tree core that both the centralised
+//!   grower and the horizontal federated trainer drive.
+//! - [`fit`] and [`GbdtModel`] ([`booster`]): the centralised trainer and the scoring model;
+//!   [`fit_with_mapper`] trains on given bin edges (e.g. from a federated sketch).
 
 pub mod bins;
 pub mod booster;
 mod grow;
 pub mod histogram;
+pub mod level;
 pub mod split;
 pub mod tree;
 
 use serde::{Deserialize, Serialize};
 
 pub use bins::{BinKind, BinMapper, BinnedMatrix, FeatureBins, MAX_BINS};
-pub use booster::{GbdtModel, fit};
+pub use booster::{GbdtModel, fit, fit_with_mapper, gradient_pair, grown_to_tree};
 pub use histogram::{GradStats, Histogram, build_histogram};
+pub use level::{GrowNode, GrowParams, GrowSplit, GrownTree, TreeGrowth};
 pub use split::{BinSplit, SplitCandidate, SplitParams, find_best_split, leaf_weight, split_gain};
 pub use tree::{Node, SplitRule, Tree};
 
@@ -166,6 +171,16 @@ impl GbdtParams {
             return Err(invalid("early_stopping_rounds", "must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// The tree-growth part of the parameters.
+    pub fn grow_params(&self) -> GrowParams {
+        GrowParams {
+            split: self.split_params(),
+            max_depth: self.max_depth,
+            max_leaves: self.max_leaves,
+            learning_rate: self.learning_rate,
+        }
     }
 
     /// The split-finding part of the parameters.
