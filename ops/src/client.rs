@@ -18,15 +18,21 @@ pub enum OpsError {
         /// Why.
         source: tonic::transport::Error,
     },
-    /// The coordinator answered with an error status.
+    /// The coordinator answered with an error status (its message says why).
     #[error("{}: {}", code_name(.0.code()), .0.message())]
-    Status(#[from] tonic::Status),
+    Status(Box<tonic::Status>),
     /// TLS material cannot be used.
     #[error(transparent)]
     Tls(#[from] fedcredit_transport::tls::TransportError),
     /// Something local (a file, a process).
     #[error("{0}")]
     Local(String),
+}
+
+impl From<tonic::Status> for OpsError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Status(Box::new(s))
+    }
 }
 
 fn code_name(code: tonic::Code) -> &'static str {

@@ -48,12 +48,20 @@ pub struct LaunchOptions {
     pub tls: bool,
     /// Log filter for the children (`RUST_LOG` syntax).
     pub log: String,
+    /// Extra top-level lines for `coordinator.toml` (e.g. `record_transcripts = true`).
+    pub coordinator_extra: String,
 }
 
 impl LaunchOptions {
     /// Mutual TLS, `info` logs.
     pub fn new(bin: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
-        Self { bin: bin.into(), dir: dir.into(), tls: true, log: "info".into() }
+        Self {
+            bin: bin.into(),
+            dir: dir.into(),
+            tls: true,
+            log: "info".into(),
+            coordinator_extra: String::new(),
+        }
     }
 }
 
@@ -146,6 +154,10 @@ impl LocalFederation {
             self.addr,
             toml_path(&self.dir.join("state"))
         );
+        text.push_str(&self.opts.coordinator_extra);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
         if self.opts.tls {
             text.push_str(&format!(
                 "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
