@@ -65,9 +65,22 @@ enum BenchCommand {
 
 #[derive(Debug, Args)]
 struct AccuracyArgs {
-    /// A party's table (CSV or Parquet); repeat for vertical parts joined on --id.
+    /// `vertical`: the files are column parts joined on --id. `horizontal`: each file is one
+    /// bank's rows; adds a real federated run (coordinator + one process per file, mutual TLS).
+    #[arg(long, value_enum, default_value_t = Mode::Vertical)]
+    mode: Mode,
+    /// A party's table (CSV or Parquet); repeat for each party.
     #[arg(long = "data", required = true, value_name = "FILE")]
     data: Vec<PathBuf>,
+    /// Horizontal mode: a common test file (otherwise each file is split stratified).
+    #[arg(long, value_name = "FILE")]
+    test: Option<PathBuf>,
+    /// GBDT trees in every setting (default 100).
+    #[arg(long, value_name = "N")]
+    trees: Option<usize>,
+    /// Horizontal mode: working directory of the federation (certificates, state, logs).
+    #[arg(long, value_name = "DIR", default_value = "out/bench-horizontal")]
+    workdir: PathBuf,
     /// Id column, present in every file.
     #[arg(long, value_name = "COL")]
     id: String,
@@ -86,6 +99,12 @@ struct AccuracyArgs {
     /// Also write the results as a JSON array to this file.
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Vertical,
+    Horizontal,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,6 +207,15 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn bench_accuracy(args: AccuracyArgs) -> anyhow::Result<()> {
+    if args.mode == Mode::Horizontal {
+        return bench_horizontal(args);
+    }
+    if args.test.is_some() {
+        anyhow::bail!("--test is for --mode horizontal; vertical runs split the joined rows");
+    }
+    if args.trees.is_some() {
+        anyhow::bail!("--trees is for --mode horizontal");
+    }
     let cfg = AccuracyConfig {
         data: args.data,
         id: args.id,
@@ -197,6 +225,37 @@ fn bench_accuracy(args: AccuracyArgs) -> anyhow::Result<()> {
         models: args.models.into_iter().map(ModelName::from).collect(),
     };
     run_accuracy(&cfg, args.json.as_deref())
+}
+
+fn bench_horizontal(args: AccuracyArgs) -> anyhow::Result<()> {
+    use fedcredit_benches::horizontal::{self, HorizontalConfig};
+    if args.workdir.join("state").exists() {
+        std::fs::remove_dir_all(&args.workdir)
+            .with_context(|| format!("clearing {}", args.workdir.display()))?;
+    }
+    let cfg = HorizontalConfig {
+        data: args.data,
+        id: args.id,
+        label: args.label,
+        test: args.test,
+        test_fraction: args.test_fraction,
+        seed: args.seed,
+        models: args.models.into_iter().map(ModelName::from).collect(),
+        bin: std::env::current_exe().context("locating the fedcredit binary")?,
+        dir: args.workdir,
+        gbdt_trees: args.trees,
+    };
+    let started = std::time::Instant::now();
+    let rows = horizontal::run(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    })?;
+    print!("{}", accuracy::render_table(&rows));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Runs the accuracy comparison with progress on stderr, prints the table, optionally writes JSON.

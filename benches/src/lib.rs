@@ -3,12 +3,15 @@
 //! - [`accuracy`]: `fedcredit bench accuracy` — trains the `logistic`, `scorecard` and
 //!   `gbdt` models centralized on all columns and on each party's columns alone, and
 //!   reports AUC, KS and log loss on the shared stratified test split.
+//! - [`horizontal`]: `fedcredit bench accuracy --mode horizontal` — one file per bank;
+//!   adds a real `federated` run over processes with mutual TLS.
 //! - [`reference`]: the committed reference numbers (scikit-learn, LightGBM, XGBoost)
 //!   in `benches/reference/*.json`, read for comparisons.
 //!
 //! Criterion micro-benchmarks live in `benches/benches/`.
 
 pub mod accuracy;
+pub mod horizontal;
 pub mod reference;
 
 /// Errors from the benchmark runners.
