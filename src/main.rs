@@ -274,41 +274,35 @@ fn run_accuracy(cfg: &AccuracyConfig, json: Option<&std::path::Path>) -> anyhow:
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    use fedcredit_datasets::synthetic::{EcosystemConfig, generate};
-    let cfg = EcosystemConfig {
-        n_enterprises: args.enterprises,
+    use fedcredit_benches::demo::{self, DemoConfig};
+    let cfg = DemoConfig {
+        out: args.out,
+        enterprises: args.enterprises,
         seed: args.seed,
-        ..EcosystemConfig::default()
+        bin: std::env::current_exe().context("locating the fedcredit binary")?,
+        banks: 3,
     };
     let started = std::time::Instant::now();
-    eprintln!(
-        "generating a synthetic ecosystem: {} enterprises, {} months, {} core enterprises",
-        cfg.n_enterprises, cfg.n_months, cfg.n_cores
+    let report = demo::run(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    })?;
+    println!(
+        "\nHorizontal: three banks, same columns, different enterprises (held-out rows of all banks)"
     );
-    let eco = generate(&cfg)?;
-    // The latest month whose 12-month default label is fully observed.
-    let month = cfg.n_months - 1;
-    let data_dir = args.out.join("data");
-    let files = eco.write_csv(&data_dir, Some(month))?;
-    eprintln!(
-        "[{:>6.1}s] wrote the month-{month} snapshot: {}",
-        started.elapsed().as_secs_f64(),
-        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+    print!("{}", accuracy::render_table(&report.horizontal));
+    println!(
+        "`federated` ran over gRPC between separate processes with mutual TLS; the coordinator saw only \
+         secure sums.\n"
     );
-    let acc = AccuracyConfig {
-        data: files,
-        id: "id".into(),
-        label: eco.label_column(),
-        test_fraction: 0.2,
-        seed: args.seed,
-        models: ModelName::ALL.to_vec(),
-    };
-    let json = args.out.join("accuracy.json");
-    run_accuracy(&acc, Some(&json))?;
-    eprintln!(
-        "the bank holds the label; `party:tax` and `party:platform` are what those parties' \
-         columns alone would reach with the label, `centralized` is all three together"
+    println!(
+        "Vertical preview: bank + tax bureau + platform columns (centralized) vs each party alone"
     );
+    print!("{}", accuracy::render_table(&report.vertical_preview));
+    println!(
+        "`centralized` is what the vertical protocols (PSI, vertical LR, SecureBoost) will reach \
+         without moving rows; `party:tax` and `party:platform` assume the label, which only the bank holds."
+    );
+    eprintln!("done in {:.1}s; results in {}", started.elapsed().as_secs_f64(), cfg.out.display());
     Ok(())
 }
 

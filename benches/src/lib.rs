@@ -3,6 +3,8 @@
 //! - [`accuracy`]: `fedcredit bench accuracy` — trains the `logistic`, `scorecard` and
 //!   `gbdt` models centralized on all columns and on each party's columns alone, and
 //!   reports AUC, KS and log loss on the shared stratified test split.
+//! - [`demo`]: `fedcredit demo` — three banks federated over processes, plus the vertical
+//!   preview.
 //! - [`horizontal`]: `fedcredit bench accuracy --mode horizontal` — one file per bank;
 //!   adds a real `federated` run over processes with mutual TLS.
 //! - [`reference`]: the committed reference numbers (scikit-learn, LightGBM, XGBoost)
@@ -11,6 +13,7 @@
 //! Criterion micro-benchmarks live in `benches/benches/`.
 
 pub mod accuracy;
+pub mod demo;
 pub mod horizontal;
 pub mod reference;
 

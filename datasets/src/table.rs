@@ -177,6 +177,71 @@ impl Table {
         self.select_rows(&rows)
     }
 
+    /// Writes the table as CSV: the id column, the time column (when present), the features
+    /// (numbers in shortest round-trip form, missing cells empty, categorical cells as their
+    /// level) and the label last (when present). `load_table` reads it back unchanged.
+    ///
+    /// # Errors
+    /// [`DataError::Write`] naming the file.
+    pub fn write_csv(
+        &self,
+        path: &Path,
+        id_column: &str,
+        time_column: Option<&str>,
+        label_column: Option<&str>,
+    ) -> Result<(), DataError> {
+        use std::io::Write;
+        let err =
+            |e: std::io::Error| DataError::Write { path: path.to_path_buf(), cause: e.to_string() };
+        let quote = |s: &str| {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_owned()
+            }
+        };
+        let mut w = std::io::BufWriter::new(File::create(path).map_err(err)?);
+        let mut head = vec![quote(id_column)];
+        if let (Some(t), Some(_)) = (time_column, &self.time) {
+            head.push(quote(t));
+        }
+        head.extend(self.features.specs.iter().map(|s| quote(&s.name)));
+        if let (Some(l), Some(_)) = (label_column, &self.label) {
+            head.push(quote(l));
+        }
+        writeln!(w, "{}", head.join(",")).map_err(err)?;
+        let values = &self.features.values;
+        let mut line = String::new();
+        for r in 0..self.n_rows() {
+            line.clear();
+            line.push_str(&quote(&self.ids[r]));
+            if let (Some(_), Some(t)) = (time_column, &self.time) {
+                line.push(',');
+                line.push_str(&quote(&t[r]));
+            }
+            for (j, spec) in self.features.specs.iter().enumerate() {
+                line.push(',');
+                let x = values[[r, j]];
+                if x.is_nan() {
+                    continue;
+                }
+                match &spec.kind {
+                    fedcredit_models::FeatureKind::Numeric => line.push_str(&x.to_string()),
+                    fedcredit_models::FeatureKind::Categorical { levels } => {
+                        let level = levels.get(x as usize).map(String::as_str).unwrap_or_default();
+                        line.push_str(&quote(level));
+                    }
+                }
+            }
+            if let (Some(_), Some(l)) = (label_column, &self.label) {
+                line.push(',');
+                line.push_str(&l[r].to_string());
+            }
+            writeln!(w, "{line}").map_err(err)?;
+        }
+        w.flush().map_err(err)
+    }
+
     /// Features and label as a model dataset.
     ///
     /// # Errors

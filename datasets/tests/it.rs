@@ -461,3 +461,27 @@ fn synthetic_parties_together_beat_each_alone() {
     eprintln!("GBDT test AUC: {report} (default rate {rate:.4}, {} rows)", label.len());
     assert!(all >= 0.78, "{report}");
 }
+
+#[test]
+fn write_csv_round_trips_through_load_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in.csv");
+    std::fs::write(
+        &src,
+        "id,amount,sector,y\na1,1.5,\"steel, heavy\",0\na2,,retail,1\na3,-2e-7,retail,0\n",
+    )
+    .unwrap();
+    let spec = fedcredit_datasets::TableSpec::new(&src, "id").with_label("y");
+    let t = fedcredit_datasets::load_table(&spec).unwrap();
+    let out = dir.path().join("out.csv");
+    t.write_csv(&out, "id", None, Some("y")).unwrap();
+    let back = fedcredit_datasets::load_table(
+        &fedcredit_datasets::TableSpec::new(&out, "id").with_label("y"),
+    )
+    .unwrap();
+    assert_eq!(back.ids, t.ids);
+    assert_eq!(back.label, t.label);
+    assert_eq!(back.features.specs, t.features.specs);
+    let (a, b) = (&back.features.values, &t.features.values);
+    assert!(a.iter().zip(b.iter()).all(|(x, y)| x == y || (x.is_nan() && y.is_nan())));
+}
