@@ -114,6 +114,9 @@ impl pb::federation_server::Federation for FederationService {
         let ack = coordinator_msg(pb::coordinator_message::Body::Ack(
             pb::Ack::accepted().for_seq(first.seq),
         ));
+        // The reader ends the response with the error status when the party's stream breaks
+        // (an oversized or undecodable frame), so the party learns why it was cut off.
+        let status_tx = out_tx.clone();
         tokio::spawn(
             async move {
                 let mut outbound = Outbound::new();
@@ -164,6 +167,8 @@ impl pb::federation_server::Federation for FederationService {
                                 0,
                                 &format!("stream ended: {}", status.message()),
                             );
+                            // Never wait on a party that does not read: drop it if full.
+                            let _ = status_tx.try_send(Err(status));
                             break;
                         }
                     }
