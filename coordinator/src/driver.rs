@@ -220,7 +220,14 @@ impl Runner {
         match input {
             JobInput::Reply { party, seq, reply } => {
                 if !self.in_job(&party) {
-                    self.audit(&party, None, Direction::In, "job_reply", 0, "rejected: not in the job");
+                    self.audit(
+                        &party,
+                        None,
+                        Direction::In,
+                        "job_reply",
+                        0,
+                        "rejected: not in the job",
+                    );
                     self.ack(
                         &party,
                         pb::Ack::rejected(format!("{party} is not in job {}", self.job))
