@@ -836,30 +836,57 @@ impl LogisticTrainer {
             }
             return Ok(());
         }
-        if self.eval_pending {
-            self.metrics.extend(evaluate::metrics_from_sum(sum)?);
-            self.eval_pending = false;
-            return Ok(());
-        }
-        let every = self.spec.eval_every;
-        let e = self.engine.as_mut().ok_or_else(|| TrainError::Protocol("no engine".into()))?;
-        let stepped = e.absorb(sum)?;
-        if e.done || (stepped && every > 0 && e.iter.is_multiple_of(every)) {
-            self.eval_pending = true;
-        }
-        Ok(())
+        absorb_training(
+            self.engine.as_mut(),
+            &mut self.eval_pending,
+            &mut self.metrics,
+            self.spec.eval_every,
+            sum,
+        )
     }
 
     pub(crate) fn progress(&self) -> Progress {
-        match &self.engine {
-            None => Progress { stage: "statistics".into(), ..Default::default() },
-            Some(e) => Progress {
-                stage: format!("iteration {}/{}", e.iter, e.total()),
-                done: e.iter as u64,
-                total: e.total() as u64,
-                loss: e.loss,
-                valid_auc: self.metrics.get("auc").copied(),
-            },
-        }
+        training_progress(self.engine.as_ref(), "statistics", &self.metrics)
+    }
+}
+
+/// The training stage shared by logistic regression and the scorecard: a sum is either the
+/// pending federated evaluation or the engine's next step; an evaluation is asked for every
+/// `every` iterations and at the end.
+pub(crate) fn absorb_training(
+    engine: Option<&mut LrEngine>,
+    eval_pending: &mut bool,
+    metrics: &mut std::collections::BTreeMap<String, f64>,
+    every: usize,
+    sum: &[f64],
+) -> Result<(), TrainError> {
+    if *eval_pending {
+        metrics.extend(evaluate::metrics_from_sum(sum)?);
+        *eval_pending = false;
+        return Ok(());
+    }
+    let e = engine.ok_or_else(|| TrainError::Protocol("no engine".into()))?;
+    let stepped = e.absorb(sum)?;
+    if e.done || (stepped && every > 0 && e.iter.is_multiple_of(every)) {
+        *eval_pending = true;
+    }
+    Ok(())
+}
+
+/// Progress of the training stage (`before` names the stage before the engine exists).
+pub(crate) fn training_progress(
+    engine: Option<&LrEngine>,
+    before: &str,
+    metrics: &std::collections::BTreeMap<String, f64>,
+) -> Progress {
+    match engine {
+        None => Progress { stage: before.into(), ..Default::default() },
+        Some(e) => Progress {
+            stage: format!("iteration {}/{}", e.iter, e.total()),
+            done: e.iter as u64,
+            total: e.total() as u64,
+            loss: e.loss,
+            valid_auc: metrics.get("auc").copied(),
+        },
     }
 }

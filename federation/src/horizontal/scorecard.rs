@@ -24,8 +24,10 @@ use fedcredit_models::binning::{
 use fedcredit_models::scorecard::{ScoreScaling, Scorecard};
 use fedcredit_models::{Dataset, FeatureKind, FeatureSpec};
 
-use super::evaluate;
-use super::lr::{Design, LrEngine, design_bounds, eval_request, with_solver_fields};
+use super::lr::{
+    Design, LrEngine, absorb_training, design_bounds, eval_request, training_progress,
+    with_solver_fields,
+};
 use super::prep::{self, Prep};
 use super::{Aggregate, Outcome, Progress, Request, Task, TrainError};
 use crate::ids::PartyId;
@@ -269,30 +271,16 @@ impl ScorecardTrainer {
                 Some(LrEngine::new(self.spec.solver(), design, bounds, self.n_train, self.clip));
             return Ok(());
         }
-        if self.eval_pending {
-            self.metrics.extend(evaluate::metrics_from_sum(sum)?);
-            self.eval_pending = false;
-            return Ok(());
-        }
-        let every = self.spec.eval_every;
-        let e = self.engine.as_mut().ok_or_else(|| TrainError::Protocol("no engine".into()))?;
-        let stepped = e.absorb(sum)?;
-        if e.done || (stepped && every > 0 && e.iter.is_multiple_of(every)) {
-            self.eval_pending = true;
-        }
-        Ok(())
+        absorb_training(
+            self.engine.as_mut(),
+            &mut self.eval_pending,
+            &mut self.metrics,
+            self.spec.eval_every,
+            sum,
+        )
     }
 
     pub(crate) fn progress(&self) -> Progress {
-        match &self.engine {
-            None => Progress { stage: "binning".into(), ..Default::default() },
-            Some(e) => Progress {
-                stage: format!("iteration {}/{}", e.iter, e.total()),
-                done: e.iter as u64,
-                total: e.total() as u64,
-                loss: e.loss,
-                valid_auc: self.metrics.get("auc").copied(),
-            },
-        }
+        training_progress(self.engine.as_ref(), "binning", &self.metrics)
     }
 }
