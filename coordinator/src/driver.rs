@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::registry::PartyEvent;
-use crate::store::{AuditEntry, Direction, ModelRecord, RoundRecord, TranscriptEntry};
+use crate::store::{Direction, ModelRecord, RoundRecord, TranscriptEntry};
 use crate::{Shared, now_ms};
 
 /// What a party sent that concerns a job.
@@ -152,20 +152,7 @@ impl Runner {
         bytes: usize,
         outcome: &str,
     ) {
-        let entry = AuditEntry {
-            seq: None,
-            at_ms: now_ms(),
-            job_id: Some(self.job.0.clone()),
-            round: round.and_then(|r| u32::try_from(r).ok()),
-            party: party.0.clone(),
-            direction: dir,
-            kind: kind.into(),
-            bytes: bytes as u64,
-            outcome: outcome.into(),
-        };
-        if let Err(e) = self.shared.store.audit(&entry) {
-            warn!(error = %e, "audit log write failed");
-        }
+        self.shared.audit(party, Some(&self.job), round, dir, kind, bytes, outcome);
     }
 
     /// Keeps a message as received (`record_transcripts`).
@@ -478,17 +465,7 @@ impl Runner {
             ));
             for (p, m) in setups.drain(..) {
                 if let ServerMessage::Setup(s) = m {
-                    let start = pb::RoundStart {
-                        setup: Some((&s).into()),
-                        task_json: task_json.clone(),
-                        plaintext: false,
-                    };
-                    let msg = pb::CoordinatorMessage {
-                        body: Some(pb::coordinator_message::Body::RoundStart(start)),
-                    };
-                    if !self.shared.registry.send(&p, msg).await {
-                        self.gone.insert(p);
-                    }
+                    self.start_round(&p, &s, &task_json, false).await;
                 }
             }
             match self.drive_attempt(&mut server, &agg.task).await? {
@@ -515,6 +492,26 @@ impl Runner {
         }
     }
 
+    /// Sends a round's start to a party; a party that cannot be reached counts as gone.
+    async fn start_round(
+        &mut self,
+        party: &PartyId,
+        setup: &RoundSetup,
+        task_json: &str,
+        plaintext: bool,
+    ) {
+        let start = pb::RoundStart {
+            setup: Some(setup.into()),
+            task_json: task_json.to_string(),
+            plaintext,
+        };
+        let msg =
+            pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::RoundStart(start)) };
+        if !self.shared.registry.send(party, msg).await {
+            self.gone.insert(party.clone());
+        }
+    }
+
     /// The benchmark baseline: the same round over the same transport, vectors unmasked.
     async fn run_plaintext_round(
         &mut self,
@@ -527,17 +524,7 @@ impl Runner {
         let setup = RoundSetup { header: header.clone(), config, roster: roster.clone() };
         self.gone.clear();
         for p in &roster {
-            let start = pb::RoundStart {
-                setup: Some((&setup).into()),
-                task_json: task_json.clone(),
-                plaintext: true,
-            };
-            let msg = pb::CoordinatorMessage {
-                body: Some(pb::coordinator_message::Body::RoundStart(start)),
-            };
-            if !self.shared.registry.send(p, msg).await {
-                self.gone.insert(p.clone());
-            }
+            self.start_round(p, &setup, &task_json, true).await;
         }
         let mut ring_sum = vec![0u64; config.vector_len];
         let mut got: BTreeSet<PartyId> = BTreeSet::new();

@@ -175,6 +175,35 @@ impl Shared {
         });
     }
 
+    /// Appends to the audit log: who sent (or was sent) what kind of message, how large, when,
+    /// and the answer. Never the content.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn audit(
+        &self,
+        party: &fedcredit_federation::PartyId,
+        job: Option<&JobId>,
+        round: Option<u64>,
+        direction: store::Direction,
+        kind: &str,
+        bytes: usize,
+        outcome: &str,
+    ) {
+        let entry = store::AuditEntry {
+            seq: None,
+            at_ms: now_ms(),
+            job_id: job.map(|j| j.0.clone()),
+            round: round.and_then(|r| u32::try_from(r).ok()),
+            party: party.0.clone(),
+            direction,
+            kind: kind.into(),
+            bytes: bytes as u64,
+            outcome: outcome.into(),
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::warn!(error = %e, "audit log write failed");
+        }
+    }
+
     /// Re-reads the job from the store and publishes it (state changes).
     pub(crate) fn publish_refresh(&self, job: &JobId) {
         if let Ok(Some(r)) = self.store.job(&job.0) {

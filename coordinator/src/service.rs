@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::driver::JobInput;
-use crate::store::{AuditEntry, Direction};
+use crate::store::Direction;
 use crate::{Shared, now_ms};
 
 /// How long a new stream may take to say hello.
@@ -191,20 +191,7 @@ fn audit(
     bytes: usize,
     outcome: &str,
 ) {
-    let entry = AuditEntry {
-        seq: None,
-        at_ms: now_ms(),
-        job_id: job.map(|j| j.0.clone()),
-        round: None,
-        party: party.0.clone(),
-        direction: Direction::In,
-        kind: kind.into(),
-        bytes: bytes as u64,
-        outcome: outcome.into(),
-    };
-    if let Err(e) = shared.store.audit(&entry) {
-        warn!(error = %e, "audit log write failed");
-    }
+    shared.audit(party, job, None, Direction::In, kind, bytes, outcome);
 }
 
 async fn reply(shared: &Shared, party: &PartyId, ack: pb::Ack) {
