@@ -101,6 +101,8 @@ pub(crate) struct Runner {
     ready: BTreeMap<PartyId, Vec<FeatureSpec>>,
     /// Parties that failed the current round's task or disconnected during it.
     gone: BTreeSet<PartyId>,
+    /// The job's columns, once the first parties agreed on them.
+    features: Option<Vec<FeatureSpec>>,
 }
 
 impl Runner {
@@ -121,6 +123,7 @@ impl Runner {
             cancel,
             ready: BTreeMap::new(),
             gone: BTreeSet::new(),
+            features: None,
         }
     }
 
@@ -236,6 +239,21 @@ impl Runner {
                     return Err(failed(format!("{party} declined the job: {}", reply.reason)));
                 }
                 let schema = schema_from_wire(&reply.schema);
+                if let Some(f) = &self.features
+                    && *f != schema
+                {
+                    // A party that comes back with other columns cannot join the sums.
+                    warn!(%party, "party rejoined with different columns; left out");
+                    self.audit(
+                        &party,
+                        None,
+                        Direction::In,
+                        "job_reply",
+                        0,
+                        "left out: columns differ",
+                    );
+                    return Ok(());
+                }
                 info!(%party, columns = schema.len(), "party joined");
                 self.ready.insert(party, schema);
             }
@@ -384,6 +402,7 @@ impl Runner {
         let need = self.spec.min_parties();
         self.gather(all, need, Instant::now() + timeout * 2).await?;
         let features = self.features()?;
+        self.features = Some(features.clone());
         let mut trainer = match &record.checkpoint {
             Some(bytes) if record.rounds_done > 0 => {
                 let t = Trainer::restore(bytes).map_err(|e| failed(e.to_string()))?;
