@@ -400,6 +400,9 @@ pub struct SecaggBenchArgs {
     /// Plain-text transport instead of mutual TLS.
     #[arg(long)]
     insecure: bool,
+    /// SecAgg+ (Bell et al. 2020): this many neighbours per party instead of all.
+    #[arg(long, value_name = "K")]
+    degree: Option<usize>,
     /// Also write the result as JSON to this file.
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
@@ -419,6 +422,7 @@ pub fn bench_secagg(args: SecaggBenchArgs) -> anyhow::Result<()> {
         rounds: args.rounds,
         dropouts: args.dropouts,
         tls: !args.insecure,
+        degree: args.degree,
     };
     let started = std::time::Instant::now();
     let result = runtime()?.block_on(fedcredit_ops::bench::secagg(&cfg, |line| {

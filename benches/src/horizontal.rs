@@ -280,21 +280,20 @@ async fn follow_with(
     say: &mut impl FnMut(&str),
 ) -> Result<fedcredit_proto::pb::JobInfo, fedcredit_ops::OpsError> {
     let mut stream = client.watch(id).await?;
-    let mut last_stage = String::new();
+    // One line per federated evaluation, not one per round.
+    let mut last_auc = None;
     while let Some(info) = stream.message().await? {
         let p: fedcredit_federation::horizontal::Progress =
             serde_json::from_str(&info.progress_json).unwrap_or_default();
-        if !p.stage.is_empty()
-            && p.stage != last_stage
-            && (p.valid_auc.is_some() || p.done == p.total)
-        {
+        if p.valid_auc.is_some() && p.valid_auc != last_auc {
             say(&progress::describe(&info, &p));
-            last_stage = p.stage.clone();
+            last_auc = p.valid_auc;
         }
         if progress::is_final(&info.state) {
             break;
         }
     }
-    // The stream may end early (coordinator restart): fall back to following by polling.
-    progress::follow(client, id, false).await
+    // The stream may end early (coordinator restart): then follow by polling.
+    let end = client.job(id).await?;
+    if progress::is_final(&end.state) { Ok(end) } else { progress::follow(client, id, false).await }
 }

@@ -33,6 +33,8 @@ pub struct SecaggBenchConfig {
     pub dropouts: usize,
     /// Mutual TLS (default) or plain text.
     pub tls: bool,
+    /// SecAgg+ neighbours per party (`None` = complete graph).
+    pub degree: Option<usize>,
 }
 
 /// The measurement.
@@ -48,6 +50,8 @@ pub struct SecaggBenchResult {
     pub dropouts: usize,
     /// Mutual TLS.
     pub tls: bool,
+    /// SecAgg+ neighbours per party (`None` = complete graph).
+    pub degree: Option<usize>,
     /// Median time of a secure round (warm-up and dropout rounds excluded), ms.
     pub round_ms: f64,
     /// Median time of a plaintext round, ms.
@@ -77,11 +81,12 @@ fn job_toml(cfg: &SecaggBenchConfig, names: &[String], plaintext: bool) -> Strin
     format!(
         "name = \"bench-secagg{}\"\nparties = [{}]\nmin_parties = {min}\nphase_timeout_secs = 30\n\
          [data]\nid = \"id\"\nlabel = \"y\"\n[model]\nkind = \"secagg_bench\"\ndim = {}\nrounds = {}\n\
-         seed = 7\nplaintext = {plaintext}\n",
+         seed = 7\nplaintext = {plaintext}\n{secagg}",
         if plaintext { "-plaintext" } else { "" },
         parties.join(", "),
         cfg.dim,
-        cfg.rounds
+        cfg.rounds,
+        secagg = cfg.degree.map(|d| format!("[secagg]\ndegree = {d}\n")).unwrap_or_default()
     )
 }
 
@@ -153,6 +158,7 @@ pub async fn secagg(
         rounds: cfg.rounds,
         dropouts: cfg.dropouts,
         tls: cfg.tls,
+        degree: cfg.degree,
         round_ms,
         plaintext_round_ms,
         ratio: round_ms / plaintext_round_ms,
