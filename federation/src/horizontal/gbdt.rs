@@ -680,6 +680,7 @@ impl GbdtTrainer {
         let mean = census.positives / census.rows;
         self.base_score = (mean / (1.0 - mean)).ln();
         self.n_train = census.rows;
+        self.prep.release_grid();
         Ok(())
     }
 

@@ -833,6 +833,7 @@ impl LogisticTrainer {
                 self.n_train = census.rows;
                 self.engine =
                     Some(LrEngine::new(self.spec.solver(), design, bounds, census.rows, self.clip));
+                self.prep.release_grid();
             }
             return Ok(());
         }

@@ -2,13 +2,14 @@
 //! a fixed grid, and the moments a linear encoder needs.
 //!
 //! **Grid sketch.** Every finite value `x` falls in a data-independent cell given by its sign,
-//! its binary exponent and the top 7 bits of its mantissa (the IEEE-754 layout: the cell's
-//! representative is `x` with the lower 45 mantissa bits cleared, so every value within a cell
-//! is within a relative `2^-7 < 0.8 %` of it, and integers below 256 are exact). Cells merge by
+//! its binary exponent and the top 10 bits of its mantissa (the IEEE-754 layout: the cell's
+//! representative is `x` with the lower 42 mantissa bits cleared, so every value within a cell
+//! is within a relative `2^-10 < 0.1 %` of it, and integers below 2048 are exact). Cells merge by
 //! addition, so pooled counts are a secure sum. Two rounds: the *census* sums, per feature,
 //! the count of values per `(sign, exponent)` (4096 slots) together with rows, positives and
 //! missing counts; the *grid* round then sums, for the occupied exponents only, the count of
-//! events and non-events per mantissa cell (128 per exponent). Bin edges are then chosen from
+//! events and non-events per mantissa cell (1024 per exponent; 10 bits instead of 7 moved the
+//! federated GBDT on default_credit from 0.0016 to 0.0008 AUC below the exact-edge model). Bin edges are then chosen from
 //! the pooled `(representative, count)` pairs with exactly the centralized rules
 //! (`BinMapper::from_weighted_values`, `equal_frequency_edges_weighted`,
 //! `monotone_edges_weighted`), i.e. they equal the centralized edges on the grid-rounded
@@ -21,7 +22,7 @@
 //!
 //! **What the coordinator learns** (leakage table): pooled row and positive counts; pooled
 //! missing counts per feature; the pooled histogram of every feature on the grid, split by
-//! label, at < 1 % relative resolution (equivalently pooled counts per cell); pooled sums and
+//! label, at < 0.1 % relative resolution (equivalently pooled counts per cell); pooled sums and
 //! squared deviations per feature. Never one bank's own counts: every figure is a secure sum.
 
 use serde::{Deserialize, Serialize};
@@ -33,21 +34,23 @@ use super::{Aggregate, Task, TrainError};
 
 /// Slots per feature in the census: sign bit × 11 exponent bits.
 pub const EXPONENT_CELLS: usize = 4096;
-/// Mantissa cells per exponent (top 7 mantissa bits).
-pub const MANTISSA_CELLS: usize = 128;
-const LOW_BITS: u32 = 45;
+/// Mantissa bits that name a grid cell within an exponent.
+pub const MANTISSA_BITS: u32 = 10;
+/// Mantissa cells per exponent.
+pub const MANTISSA_CELLS: usize = 1 << MANTISSA_BITS;
+const LOW_BITS: u32 = 52 - MANTISSA_BITS;
 
 /// The census slot (sign, biased exponent) of a finite value.
 pub fn exponent_cell(x: f64) -> usize {
     (x.to_bits() >> 52) as usize
 }
 
-/// The mantissa cell (top 7 mantissa bits) of a finite value.
+/// The mantissa cell (top [`MANTISSA_BITS`] mantissa bits) of a finite value.
 pub fn mantissa_cell(x: f64) -> usize {
-    ((x.to_bits() >> LOW_BITS) & 0x7f) as usize
+    ((x.to_bits() >> LOW_BITS) as usize) & (MANTISSA_CELLS - 1)
 }
 
-/// The grid representative of `x`: `x` with its lower 45 mantissa bits cleared.
+/// The grid representative of `x`: `x` with its lower mantissa bits cleared.
 pub fn grid_round(x: f64) -> f64 {
     f64::from_bits(x.to_bits() & !((1u64 << LOW_BITS) - 1))
 }
@@ -144,6 +147,16 @@ impl Prep {
     /// Whether every round is done.
     pub fn is_done(&self) -> bool {
         self.grid.is_some() && (!self.moments || self.stats.is_some())
+    }
+
+    /// Drops the pooled grid counts once the edges are chosen, so that the trainer's
+    /// checkpoint (written after every round) stays small.
+    pub fn release_grid(&mut self) {
+        if let Some(g) = self.grid.as_mut() {
+            for cells in g {
+                *cells = Vec::new();
+            }
+        }
     }
 
     /// The next round, or `None` when done.

@@ -234,6 +234,7 @@ impl ScorecardTrainer {
             if self.prep.is_done() {
                 self.rules = Some(self.make_rules()?);
                 self.n_train = self.prep.census.as_ref().map_or(0.0, |c| c.rows);
+                self.prep.release_grid();
             }
             return Ok(());
         }
