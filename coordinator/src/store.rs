@@ -354,6 +354,10 @@ pub struct Store {
 
 const JOB_COLUMNS: &str = "id, name, spec_json, state, created_ms, updated_ms, error, \
      rounds_done, checkpoint, progress_json, metrics_json, model_id";
+/// The job columns of listings: the checkpoint (up to megabytes per job) is left out; read a
+/// job with [`Store::job`] to get it.
+const JOB_LIST_COLUMNS: &str = "id, name, spec_json, state, created_ms, updated_ms, error, \
+     rounds_done, NULL, progress_json, metrics_json, model_id";
 const MODEL_COLUMNS: &str = "id, job_id, created_ms, kind, artifact_json, metrics_json";
 const AUDIT_COLUMNS: &str = "seq, at_ms, job_id, round, party, direction, kind, bytes, outcome";
 
@@ -497,6 +501,7 @@ impl Store {
     }
 
     /// All jobs, newest first.
+    /// (Listings carry no checkpoint.)
     pub fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         self.select_jobs("ORDER BY created_ms DESC, rowid DESC", "list jobs")
     }
@@ -512,7 +517,7 @@ impl Store {
     fn select_jobs(&self, tail: &str, op: &'static str) -> Result<Vec<JobRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs {tail}"))
+            .prepare_cached(&format!("SELECT {JOB_LIST_COLUMNS} FROM jobs {tail}"))
             .map_err(ctx(op, "jobs", "all jobs"))?;
         stmt.query_map([], read_job)
             .and_then(|rows| rows.collect())
