@@ -216,7 +216,7 @@ pub fn run(
     let setups: Vec<PartySetup> =
         names.iter().zip(&cfg.data).map(|(n, p)| PartySetup::new(n, p)).collect();
     let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
-    opts.log = "warn".into();
+    opts.log = "info".into();
     let fed =
         LocalFederation::start(opts, &setups).map_err(|e| BenchError::Config(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
