@@ -26,8 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The embedded demo: a synthetic bank / tax bureau / platform ecosystem, each party
-    /// alone against all three together.
+    /// The embedded demo: three banks of a synthetic ecosystem train under secure aggregation
+    /// (coordinator + three participant processes, mutual TLS) against the pooled model and each
+    /// bank alone; then the bank / tax bureau / platform preview.
     Demo(DemoArgs),
     /// Accuracy and speed comparisons against centralized and single-party models.
     #[command(subcommand)]
