@@ -788,29 +788,16 @@ impl LogisticTrainer {
         }
         let e = self.engine.as_ref().ok_or_else(|| TrainError::Protocol("no engine".into()))?;
         let model = fedcredit_models::artifact::Model::Logistic(self.pipeline()?);
-        if self.eval_pending {
-            return Ok(Request::Aggregate(eval_request(
-                &model,
-                self.clip,
-                format!("validation after iteration {}", e.iter),
-            )?));
-        }
-        if e.done {
-            let mut metrics = self.metrics.clone();
-            metrics.insert("n_train".into(), self.n_train);
-            metrics.insert("iterations".into(), e.iter as f64);
-            metrics.insert("rounds".into(), self.rounds as f64);
-            if let Some(l) = e.loss {
-                metrics.insert("train_log_loss".into(), l);
-            }
-            let artifact =
-                fedcredit_models::artifact::ModelArtifact::new(model, self.specs.clone());
-            return Ok(Request::Finished(Box::new(Outcome {
-                artifact_json: Some(artifact.to_json()?),
-                metrics,
-            })));
-        }
-        Ok(Request::Aggregate(e.request()))
+        training_request(
+            e,
+            model,
+            &self.specs,
+            self.eval_pending,
+            self.clip,
+            &self.metrics,
+            self.n_train,
+            self.rounds,
+        )
     }
 
     pub(crate) fn absorb(&mut self, sum: &[f64], _who: &[PartyId]) -> Result<(), TrainError> {
@@ -890,4 +877,42 @@ pub(crate) fn training_progress(
             valid_auc: metrics.get("auc").copied(),
         },
     }
+}
+
+/// The next request of the training stage shared by logistic regression and the scorecard:
+/// a pending federated evaluation of `model`, the finished model with its metrics, or the
+/// engine's next step.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn training_request(
+    engine: &LrEngine,
+    model: fedcredit_models::artifact::Model,
+    specs: &[FeatureSpec],
+    eval_pending: bool,
+    clip: f64,
+    metrics: &std::collections::BTreeMap<String, f64>,
+    n_train: f64,
+    rounds: u64,
+) -> Result<Request, TrainError> {
+    if eval_pending {
+        return Ok(Request::Aggregate(eval_request(
+            &model,
+            clip,
+            format!("validation after iteration {}", engine.iter),
+        )?));
+    }
+    if engine.done {
+        let mut metrics = metrics.clone();
+        metrics.insert("n_train".into(), n_train);
+        metrics.insert("iterations".into(), engine.iter as f64);
+        metrics.insert("rounds".into(), rounds as f64);
+        if let Some(l) = engine.loss {
+            metrics.insert("train_log_loss".into(), l);
+        }
+        let artifact = fedcredit_models::artifact::ModelArtifact::new(model, specs.to_vec());
+        return Ok(Request::Finished(Box::new(Outcome {
+            artifact_json: Some(artifact.to_json()?),
+            metrics,
+        })));
+    }
+    Ok(Request::Aggregate(engine.request()))
 }

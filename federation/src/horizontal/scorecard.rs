@@ -25,11 +25,11 @@ use fedcredit_models::scorecard::{ScoreScaling, Scorecard};
 use fedcredit_models::{Dataset, FeatureKind, FeatureSpec};
 
 use super::lr::{
-    Design, LrEngine, absorb_training, design_bounds, eval_request, training_progress,
+    Design, LrEngine, absorb_training, design_bounds, training_progress, training_request,
     with_solver_fields,
 };
 use super::prep::{self, Prep};
-use super::{Aggregate, Outcome, Progress, Request, Task, TrainError};
+use super::{Aggregate, Progress, Request, Task, TrainError};
 use crate::ids::PartyId;
 
 with_solver_fields! {
@@ -173,26 +173,16 @@ impl ScorecardTrainer {
             }));
         };
         let model = fedcredit_models::artifact::Model::Scorecard(self.scorecard()?);
-        if self.eval_pending {
-            return Ok(Request::Aggregate(eval_request(
-                &model,
-                self.clip,
-                format!("validation after iteration {}", engine.iter),
-            )?));
-        }
-        if engine.done {
-            let mut metrics = self.metrics.clone();
-            metrics.insert("n_train".into(), self.n_train);
-            metrics.insert("iterations".into(), engine.iter as f64);
-            metrics.insert("rounds".into(), self.rounds as f64);
-            let artifact =
-                fedcredit_models::artifact::ModelArtifact::new(model, self.specs.clone());
-            return Ok(Request::Finished(Box::new(Outcome {
-                artifact_json: Some(artifact.to_json()?),
-                metrics,
-            })));
-        }
-        Ok(Request::Aggregate(engine.request()))
+        training_request(
+            engine,
+            model,
+            &self.specs,
+            self.eval_pending,
+            self.clip,
+            &self.metrics,
+            self.n_train,
+            self.rounds,
+        )
     }
 
     fn make_rules(&self) -> Result<Vec<BinRule>, TrainError> {
