@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedcredit_federation::horizontal::{Aggregate, Outcome, Request, Task, Trainer};
+use fedcredit_federation::horizontal::{Aggregate, Outcome, Request, Trainer};
 use fedcredit_federation::job::JobSpec;
 use fedcredit_federation::secagg::{
     ClientMessage, RoundHeader, RoundSetup, SecAggConfig, SecAggOutput, SecAggRoundError,
@@ -487,7 +487,7 @@ impl Runner {
                     self.start_round(&p, &s, &task_json, false).await;
                 }
             }
-            match self.drive_attempt(&mut server, &agg.task).await? {
+            match self.drive_attempt(&mut server).await? {
                 Ok(out) => return Ok((out, attempts)),
                 Err(why) => {
                     let live = server.live_parties().len();
@@ -603,7 +603,6 @@ impl Runner {
     async fn drive_attempt(
         &mut self,
         server: &mut SecAggServer,
-        _task: &Task,
     ) -> Result<Result<SecAggOutput, String>, JobError> {
         let timeout = self.phase_timeout();
         let round = server.header().round.0;
