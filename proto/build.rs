@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/fedcredit/v1/common.proto",
         "proto/fedcredit/v1/secagg.proto",
+        "proto/fedcredit/v1/horizontal.proto",
+        "proto/fedcredit/v1/job.proto",
         "proto/fedcredit/v1/federation.proto",
         "proto/fedcredit/v1/control.proto",
     ];

@@ -133,7 +133,7 @@ pub fn participant(cmd: ParticipantCommand) -> anyhow::Result<()> {
             shutdown_signal().await;
             stop.cancel();
         });
-        fedcredit_participant::Daemon::new(cfg).run(token).await?;
+        fedcredit_participant::Daemon::new(cfg)?.run(token).await?;
         Ok(())
     })
 }

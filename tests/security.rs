@@ -10,7 +10,9 @@
 
 mod common;
 
-use common::{BenchJob, RawParty, keys_advert, launch, operator, party_files, rounds, rt, run_job};
+use common::{
+    BenchJob, RawParty, keys_advert, launch, operator, party_files, rounds, rt, run_job, step_setup,
+};
 use fedcredit_ops::ControlClient;
 use fedcredit_ops::OpsError;
 use fedcredit_ops::client::ClientConfig;
@@ -157,15 +159,8 @@ fn coordinator_refuses_and_rejects_misbehaving_clients() {
             other => panic!("bank1 used the control API: {other:?}"),
         }
 
-        // 5. A malformed message: a 31-byte public key.
         let mut mallory =
             RawParty::connect(&fed, &party_files(&fed, "mallory"), "mallory").await.unwrap();
-        let header = pb::RoundHeader { job: "job-none".into(), round: 0, attempt: 0 };
-        let seq = mallory.send(keys_advert(header, 31, 32)).await;
-        let ack = mallory.ack(seq).await;
-        eprintln!("31-byte key: {:?}: {}", ack.outcome(), ack.reason);
-        assert_eq!(ack.outcome(), pb::ack::Outcome::Rejected);
-        assert!(ack.reason.contains("keys.c"), "{}", ack.reason);
 
         // 6. mallory (in no job) joins a running round: rejected; the job goes on. bank3 is a
         // member driven by hand: it joins, then keeps round 0 open until mallory's answer came.
@@ -183,22 +178,21 @@ fn coordinator_refuses_and_rejects_misbehaving_clients() {
                 _ => None,
             })
             .await;
-        let reply = pb::JobReply {
-            job_id: offer.job_id.clone(),
-            accepted: true,
-            reason: String::new(),
-            schema: vec![],
-        };
+        let reply =
+            pb::JobReply { job_id: offer.job_id.clone(), accepted: true, ..Default::default() };
         bank3.send(pb::participant_message::Body::JobReply(reply.clone())).await;
-        let setup = bank3
-            .wait_for(|m| match &m.body {
-                Some(pb::coordinator_message::Body::RoundStart(s)) => s.setup.clone(),
-                _ => None,
-            })
-            .await;
+        let setup = bank3.wait_for(step_setup).await;
         let header = setup.header.clone().unwrap();
         eprintln!("round open: {header:?}, roster {:?}", setup.roster);
         assert!(setup.roster.contains(&"bank3".to_string()));
+
+        // 5. A malformed message from a member of the open round: a 31-byte public key is
+        // rejected naming the field.
+        let seq = bank3.send(keys_advert(header.clone(), 31, 32)).await;
+        let ack = bank3.ack(seq).await;
+        eprintln!("31-byte key: {:?}: {}", ack.outcome(), ack.reason);
+        assert_eq!(ack.outcome(), pb::ack::Outcome::Rejected);
+        assert!(ack.reason.contains("keys.c"), "{}", ack.reason);
         let seq = mallory.send(keys_advert(header.clone(), 32, 32)).await;
         let ack = mallory.ack(seq).await;
         eprintln!("mallory's KeysAdvert in an open round: {:?}: {}", ack.outcome(), ack.reason);

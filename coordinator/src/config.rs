@@ -66,6 +66,16 @@ pub struct CoordinatorConfig {
     /// `phase_timeout_secs`.
     #[serde(default = "default_round_timeout")]
     pub round_timeout_secs: u64,
+    /// Seconds a job waits for a party that has not joined, or that disconnected while it was
+    /// waited for, before going on without it (at least `min_parties`) or failing; a job may
+    /// set its own `grace_secs`. Default 60.
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+    /// The federation's parties (certificate names). When set, jobs naming anyone else are
+    /// refused at submission; when absent, a job may name only parties that have connected at
+    /// least once.
+    #[serde(default)]
+    pub parties: Option<Vec<String>>,
     /// Largest message accepted from a party, in bytes, after reassembly of its chunks (a GBDT
     /// level of 300 features × 255 bins × 8 nodes is about 15 MB). Default 128 MiB.
     #[serde(default = "default_max_message")]
@@ -79,6 +89,10 @@ pub struct CoordinatorConfig {
 
 fn default_round_timeout() -> u64 {
     30
+}
+
+fn default_grace() -> u64 {
+    60
 }
 
 fn default_max_message() -> usize {

@@ -1,31 +1,28 @@
-//! The round driver: one task per job that gathers the job's parties, checks their schemas,
-//! and runs the trainer's secure sums one round at a time, with a deadline per phase.
+//! The job driver: one task per job that gathers the job's parties, hands out the directory
+//! of their signed channel keys, and runs the job's protocol conductor
+//! ([`fedcredit_federation::protocol::Conductor`]) — whatever the protocol — by delivering
+//! party messages, answering each, closing phases at their deadlines, and persisting the
+//! conductor's checkpoint with every completed step.
 //!
-//! Each round is a secure-aggregation round (Bonawitz et al., CCS 2017): a party that drops
-//! before its shares went out restarts the round without it; one that drops later is
-//! recovered from its neighbours' shares; fewer survivors than the threshold fail the round,
-//! and the job with it — cleanly, resumable from its last completed round. After every round
-//! the trainer's checkpoint and the round record are written in one transaction, so a
-//! coordinator killed at any instant resumes from the last completed round.
+//! One liveness rule for every phase (XayNet-style typed phases with a deadline each): a phase
+//! closes as soon as every party it waits for has answered; a party that disconnects while it
+//! is waited for gets the job's grace period to come back (a restarted participant rejoins and
+//! the conductor restarts the open step with it); after the grace period, or at the phase
+//! deadline, the phase closes without the missing parties and the conductor goes on with at
+//! least `min_parties` or fails the job naming who is missing. The same grace period applies
+//! at the start. A party that declines the job fails it at once with its reason.
 //!
-//! Everything a party sends reaches this task through the job's inbox; what the task
-//! answers (accepted, rejected with a reason, too late) goes back as an `Ack` with the
-//! message's sequence number. XayNet-style typed phases: each phase has a member set and
-//! a deadline, and closes early once every member answered.
+//! Payloads sealed between parties never reach this task: the participants' service relays
+//! them directly ([`crate::service`]), with back-pressure, recording sizes only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedcredit_federation::horizontal::{Aggregate, Outcome, Request, Trainer};
 use fedcredit_federation::job::JobSpec;
-use fedcredit_federation::secagg::{
-    ClientMessage, RoundHeader, RoundSetup, SecAggConfig, SecAggOutput, SecAggRoundError,
-    SecAggServer, ServerMessage, ServerStep,
-};
-use fedcredit_federation::{JobId, PartyId, RoundId};
+use fedcredit_federation::protocol::{self, Conductor, Outbox, Schemas};
+use fedcredit_federation::{JobId, PartyId};
 use fedcredit_models::{FeatureKind, FeatureSpec};
-use fedcredit_proto::convert::server_to_wire;
 use fedcredit_proto::pb;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -47,27 +44,16 @@ pub enum JobInput {
         /// The reply.
         reply: pb::JobReply,
     },
-    /// A secure-aggregation message.
-    SecAgg {
+    /// A protocol message for the job's conductor.
+    Protocol {
         /// Sender (from its certificate).
         party: PartyId,
         /// Stream sequence number, for the ack.
         seq: u64,
-        /// The decoded message.
-        msg: ClientMessage,
+        /// The message.
+        msg: pb::RoleMessage,
         /// Its size on the wire, for the audit log.
         bytes: usize,
-    },
-    /// The party could not compute its contribution.
-    TaskFailed {
-        /// Sender (from its certificate).
-        party: PartyId,
-        /// Stream sequence number, for the ack.
-        seq: u64,
-        /// The round it gave up on.
-        header: RoundHeader,
-        /// Why.
-        reason: String,
     },
 }
 
@@ -89,6 +75,14 @@ fn failed(msg: impl Into<String>) -> JobError {
     JobError::Failed(msg.into())
 }
 
+/// A party that accepted the job.
+#[derive(Debug, Clone)]
+struct Joined {
+    schema: Vec<FeatureSpec>,
+    version: u64,
+    key: Option<pb::ChannelKey>,
+}
+
 /// The job task's state.
 pub(crate) struct Runner {
     shared: Arc<Shared>,
@@ -97,12 +91,17 @@ pub(crate) struct Runner {
     inbox: mpsc::Receiver<JobInput>,
     events: broadcast::Receiver<PartyEvent>,
     cancel: CancellationToken,
-    /// Parties that accepted the job since they last connected, with their schemas.
-    ready: BTreeMap<PartyId, Vec<FeatureSpec>>,
-    /// Parties that failed the current round's task or disconnected during it.
-    gone: BTreeSet<PartyId>,
-    /// The job's columns, once the first parties agreed on them.
-    features: Option<Vec<FeatureSpec>>,
+    /// Parties that accepted the job since they last connected.
+    ready: BTreeMap<PartyId, Joined>,
+    /// Parties of the job that disconnected, and since when.
+    gone_since: BTreeMap<PartyId, Instant>,
+    /// Parties left out for good (came back with other columns).
+    left_out: BTreeSet<PartyId>,
+    conductor: Option<Box<dyn Conductor>>,
+    /// When the current phase closes at the latest.
+    deadline: Instant,
+    /// When the current step started (for its record).
+    step_started: i64,
 }
 
 impl Runner {
@@ -122,8 +121,11 @@ impl Runner {
             events,
             cancel,
             ready: BTreeMap::new(),
-            gone: BTreeSet::new(),
-            features: None,
+            gone_since: BTreeMap::new(),
+            left_out: BTreeSet::new(),
+            conductor: None,
+            deadline: Instant::now(),
+            step_started: now_ms(),
         }
     }
 
@@ -131,6 +133,10 @@ impl Runner {
         Duration::from_secs(
             self.spec.phase_timeout_secs.unwrap_or(self.shared.config.round_timeout_secs),
         )
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.spec.grace_secs.unwrap_or(self.shared.config.grace_secs))
     }
 
     fn in_job(&self, p: &PartyId) -> bool {
@@ -146,54 +152,18 @@ impl Runner {
         self.shared.registry.send(party, msg).await;
     }
 
-    fn audit(
-        &self,
-        party: &PartyId,
-        round: Option<u64>,
-        dir: Direction,
-        kind: &str,
-        bytes: usize,
-        outcome: &str,
-    ) {
-        self.shared.audit(party, Some(&self.job), round, dir, kind, bytes, outcome);
+    fn audit(&self, party: &PartyId, dir: Direction, kind: &str, bytes: usize, outcome: &str) {
+        self.shared.audit(party, Some(&self.job), None, dir, kind, bytes, outcome);
     }
 
-    /// Keeps a message as received (`record_transcripts`).
-    fn record(&self, party: &PartyId, msg: &ClientMessage, ring_bits: u32) {
-        let h = msg.header();
-        let (kind, bits, payload) = match msg {
-            ClientMessage::MaskedInput(m) => (
-                "masked_input",
-                ring_bits,
-                fedcredit_crypto::secagg::pack_elements(&m.masked, ring_bits),
-            ),
-            other => {
-                let kind = match other {
-                    ClientMessage::AdvertiseKeys(_) => "advertise_keys",
-                    ClientMessage::ShareKeys(_) => "share_keys",
-                    _ => "unmask",
-                };
-                (
-                    kind,
-                    0,
-                    prost::Message::encode_to_vec(&fedcredit_proto::convert::client_to_wire(
-                        other, ring_bits,
-                    )),
-                )
-            }
+    async fn send_job(&self, party: &PartyId, body: pb::to_party::Body) -> bool {
+        let msg = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Job(pb::ToParty {
+                job_id: self.job.0.clone(),
+                body: Some(body),
+            })),
         };
-        let entry = TranscriptEntry {
-            job_id: self.job.0.clone(),
-            round: u32::try_from(h.round.0).unwrap_or(u32::MAX),
-            attempt: h.attempt,
-            party: party.0.clone(),
-            kind: kind.into(),
-            ring_bits: bits,
-            payload,
-        };
-        if let Err(e) = self.shared.store.record_transcript(&entry) {
-            warn!(error = %e, "transcript write failed");
-        }
+        self.shared.registry.send(party, msg).await
     }
 
     async fn offer(&self, party: &PartyId) {
@@ -201,83 +171,91 @@ impl Runner {
         let msg =
             pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::JobOffer(offer)) };
         if self.shared.registry.send(party, msg).await {
-            self.audit(party, None, Direction::Out, "job_offer", 0, "sent");
+            self.audit(party, Direction::Out, "job_offer", 0, "sent");
         }
     }
 
-    /// Handles an input that is not part of a running round (offers, stale messages).
-    async fn handle_aside(&mut self, input: JobInput) -> Result<(), JobError> {
-        match input {
-            JobInput::Reply { party, seq, reply } => {
-                if !self.in_job(&party) {
-                    self.audit(
-                        &party,
-                        None,
-                        Direction::In,
-                        "job_reply",
-                        0,
-                        "rejected: not in the job",
-                    );
-                    self.ack(
-                        &party,
-                        pb::Ack::rejected(format!("{party} is not in job {}", self.job))
-                            .for_seq(seq),
-                    )
-                    .await;
-                    return Ok(());
-                }
-                self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
-                self.audit(
-                    &party,
-                    None,
-                    Direction::In,
-                    "job_reply",
-                    0,
-                    if reply.accepted { "accepted" } else { "declined" },
-                );
-                if !reply.accepted {
-                    return Err(failed(format!("{party} declined the job: {}", reply.reason)));
-                }
-                let schema = schema_from_wire(&reply.schema);
-                if let Some(f) = &self.features
-                    && *f != schema
-                {
-                    // A party that comes back with other columns cannot join the sums.
-                    warn!(%party, "party rejoined with different columns; left out");
-                    self.audit(
-                        &party,
-                        None,
-                        Direction::In,
-                        "job_reply",
-                        0,
-                        "left out: columns differ",
-                    );
-                    return Ok(());
-                }
-                info!(%party, columns = schema.len(), "party joined");
-                self.ready.insert(party, schema);
-            }
-            JobInput::SecAgg { party, seq, msg, bytes } => {
-                self.audit(
-                    &party,
-                    Some(msg.header().round.0),
-                    Direction::In,
-                    "secagg",
-                    bytes,
-                    "too late: no round open",
-                );
-                self.ack(
-                    &party,
-                    pb::Ack::too_late(format!("{} is not open", msg.header())).for_seq(seq),
-                )
-                .await;
-            }
-            JobInput::TaskFailed { party, seq, header, reason } => {
-                warn!(%party, round = %header.round, %reason, "task failed outside a round");
-                self.ack(&party, pb::Ack::too_late(format!("{header} is not open")).for_seq(seq))
-                    .await;
-            }
+    fn waiting_for(&self) -> Vec<&PartyId> {
+        self.spec
+            .parties
+            .iter()
+            .filter(|p| !self.ready.contains_key(*p) && !self.left_out.contains(*p))
+            .collect()
+    }
+
+    /// The directory of the ready parties' signed channel keys.
+    fn directory(&self) -> pb::PeerDirectory {
+        pb::PeerDirectory {
+            peers: self
+                .ready
+                .iter()
+                .filter_map(|(p, j)| {
+                    Some(pb::PeerEntry { party: p.0.clone(), key: Some(j.key.clone()?) })
+                })
+                .collect(),
         }
+    }
+
+    async fn send_directory(&self) {
+        let dir = self.directory();
+        for p in self.ready.keys() {
+            self.send_job(p, pb::to_party::Body::Directory(dir.clone())).await;
+        }
+    }
+
+    /// Handles a job reply: a party joins (or rejoins), or declines and fails the job.
+    async fn reply(
+        &mut self,
+        party: PartyId,
+        seq: u64,
+        reply: pb::JobReply,
+    ) -> Result<(), JobError> {
+        if !self.in_job(&party) {
+            self.audit(&party, Direction::In, "job_reply", 0, "rejected: not in the job");
+            self.ack(
+                &party,
+                pb::Ack::rejected(format!("{party} is not in job {}", self.job)).for_seq(seq),
+            )
+            .await;
+            return Ok(());
+        }
+        self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
+        self.audit(
+            &party,
+            Direction::In,
+            "job_reply",
+            0,
+            if reply.accepted { "accepted" } else { "declined" },
+        );
+        if !reply.accepted {
+            return Err(failed(format!("{party} declined the job: {}", reply.reason)));
+        }
+        let schema = schema_from_wire(&reply.schema);
+        let joined = Joined { schema, version: reply.state_version, key: reply.channel_key };
+        if self.conductor.is_some() {
+            // Mid-job: the party must bring the columns the job started with.
+            let first = self.ready.values().next().map(|j| j.schema.clone());
+            if first.as_ref().is_some_and(|s| *s != joined.schema) {
+                warn!(%party, "party rejoined with different columns; left out");
+                self.audit(&party, Direction::In, "job_reply", 0, "left out: columns differ");
+                self.left_out.insert(party);
+                return Ok(());
+            }
+            info!(%party, version = joined.version, "party rejoined");
+            self.gone_since.remove(&party);
+            let version = joined.version;
+            self.ready.insert(party.clone(), joined);
+            self.send_directory().await;
+            let mut out = Outbox::default();
+            if let Some(c) = &mut self.conductor {
+                c.rejoin(&party, version, &mut out);
+            }
+            self.drain(out).await?;
+            return Ok(());
+        }
+        info!(%party, columns = joined.schema.len(), "party joined");
+        self.gone_since.remove(&party);
+        self.ready.insert(party, joined);
         Ok(())
     }
 
@@ -291,101 +269,146 @@ impl Runner {
             Ok(PartyEvent::Disconnected(p)) if self.in_job(&p) => {
                 info!(party = %p, "party disconnected");
                 self.ready.remove(&p);
-                self.gone.insert(p);
+                self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
+                if let Some(c) = &mut self.conductor {
+                    c.left(&p);
+                }
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Missed events: re-derive from the registry.
                 let connected = self.shared.registry.connected();
-                self.ready.retain(|p, _| connected.contains(p));
+                let lost: Vec<PartyId> =
+                    self.ready.keys().filter(|p| !connected.contains(*p)).cloned().collect();
+                for p in lost {
+                    self.ready.remove(&p);
+                    self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
+                    if let Some(c) = &mut self.conductor {
+                        c.left(&p);
+                    }
+                }
             }
             Err(broadcast::error::RecvError::Closed) => {}
         }
     }
 
-    fn check_stop(&self) -> Result<(), JobError> {
-        if self.shared.shutdown.is_cancelled() {
-            Err(JobError::Shutdown)
-        } else if self.cancel.is_cancelled() {
-            Err(JobError::Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Waits until `want` parties are ready, or until `deadline` with at least `need`.
-    async fn gather(
-        &mut self,
-        want: usize,
-        need: usize,
-        deadline: Instant,
-    ) -> Result<(), JobError> {
-        let give_up = deadline + self.phase_timeout() * 10;
+    /// Waits until every party is ready, or until the grace period passed with at least
+    /// `min_parties`; fails naming who is missing otherwise.
+    async fn gather(&mut self) -> Result<(), JobError> {
+        let started = Instant::now();
+        let grace = self.grace();
+        let need = self.spec.min_parties();
         loop {
-            self.check_stop()?;
-            let ready = self.ready.len();
-            let now = Instant::now();
-            if ready >= want || (ready >= need && now >= deadline) {
+            let waiting: Vec<String> = self.waiting_for().iter().map(|p| p.0.clone()).collect();
+            if waiting.is_empty() {
                 return Ok(());
             }
-            if now >= give_up {
-                let missing: Vec<String> = self
-                    .spec
-                    .parties
-                    .iter()
-                    .filter(|p| !self.ready.contains_key(*p))
-                    .map(|p| p.0.clone())
-                    .collect();
+            if started.elapsed() >= grace {
+                if self.ready.len() >= need {
+                    warn!(missing = %waiting.join(", "), "starting without");
+                    return Ok(());
+                }
                 return Err(failed(format!(
-                    "only {ready} of the {need} parties needed are ready; missing: {}",
-                    missing.join(", ")
+                    "{} of the {need} parties needed joined within the grace period of {} s; missing: {}",
+                    self.ready.len(),
+                    grace.as_secs(),
+                    waiting.join(", ")
                 )));
             }
-            let waiting: Vec<&str> = self
-                .spec
-                .parties
-                .iter()
-                .filter(|p| !self.ready.contains_key(*p))
-                .map(|p| p.0.as_str())
-                .collect();
             self.status(format!("waiting for {}", waiting.join(", ")));
-            let wake = if ready >= need { deadline } else { give_up };
             tokio::select! {
                 input = self.inbox.recv() => match input {
-                    Some(i) => self.handle_aside(i).await?,
+                    Some(JobInput::Reply { party, seq, reply }) => self.reply(party, seq, reply).await?,
+                    Some(JobInput::Protocol { party, seq, bytes, .. }) => {
+                        self.audit(&party, Direction::In, "protocol", bytes, "too late: no step open");
+                        self.ack(&party, pb::Ack::too_late("the job has not started").for_seq(seq)).await;
+                    }
                     None => return Err(JobError::Shutdown),
                 },
                 ev = self.events.recv() => self.handle_event(ev).await,
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep_until((started + grace).into()) => {}
                 _ = self.cancel.cancelled() => return Err(JobError::Cancelled),
                 _ = self.shared.shutdown.cancelled() => return Err(JobError::Shutdown),
             }
         }
     }
 
-    /// The job's columns: every ready party must report the same.
-    fn features(&self) -> Result<Vec<FeatureSpec>, JobError> {
-        let mut it = self.ready.iter();
-        let Some((first, schema)) = it.next() else {
-            return Err(failed("no party is ready"));
-        };
-        for (p, s) in it {
-            if s != schema {
-                let names = |s: &[FeatureSpec]| {
-                    s.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ")
-                };
-                return Err(failed(format!(
-                    "{p}'s columns differ from {first}'s: [{}] vs [{}] (names, order, kinds and categorical levels must match)",
-                    names(s),
-                    names(schema)
-                )));
+    /// Sends what the conductor asked for and records completed steps.
+    async fn drain(&mut self, out: Outbox) -> Result<Option<protocol::Outcome>, JobError> {
+        let sent = !out.messages.is_empty();
+        for (p, m) in out.messages {
+            if !self.send_job(&p, pb::to_party::Body::Protocol(m)).await {
+                // Unreachable: the driver's liveness rule handles it like a disconnection.
+                self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
             }
         }
-        Ok(schema.clone())
+        if sent {
+            self.deadline = Instant::now() + self.phase_timeout();
+        }
+        if !out.steps.is_empty() {
+            let c = self.conductor.as_ref().ok_or_else(|| failed("no conductor"))?;
+            let checkpoint = c.checkpoint();
+            let progress = c.progress();
+            let progress_json = serde_json::to_string(&progress).unwrap_or_default();
+            for s in out.steps {
+                let rec = RoundRecord {
+                    job_id: self.job.0.clone(),
+                    round: u32::try_from(s.step).map_err(|_| failed("too many steps"))?,
+                    attempts: s.attempts,
+                    contributors_json: names_json(&s.contributors),
+                    dropped_json: names_json(&s.dropped),
+                    started_ms: self.step_started,
+                    finished_ms: now_ms(),
+                    what: s.what.clone(),
+                };
+                self.shared
+                    .store
+                    .complete_round(&rec, &checkpoint, &progress_json)
+                    .map_err(|e| failed(e.to_string()))?;
+                self.shared.publish_progress(&self.job, s.step + 1, &progress_json, &s.what);
+                self.step_started = now_ms();
+            }
+        }
+        Ok(out.finished)
+    }
+
+    /// Keeps a protocol message as received (`record_transcripts`).
+    fn record(&self, party: &PartyId, msg: &pb::RoleMessage) {
+        let (kind, ring_bits, payload) = transcript_of(msg);
+        let (round, attempt) = header_of(msg);
+        let entry = TranscriptEntry {
+            job_id: self.job.0.clone(),
+            round: u32::try_from(round).unwrap_or(u32::MAX),
+            attempt,
+            party: party.0.clone(),
+            kind: kind.into(),
+            ring_bits,
+            payload,
+        };
+        if let Err(e) = self.shared.store.record_transcript(&entry) {
+            warn!(error = %e, "transcript write failed");
+        }
+    }
+
+    /// Whether the open phase can close before its deadline: nobody is waited for, or everyone
+    /// waited for has been gone for the grace period.
+    fn can_close_early(&self, c: &dyn Conductor) -> Option<Instant> {
+        let pending = c.pending();
+        if pending.is_empty() {
+            return Some(Instant::now());
+        }
+        let grace = self.grace();
+        let mut latest: Option<Instant> = None;
+        for p in &pending {
+            let since = self.gone_since.get(p)?;
+            let t = *since + grace;
+            latest = Some(latest.map_or(t, |l: Instant| l.max(t)));
+        }
+        latest
     }
 
     /// Runs the job to its outcome.
-    pub(crate) async fn run(mut self) -> Result<Outcome, JobError> {
+    pub(crate) async fn run(mut self) -> Result<protocol::Outcome, JobError> {
         let record = self
             .shared
             .store
@@ -397,283 +420,129 @@ impl Runner {
                 self.offer(&p).await;
             }
         }
-        let timeout = self.phase_timeout();
-        let all = self.spec.parties.len();
-        let need = self.spec.min_parties();
-        self.gather(all, need, Instant::now() + timeout * 2).await?;
-        let features = self.features()?;
-        self.features = Some(features.clone());
-        let mut trainer = match &record.checkpoint {
+        self.gather().await?;
+        let schemas: Schemas =
+            self.ready.iter().map(|(p, j)| (p.clone(), j.schema.clone())).collect();
+        let conductor = match &record.checkpoint {
             Some(bytes) if record.rounds_done > 0 => {
-                let t = Trainer::restore(bytes).map_err(|e| failed(e.to_string()))?;
-                if t.features() != features.as_slice() {
-                    return Err(failed("the parties' columns changed since the job started"));
-                }
                 info!(rounds_done = record.rounds_done, "resuming from checkpoint");
-                t
+                protocol::restore_conductor(&self.spec, bytes).map_err(failed)?
             }
-            _ => Trainer::new(&self.spec, features).map_err(|e| failed(e.to_string()))?,
+            _ => protocol::new_conductor(&self.job, &self.spec, &schemas).map_err(failed)?,
         };
-        let mut round = u64::from(record.rounds_done);
+        self.conductor = Some(conductor);
+        self.send_directory().await;
+        let versions: BTreeMap<PartyId, u64> =
+            self.ready.iter().map(|(p, j)| (p.clone(), j.version)).collect();
+        let mut out = Outbox::default();
+        if let Some(c) = &mut self.conductor {
+            c.start(&versions, &mut out).map_err(failed)?;
+        }
+        self.step_started = now_ms();
+        if let Some(outcome) = self.drain(out).await? {
+            return Ok(outcome);
+        }
+        let mut idle_closes = 0u32;
         loop {
-            self.check_stop()?;
-            match trainer.next_request().map_err(|e| failed(e.to_string()))? {
-                Request::Finished(outcome) => return Ok(*outcome),
-                Request::Aggregate(agg) => {
-                    self.gather(all, need, Instant::now()).await?;
-                    let started = now_ms();
-                    let span = info_span!("round", round, what = %agg.what);
-                    let (out, attempts) = self.run_round(round, &agg).instrument(span).await?;
-                    trainer
-                        .absorb(&out.sum, &out.contributors)
-                        .map_err(|e| failed(format!("round {round}: {e}")))?;
-                    let progress = trainer.progress();
-                    let rec = RoundRecord {
-                        job_id: self.job.0.clone(),
-                        round: u32::try_from(round).map_err(|_| failed("too many rounds"))?,
-                        attempts,
-                        contributors_json: names_json(&out.contributors),
-                        dropped_json: names_json(&out.dropped),
-                        started_ms: started,
-                        finished_ms: now_ms(),
-                        what: agg.what.clone(),
-                    };
-                    let progress_json = serde_json::to_string(&progress).unwrap_or_default();
-                    self.shared
-                        .store
-                        .complete_round(&rec, &trainer.checkpoint(), &progress_json)
-                        .map_err(|e| failed(e.to_string()))?;
-                    self.shared.publish_progress(&self.job, round + 1, &progress_json, &agg.what);
-                    round += 1;
+            let (status, wake) = {
+                let c = self.conductor.as_ref().ok_or_else(|| failed("no conductor"))?;
+                let early = self.can_close_early(c.as_ref());
+                let wake = early.map_or(self.deadline, |e| e.min(self.deadline));
+                (c.status(), wake)
+            };
+            if Instant::now() >= wake {
+                let mut out = Outbox::default();
+                let res = match &mut self.conductor {
+                    Some(c) => c.close_phase(&mut out),
+                    None => Err("no conductor".into()),
+                };
+                let moved = !out.messages.is_empty() || !out.steps.is_empty();
+                let drained = self.drain(out).await?;
+                res.map_err(failed)?;
+                if let Some(outcome) = drained {
+                    return Ok(outcome);
                 }
-            }
-        }
-    }
-
-    /// One round: attempts until a sum, a restart without the early dropouts each time.
-    async fn run_round(
-        &mut self,
-        round: u64,
-        agg: &Aggregate,
-    ) -> Result<(SecAggOutput, u32), JobError> {
-        let config = SecAggConfig {
-            vector_len: agg.vector_len,
-            clip: agg.clip,
-            frac_bits: self.spec.secagg.frac_bits,
-            threshold: self.spec.secagg.threshold,
-            degree: self.spec.secagg.degree,
-        };
-        let task_json = serde_json::to_string(&agg.task).map_err(|e| failed(e.to_string()))?;
-        let roster: Vec<PartyId> = self.ready.keys().cloned().collect();
-        let header = RoundHeader { job: self.job.clone(), round: RoundId(round), attempt: 0 };
-        if self.spec.model.plaintext() {
-            return self
-                .run_plaintext_round(header, config, roster, task_json)
-                .await
-                .map(|o| (o, 1));
-        }
-        let (mut server, mut setups) = SecAggServer::new(header, config, &roster)
-            .map_err(|e| failed(format!("round {round}: {e}")))?;
-        let mut attempts = 1u32;
-        loop {
-            self.gone.clear();
-            self.status(format!(
-                "{} (attempt {attempts}, {} parties)",
-                agg.what,
-                server.roster().len()
-            ));
-            for (p, m) in setups.drain(..) {
-                if let ServerMessage::Setup(s) = m {
-                    self.start_round(&p, &s, &task_json, false).await;
+                idle_closes = if moved { 0 } else { idle_closes + 1 };
+                if idle_closes > 3 {
+                    let status = self.conductor.as_ref().map(|c| c.status()).unwrap_or_default();
+                    return Err(failed(format!("the protocol made no progress: {status}")));
                 }
-            }
-            match self.drive_attempt(&mut server).await? {
-                Ok(out) => return Ok((out, attempts)),
-                Err(why) => {
-                    let live = server.live_parties().len();
-                    if live < self.spec.min_parties().max(2)
-                        || attempts >= 2 + self.spec.parties.len() as u32
-                    {
-                        return Err(failed(format!(
-                            "round {round} ({}) failed: {why}; {live} parties left, the job needs {}",
-                            agg.what,
-                            self.spec.min_parties()
-                        )));
-                    }
-                    warn!(%why, live, "restarting the round");
-                    let (s, m) =
-                        server.retry().map_err(|e| failed(format!("round {round}: {e}")))?;
-                    server = s;
-                    setups = m;
-                    attempts += 1;
+                if self.conductor.as_ref().is_some_and(|c| !c.pending().is_empty()) {
+                    self.deadline = self.deadline.max(Instant::now() + self.phase_timeout());
                 }
+                continue;
             }
-        }
-    }
-
-    /// Sends a round's start to a party; a party that cannot be reached counts as gone.
-    async fn start_round(
-        &mut self,
-        party: &PartyId,
-        setup: &RoundSetup,
-        task_json: &str,
-        plaintext: bool,
-    ) {
-        let start = pb::RoundStart {
-            setup: Some(setup.into()),
-            task_json: task_json.to_string(),
-            plaintext,
-        };
-        let msg =
-            pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::RoundStart(start)) };
-        if !self.shared.registry.send(party, msg).await {
-            self.gone.insert(party.clone());
-        }
-    }
-
-    /// The benchmark baseline: the same round over the same transport, vectors unmasked.
-    async fn run_plaintext_round(
-        &mut self,
-        header: RoundHeader,
-        config: SecAggConfig,
-        roster: Vec<PartyId>,
-        task_json: String,
-    ) -> Result<SecAggOutput, JobError> {
-        let fixed = config.fixed_point(roster.len()).map_err(|e| failed(e.to_string()))?;
-        let setup = RoundSetup { header: header.clone(), config, roster: roster.clone() };
-        self.gone.clear();
-        for p in &roster {
-            self.start_round(p, &setup, &task_json, true).await;
-        }
-        let mut ring_sum = vec![0u64; config.vector_len];
-        let mut got: BTreeSet<PartyId> = BTreeSet::new();
-        let deadline = Instant::now() + self.phase_timeout();
-        while roster.iter().any(|p| !got.contains(p) && !self.gone.contains(p)) {
+            self.status(status);
             tokio::select! {
                 input = self.inbox.recv() => match input {
                     None => return Err(JobError::Shutdown),
-                    Some(JobInput::SecAgg { party, seq, msg: ClientMessage::MaskedInput(m), bytes })
-                        if m.header == header && roster.contains(&party) && !got.contains(&party) =>
-                    {
-                        if m.masked.len() != config.vector_len {
-                            self.ack(&party, pb::Ack::rejected("wrong vector length").for_seq(seq)).await;
-                            continue;
+                    Some(JobInput::Reply { party, seq, reply }) => self.reply(party, seq, reply).await?,
+                    Some(JobInput::Protocol { party, seq, msg, bytes }) => {
+                        if self.shared.config.record_transcripts {
+                            self.record(&party, &msg);
                         }
-                        for (s, v) in ring_sum.iter_mut().zip(&m.masked) {
-                            *s = fixed.add(*s, *v);
+                        let mut out = Outbox::default();
+                        let res = match &mut self.conductor {
+                            Some(c) => c.receive(&party, msg, &mut out),
+                            None => Err(protocol::Rejection::too_late("no step open")),
+                        };
+                        let (ack, outcome) = match &res {
+                            Ok(_) => (pb::Ack::accepted(), "accepted".to_string()),
+                            Err(r) if r.too_late => (pb::Ack::too_late(r.reason.clone()), format!("too late: {}", r.reason)),
+                            Err(r) => (pb::Ack::rejected(r.reason.clone()), format!("rejected: {}", r.reason)),
+                        };
+                        self.audit(&party, Direction::In, "protocol", bytes, &outcome);
+                        self.ack(&party, ack.for_seq(seq)).await;
+                        if let Some(outcome) = self.drain(out).await? {
+                            return Ok(outcome);
                         }
-                        self.audit(&party, Some(header.round.0), Direction::In, "plaintext", bytes, "accepted");
-                        self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
-                        got.insert(party);
                     }
-                    Some(JobInput::SecAgg { party, seq, .. }) => {
-                        self.ack(&party, pb::Ack::rejected("not expected in a plaintext round").for_seq(seq)).await;
-                    }
-                    Some(JobInput::TaskFailed { party, seq, .. }) => {
-                        self.gone.insert(party.clone());
-                        self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
-                    }
-                    Some(other) => self.handle_aside(other).await?,
                 },
                 ev = self.events.recv() => self.handle_event(ev).await,
-                _ = tokio::time::sleep_until(deadline.into()) => break,
+                _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = self.cancel.cancelled() => return Err(JobError::Cancelled),
                 _ = self.shared.shutdown.cancelled() => return Err(JobError::Shutdown),
             }
         }
-        if got.len() < 2 {
-            return Err(failed(format!("{header}: only {} vectors arrived", got.len())));
-        }
-        let contributors: Vec<PartyId> =
-            roster.iter().filter(|p| got.contains(*p)).cloned().collect();
-        let dropped = roster.iter().filter(|p| !got.contains(*p)).cloned().collect();
-        Ok(SecAggOutput {
-            header,
-            sum: fixed.decode_vec(&ring_sum),
-            ring_sum,
-            fixed,
-            error_bound: fixed.sum_error_bound(contributors.len()),
-            contributors,
-            dropped,
-        })
     }
+}
 
-    /// Drives one attempt through its phases. `Ok(Err(why))` = the attempt ended without a
-    /// sum and may be retried.
-    async fn drive_attempt(
-        &mut self,
-        server: &mut SecAggServer,
-    ) -> Result<Result<SecAggOutput, String>, JobError> {
-        let timeout = self.phase_timeout();
-        let round = server.header().round.0;
-        loop {
-            let deadline = Instant::now() + timeout;
-            loop {
-                let pending = server.pending();
-                if pending.is_empty() || pending.iter().all(|p| self.gone.contains(p)) {
-                    break;
-                }
-                tokio::select! {
-                    input = self.inbox.recv() => match input {
-                        None => return Err(JobError::Shutdown),
-                        Some(JobInput::SecAgg { party, seq, msg, bytes }) => {
-                            if self.shared.config.record_transcripts {
-                                self.record(&party, &msg, server.ring_bits());
-                            }
-                            let result = server.receive(&party, msg);
-                            let (ack, outcome) = match &result {
-                                Ok(_) => (pb::Ack::accepted(), "accepted".to_string()),
-                                Err(e @ SecAggRoundError::TooLate { .. }) => (pb::Ack::too_late(e.to_string()), format!("too late: {e}")),
-                                Err(e @ SecAggRoundError::WrongRound { expected, got }) if got.round < expected.round || (got.round == expected.round && got.attempt < expected.attempt) => {
-                                    (pb::Ack::too_late(e.to_string()), format!("too late: {e}"))
-                                }
-                                Err(e) => (pb::Ack::rejected(e.to_string()), format!("rejected: {e}")),
-                            };
-                            self.audit(&party, Some(round), Direction::In, "secagg", bytes, &outcome);
-                            self.ack(&party, ack.for_seq(seq)).await;
-                        }
-                        Some(JobInput::TaskFailed { party, seq, header, reason }) => {
-                            if &header == server.header() {
-                                warn!(%party, %reason, "party could not compute its contribution");
-                                self.gone.insert(party.clone());
-                                self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
-                            } else {
-                                self.ack(&party, pb::Ack::too_late(format!("{header} is not open")).for_seq(seq)).await;
-                            }
-                        }
-                        Some(other) => self.handle_aside(other).await?,
-                    },
-                    ev = self.events.recv() => self.handle_event(ev).await,
-                    _ = tokio::time::sleep_until(deadline.into()) => break,
-                    _ = self.cancel.cancelled() => return Err(JobError::Cancelled),
-                    _ = self.shared.shutdown.cancelled() => return Err(JobError::Shutdown),
-                }
-            }
-            let phase = server.phase();
-            match server.close_phase() {
-                Ok(ServerStep::Send(msgs)) => {
-                    for (p, m) in msgs {
-                        let wire = server_to_wire(&m);
-                        let msg = pb::CoordinatorMessage {
-                            body: Some(pb::coordinator_message::Body::Secagg(wire)),
-                        };
-                        if !self.shared.registry.send(&p, msg).await {
-                            self.gone.insert(p);
-                        }
-                    }
-                }
-                Ok(ServerStep::Restart(r)) => {
-                    let names: Vec<String> = r.excluded.iter().map(|p| p.0.clone()).collect();
-                    return Ok(Err(format!(
-                        "no answer in phase {phase} from {}",
-                        names.join(", ")
-                    )));
-                }
-                Ok(ServerStep::Done(out)) => return Ok(Ok(out)),
-                Err(e) => return Ok(Err(e.to_string())),
-            }
+/// What a transcript keeps of a protocol message: its kind, ring width (masked vectors) and
+/// payload (the packed masked vector, or the whole message).
+fn transcript_of(msg: &pb::RoleMessage) -> (&'static str, u32, Vec<u8>) {
+    use pb::sec_agg_client_message::Msg;
+    match &msg.body {
+        Some(pb::role_message::Body::Secagg(s)) => match &s.msg {
+            Some(Msg::MaskedInput(m)) => ("masked_input", m.ring_bits, m.packed.clone()),
+            Some(Msg::AdvertiseKeys(_)) => ("advertise_keys", 0, prost::Message::encode_to_vec(s)),
+            Some(Msg::ShareKeys(_)) => ("share_keys", 0, prost::Message::encode_to_vec(s)),
+            Some(Msg::Consistency(_)) => ("consistency", 0, prost::Message::encode_to_vec(s)),
+            Some(Msg::Unmask(_)) => ("unmask", 0, prost::Message::encode_to_vec(s)),
+            None => ("secagg", 0, prost::Message::encode_to_vec(s)),
+        },
+        Some(pb::role_message::Body::Failed(_)) => {
+            ("step_failed", 0, prost::Message::encode_to_vec(msg))
         }
+        _ => ("protocol", 0, prost::Message::encode_to_vec(msg)),
     }
+}
+
+/// The round and attempt a protocol message names (0, 0 when it names none).
+fn header_of(msg: &pb::RoleMessage) -> (u64, u32) {
+    use pb::sec_agg_client_message::Msg;
+    let h = match &msg.body {
+        Some(pb::role_message::Body::Secagg(s)) => match &s.msg {
+            Some(Msg::AdvertiseKeys(m)) => m.header.as_ref(),
+            Some(Msg::ShareKeys(m)) => m.header.as_ref(),
+            Some(Msg::MaskedInput(m)) => m.header.as_ref(),
+            Some(Msg::Consistency(m)) => m.header.as_ref(),
+            Some(Msg::Unmask(m)) => m.header.as_ref(),
+            None => None,
+        },
+        Some(pb::role_message::Body::Failed(f)) => return (f.step, 0),
+        _ => None,
+    };
+    h.map_or((0, 0), |h| (h.round, h.attempt))
 }
 
 /// The feature specs a party reported.
@@ -761,7 +630,12 @@ pub(crate) async fn run_job(
     .await;
 }
 
-fn finish(shared: &Shared, job: &JobId, spec: &JobSpec, outcome: &Outcome) -> Result<(), String> {
+fn finish(
+    shared: &Shared,
+    job: &JobId,
+    spec: &JobSpec,
+    outcome: &protocol::Outcome,
+) -> Result<(), String> {
     let metrics_json = serde_json::to_string(&outcome.metrics).unwrap_or_default();
     let model = outcome.artifact_json.as_ref().map(|a| ModelRecord {
         id: format!("{}-model", job.0),

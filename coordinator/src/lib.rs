@@ -27,8 +27,8 @@ pub use config::{CoordinatorConfig, TlsPaths};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use fedcredit_federation::JobId;
 use fedcredit_federation::job::JobSpec;
+use fedcredit_federation::{JobId, PartyId};
 use fedcredit_proto::pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,7 @@ pub fn now_ms() -> i64 {
 #[derive(Debug)]
 pub(crate) struct JobHandle {
     pub inbox: mpsc::Sender<JobInput>,
+    pub parties: Vec<PartyId>,
     pub cancel: CancellationToken,
     pub info: watch::Sender<pb::JobInfo>,
 }
@@ -111,6 +112,11 @@ impl Shared {
         self.jobs().get(job).map(|h| h.inbox.clone())
     }
 
+    /// The parties of a running job.
+    pub(crate) fn job_parties(&self, job: &JobId) -> Option<Vec<PartyId>> {
+        self.jobs().get(job).map(|h| h.parties.clone())
+    }
+
     /// Follows a running job's info; `None` when it is not running.
     pub(crate) fn watch(&self, job: &JobId) -> Option<watch::Receiver<pb::JobInfo>> {
         self.jobs().get(job).map(|h| h.info.subscribe())
@@ -134,7 +140,15 @@ impl Shared {
             if jobs.contains_key(&job) {
                 return Err(format!("job {job} is already running"));
             }
-            jobs.insert(job.clone(), JobHandle { inbox: tx, cancel: cancel.clone(), info });
+            jobs.insert(
+                job.clone(),
+                JobHandle {
+                    inbox: tx,
+                    parties: spec.parties.clone(),
+                    cancel: cancel.clone(),
+                    info,
+                },
+            );
         }
         tokio::spawn(driver::run_job(self.clone(), job, spec, rx, cancel));
         Ok(())

@@ -2,19 +2,35 @@
 //! connections and disconnections for the job runners.
 //!
 //! A party has at most one session; a new connection replaces the old one (the old stream
-//! ends). Queues are bounded: a party that does not read its stream for
-//! [`SEND_TIMEOUT`] is disconnected rather than letting the coordinator's memory grow.
+//! ends). Queues are bounded twice: at most [`QUEUE`] messages and [`QUEUE_BYTES`] bytes wait
+//! for a party (a relayed payload of any size moves through at most that much coordinator
+//! memory per recipient); a sender waits for room, and a party that does not read its stream
+//! for [`SEND_TIMEOUT`] is disconnected rather than letting the coordinator's memory grow.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use fedcredit_federation::PartyId;
 use fedcredit_proto::pb;
-use tokio::sync::{broadcast, mpsc};
+use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 
 /// Messages queued per party before `send` waits.
 pub const QUEUE: usize = 256;
+/// Bytes queued per party before `send` waits.
+pub const QUEUE_BYTES: usize = 16 << 20;
+const BUDGET_UNIT: usize = 1024;
+
+/// A queued message with its share of the party's byte budget (returned when it is written).
+#[derive(Debug)]
+pub struct Queued {
+    /// The message.
+    pub msg: pb::CoordinatorMessage,
+    _budget: OwnedSemaphorePermit,
+}
 /// How long `send` waits on a full queue before dropping the session.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -30,7 +46,8 @@ pub enum PartyEvent {
 #[derive(Debug)]
 struct Session {
     id: u64,
-    tx: mpsc::Sender<pb::CoordinatorMessage>,
+    tx: mpsc::Sender<Queued>,
+    budget: Arc<Semaphore>,
 }
 
 /// Connected parties.
@@ -61,14 +78,15 @@ impl Registry {
     }
 
     /// Registers a session for `party`, replacing any older one; returns its id and queue.
-    pub fn connect(&self, party: &PartyId) -> (u64, mpsc::Receiver<pb::CoordinatorMessage>) {
+    pub fn connect(&self, party: &PartyId) -> (u64, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let budget = Arc::new(Semaphore::new(QUEUE_BYTES / BUDGET_UNIT));
         let id = {
             let mut n = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
             *n += 1;
             *n
         };
-        self.lock().insert(party.clone(), Session { id, tx });
+        self.lock().insert(party.clone(), Session { id, tx, budget });
         let _ = self.events.send(PartyEvent::Connected(party.clone()));
         (id, rx)
     }
@@ -109,10 +127,17 @@ impl Registry {
     /// Queues `msg` for `party`. Returns false when the party is not connected or its queue
     /// stayed full for [`SEND_TIMEOUT`] (the session is then dropped).
     pub async fn send(&self, party: &PartyId, msg: pb::CoordinatorMessage) -> bool {
-        let Some((id, tx)) = self.lock().get(party).map(|s| (s.id, s.tx.clone())) else {
+        let Some((id, tx, budget)) =
+            self.lock().get(party).map(|s| (s.id, s.tx.clone(), s.budget.clone()))
+        else {
             return false;
         };
-        match tokio::time::timeout(SEND_TIMEOUT, tx.send(msg)).await {
+        let units = (msg.encoded_len() / BUDGET_UNIT + 1).min(QUEUE_BYTES / BUDGET_UNIT) as u32;
+        let queued = async {
+            let permit = budget.acquire_many_owned(units).await.map_err(|_| ())?;
+            tx.send(Queued { msg, _budget: permit }).await.map_err(|_| ())
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, queued).await {
             Ok(Ok(())) => true,
             _ => {
                 tracing::warn!(%party, "outbound queue full or closed; dropping the session");
@@ -142,6 +167,15 @@ mod tests {
         assert!(r.is_connected(&p("a")));
         assert!(r.send(&p("a"), pb::CoordinatorMessage::default()).await);
         assert!(rx2.recv().await.is_some());
+        // The byte budget bounds what waits: a message larger than the budget still passes
+        // once the queue is empty, and its permit returns when it is taken off.
+        let big = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
+                party: "x".repeat(QUEUE_BYTES + 10),
+            })),
+        };
+        assert!(r.send(&p("a"), big).await);
+        drop(rx2.recv().await);
         r.disconnect(&p("a"), id2);
         assert!(!r.is_connected(&p("a")));
         assert!(!r.send(&p("a"), pb::CoordinatorMessage::default()).await);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedcredit_federation::{JobId, PartyId};
-use fedcredit_proto::convert::client_from_wire;
 use fedcredit_proto::pb;
 use fedcredit_transport::stream::{Inbound, Outbound};
 use tokio::sync::mpsc;
@@ -127,8 +126,8 @@ impl pb::federation_server::Federation for FederationService {
                         }
                     }
                 }
-                while let Some(m) = queue.recv().await {
-                    match outbound.coordinator(m) {
+                while let Some(q) = queue.recv().await {
+                    match outbound.coordinator(q.msg) {
                         Ok(fs) => {
                             for f in fs {
                                 if out_tx.send(Ok(f)).await.is_err() {
@@ -198,7 +197,8 @@ async fn reply(shared: &Shared, party: &PartyId, ack: pb::Ack) {
     shared.registry.send(party, coordinator_msg(pb::coordinator_message::Body::Ack(ack))).await;
 }
 
-/// Sends a message to its job's task, or answers it here when no job can take it.
+/// Sends a message to its job's task (or relays it, for sealed payloads), or answers it here
+/// when no job can take it.
 async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, bytes: usize) {
     use pb::participant_message::Body;
     let seq = msg.seq;
@@ -218,30 +218,25 @@ async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, by
             JobInput::Reply { party: party.clone(), seq, reply },
             "job_reply",
         ),
-        Some(Body::Secagg(wire)) => match client_from_wire(wire) {
-            Ok(m) => (
-                m.header().job.clone(),
-                JobInput::SecAgg { party: party.clone(), seq, msg: m, bytes },
-                "secagg",
-            ),
-            Err(e) => {
-                audit(shared, party, None, "secagg", bytes, &format!("rejected: {e}"));
-                reply(shared, party, pb::Ack::rejected(e.to_string()).for_seq(seq)).await;
-                return;
+        Some(Body::Job(m)) => {
+            let job = JobId(m.job_id.clone());
+            match m.body {
+                Some(pb::from_party::Body::Sealed(sealed)) => {
+                    relay(shared, party, &job, seq, sealed, bytes).await;
+                    return;
+                }
+                Some(pb::from_party::Body::Protocol(p)) => (
+                    job,
+                    JobInput::Protocol { party: party.clone(), seq, msg: p, bytes },
+                    "protocol",
+                ),
+                None => {
+                    audit(shared, party, Some(&job), "job", bytes, "rejected: no body");
+                    reply(shared, party, pb::Ack::rejected("job message has no body").for_seq(seq))
+                        .await;
+                    return;
+                }
             }
-        },
-        Some(Body::TaskFailed(t)) => {
-            let Some(h) = t.header else {
-                reply(shared, party, pb::Ack::rejected("malformed header: missing").for_seq(seq))
-                    .await;
-                return;
-            };
-            let header: fedcredit_federation::secagg::RoundHeader = h.into();
-            (
-                header.job.clone(),
-                JobInput::TaskFailed { party: party.clone(), seq, header, reason: t.reason },
-                "task_failed",
-            )
         }
     };
     match shared.inbox(&job) {
@@ -264,5 +259,78 @@ async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, by
             )
             .await;
         }
+    }
+}
+
+/// Relays a sealed payload to its recipients: only within a running job, only between its
+/// parties. The coordinator cannot read or forge the ciphertexts (each is sealed with the
+/// sender–recipient channel key); it records their sizes in the audit log. Sending waits for
+/// room in each recipient's bounded queue, so a fast sender is slowed to the pace of the
+/// slowest recipient (this stream's reader waits, and HTTP/2 flow control holds the sender).
+async fn relay(
+    shared: &Shared,
+    party: &PartyId,
+    job: &JobId,
+    seq: u64,
+    sealed: pb::Sealed,
+    bytes: usize,
+) {
+    let Some(members) = shared.job_parties(job) else {
+        audit(shared, party, Some(job), "sealed", bytes, "too late: job not running");
+        reply(shared, party, pb::Ack::too_late(format!("job {job} is not running")).for_seq(seq))
+            .await;
+        return;
+    };
+    let reject = |why: String| async move {
+        audit(shared, party, Some(job), "sealed", bytes, &format!("rejected: {why}"));
+        reply(shared, party, pb::Ack::rejected(why).for_seq(seq)).await;
+    };
+    if !members.contains(party) {
+        return reject(format!("{party} is not a party of job {job}")).await;
+    }
+    if let Some(to) = sealed.ciphertexts.keys().find(|t| !members.contains(&PartyId((*t).clone())))
+    {
+        return reject(format!("{to} is not a party of job {job}")).await;
+    }
+    if sealed.ciphertexts.is_empty() {
+        return reject("a sealed message without recipients".into()).await;
+    }
+    let mut lost = Vec::new();
+    let mut recipients: Vec<(String, Vec<u8>)> = sealed.ciphertexts.into_iter().collect();
+    recipients.sort_by(|a, b| a.0.cmp(&b.0));
+    for (to, ct) in recipients {
+        let size = ct.len();
+        let to = PartyId(to);
+        let msg = coordinator_msg(pb::coordinator_message::Body::Job(pb::ToParty {
+            job_id: job.0.clone(),
+            body: Some(pb::to_party::Body::Relayed(pb::Relayed {
+                from: party.0.clone(),
+                stream: sealed.stream,
+                seq: sealed.seq,
+                last: sealed.last,
+                ciphertext: ct,
+            })),
+        }));
+        if shared.registry.send(&to, msg).await {
+            shared.audit(
+                &to,
+                Some(job),
+                None,
+                Direction::Out,
+                "relayed",
+                size,
+                &format!("from {party}"),
+            );
+        } else {
+            lost.push(to.0);
+        }
+    }
+    if lost.is_empty() {
+        audit(shared, party, Some(job), "sealed", bytes, "relayed");
+        reply(shared, party, pb::Ack::accepted().for_seq(seq)).await;
+    } else {
+        let why = format!("not connected: {}", lost.join(", "));
+        audit(shared, party, Some(job), "sealed", bytes, &format!("rejected: {why}"));
+        reply(shared, party, pb::Ack::rejected(why).for_seq(seq)).await;
     }
 }

@@ -16,8 +16,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fedcredit_crypto::FixedPoint;
 use fedcredit_crypto::secagg::masking::{MaskKind, MaskOp, apply_mask};
 use fedcredit_crypto::secagg::{
-    Aggregator, MaskSeed, PartyIndex, PublicKeys, RoundKeys, RoundSpec, SecAggParams, UnmaskShares,
-    advertise,
+    Aggregator, InputSpec, MaskSeed, PartyIndex, PublicKeys, RoundKeys, RoundSpec, SecAggParams,
+    UnmaskShares, advertise,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -27,13 +27,12 @@ const LEN: usize = 10_000;
 
 fn spec(degree: Option<usize>) -> RoundSpec {
     let roster: Vec<String> = (0..PARTIES).map(|i| format!("bank{i:02}")).collect();
-    let params = SecAggParams {
-        fixed: FixedPoint::for_sum(PARTIES, 8.0, 20).expect("ring fits"),
-        vector_len: LEN,
-        threshold: None,
-        degree,
-    };
+    let params = SecAggParams { threshold: None, degree };
     RoundSpec::new("bench", 0, 0, &roster, params).expect("valid spec")
+}
+
+fn input() -> InputSpec {
+    InputSpec { fixed: FixedPoint::for_sum(PARTIES, 8.0, 20).expect("ring fits"), vector_len: LEN }
 }
 
 fn updates(rng: &mut ChaCha20Rng) -> Vec<Vec<f64>> {
@@ -47,7 +46,7 @@ fn round(
     drop_before_mask: &[PartyIndex],
     rng: &mut ChaCha20Rng,
 ) -> Vec<f64> {
-    let fp = *spec.fixed();
+    let fp = input().fixed;
     let n = PARTIES as PartyIndex;
     let mut keys = BTreeMap::new();
     let mut states = Vec::new();
@@ -56,7 +55,7 @@ fn round(
         keys.insert(u, pk);
         states.push(st);
     }
-    let mut aggregator = Aggregator::new(spec.clone(), keys.clone()).expect("keys");
+    let mut aggregator = Aggregator::new(spec.clone(), keys.clone(), input()).expect("keys");
     let mut mailbox: Vec<BTreeMap<PartyIndex, Vec<u8>>> = vec![BTreeMap::new(); PARTIES];
     let mut shared = Vec::new();
     for st in states {
@@ -76,7 +75,7 @@ fn round(
             continue;
         }
         let x = fp.encode_vec(&xs[u as usize]);
-        let (st, y) = st.mask_input(&mailbox[u as usize], &x).expect("mask");
+        let (st, y) = st.mask_input(&mailbox[u as usize], &x, &input()).expect("mask");
         aggregator.add_masked(u, &y).expect("add");
         masked.push(st);
     }
@@ -96,7 +95,7 @@ fn bench(c: &mut Criterion) {
     let xs = updates(&mut rng);
     let s = spec(None);
     let sparse = spec(Some(4));
-    let fp = *s.fixed();
+    let fp = input().fixed;
 
     // Sanity: the secure sum equals the plain one within the fixed-point bound.
     let secure = round(&s, &xs, &[], &mut rng);
@@ -164,12 +163,13 @@ fn bench(c: &mut Criterion) {
     let mut masked = Vec::new();
     for st in shared {
         let u = st.me();
-        let (st, y) =
-            st.mask_input(&mailbox[u as usize], &fp.encode_vec(&xs[u as usize])).expect("mask");
+        let (st, y) = st
+            .mask_input(&mailbox[u as usize], &fp.encode_vec(&xs[u as usize]), &input())
+            .expect("mask");
         uploads.insert(u, y);
         masked.push(st);
     }
-    let mut probe = Aggregator::new(s.clone(), keys.clone()).expect("keys");
+    let mut probe = Aggregator::new(s.clone(), keys.clone(), input()).expect("keys");
     for (&u, y) in &uploads {
         probe.add_masked(u, y).expect("add");
     }
@@ -185,7 +185,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("secagg_server");
     g.bench_function("sum_and_unmask_10x10k", |b| {
         b.iter(|| {
-            let mut agg = Aggregator::new(s.clone(), keys.clone()).expect("keys");
+            let mut agg = Aggregator::new(s.clone(), keys.clone(), input()).expect("keys");
             for (&u, y) in &uploads {
                 agg.add_masked(u, y).expect("add");
             }

@@ -5,7 +5,7 @@
 //! group, so every real value is first clipped to `[-clip, clip]`, scaled by
 //! `2^frac_bits`, rounded to the nearest integer and reduced modulo `2^k`
 //! (two's complement). A sum of `n` encodings decodes exactly as long as
-//! `n · clip · 2^frac_bits < 2^(k-1)`; [`FixedPoint::for_sum`] picks the
+//! `n · ceil(clip · 2^frac_bits) < 2^(k-1)`; [`FixedPoint::for_sum`] picks the
 //! smallest `k` that satisfies this (the rule XayNet uses for its masking
 //! modulus), so uploads stay close to the plaintext size.
 //!
@@ -57,12 +57,19 @@ impl FixedPoint {
         if !(clip.is_finite() && clip > 0.0) {
             return Err(FixedPointError::BadClip(clip));
         }
-        let max_abs = (n_summands.max(1) as f64) * clip * 2f64.powi(frac_bits as i32);
-        // Need 2^(k-1) > max_abs, i.e. k = floor(log2(max_abs)) + 2.
-        let needed = max_abs.log2().floor() as i64 + 2;
-        let needed = needed.max(1) as u32;
+        // Each encoding is round(x · 2^f) with |x| <= clip, so at most ceil(clip · 2^f) in
+        // magnitude (rounding can reach it: 0.999999 · 2^8 rounds to 256). The ring must hold
+        // n of them: 2^(k-1) > n · ceil(clip · 2^f), i.e. k = bits(n · ceil(clip · 2^f)) + 1.
+        let too_big =
+            |needed| FixedPointError::RingTooSmall { n_summands, clip, frac_bits, needed };
+        let per = (clip * 2f64.powi(frac_bits as i32)).ceil();
+        if per.is_nan() || per >= 2f64.powi(100) {
+            return Err(too_big(101));
+        }
+        let max_abs = (n_summands.max(1) as u128) * (per as u128);
+        let needed = (128 - max_abs.leading_zeros()) + 1;
         if needed > 64 {
-            return Err(FixedPointError::RingTooSmall { n_summands, clip, frac_bits, needed });
+            return Err(too_big(needed));
         }
         Ok(Self { clip, frac_bits, ring_bits: needed })
     }
@@ -136,6 +143,46 @@ mod tests {
         for x in [-100.0, -3.25, -1e-9, 0.0, 0.7, 42.123_456, 100.0] {
             let y = fp.decode(fp.encode(x));
             assert!((x - y).abs() <= fp.sum_error_bound(1), "{x} -> {y}");
+        }
+    }
+
+    /// L2 of the runtime-v2 review: two inputs at the bound 0.999999 with 8 fractional bits
+    /// round to 256 each; their sum must decode as +2, not wrap to −2.
+    #[test]
+    fn sums_at_the_clip_bound_never_wrap() {
+        let fp = FixedPoint::for_sum(2, 0.999_999, 8).unwrap();
+        let s = fp.add(fp.encode(0.999_999), fp.encode(0.999_999));
+        assert_eq!(fp.decode(s), 2.0);
+        let s = fp.add(fp.encode(-0.999_999), fp.encode(-0.999_999));
+        assert_eq!(fp.decode(s), -2.0);
+    }
+
+    /// Property: for many (n, clip, frac_bits), n values anywhere in [−clip, clip] (the bounds
+    /// included) sum and decode within n · 2^-(f+1) of their clipped sum.
+    #[test]
+    fn sums_decode_within_the_bound_for_random_parameters() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        for _ in 0..2000 {
+            let n = rng.random_range(1..40usize);
+            let clip = rng.random_range(1e-3..1e6f64);
+            let f = rng.random_range(0..30u32);
+            let Ok(fp) = FixedPoint::for_sum(n, clip, f) else { continue };
+            let xs: Vec<f64> = (0..n)
+                .map(|_| match rng.random_range(0..4) {
+                    0 => clip,
+                    1 => -clip,
+                    2 => clip * 2.0,
+                    _ => rng.random_range(-clip..clip),
+                })
+                .collect();
+            let ring = xs.iter().fold(0u64, |acc, &x| fp.add(acc, fp.encode(x)));
+            let want: f64 = xs.iter().map(|x| x.clamp(-clip, clip)).sum();
+            let got = fp.decode(ring);
+            assert!(
+                (got - want).abs() <= fp.sum_error_bound(n) + want.abs() * 1e-12,
+                "n={n} clip={clip} f={f}: {got} vs {want}"
+            );
         }
     }
 

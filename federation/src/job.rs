@@ -93,6 +93,11 @@ pub struct JobSpec {
     /// absent = the coordinator's `round_timeout_secs`.
     #[serde(default)]
     pub phase_timeout_secs: Option<u64>,
+    /// Seconds the job waits for a party that has not joined yet (at the start) or that
+    /// disconnected while a phase waits for it (mid-job) before going on without it with at
+    /// least `min_parties`; absent = the coordinator's `grace_secs`.
+    #[serde(default)]
+    pub grace_secs: Option<u64>,
     /// Columns to read.
     pub data: DataSpec,
     /// The model to train.
@@ -172,6 +177,9 @@ impl JobSpec {
         }
         if self.phase_timeout_secs.is_some_and(|t| t == 0 || t > 3600) {
             return Err(invalid("phase_timeout_secs", "must be between 1 and 3600".into()));
+        }
+        if self.grace_secs.is_some_and(|t| t > 24 * 3600) {
+            return Err(invalid("grace_secs", "must be at most 86400 (a day)".into()));
         }
         let f = self.data.validation_fraction;
         if !(0.0..0.9).contains(&f) {

@@ -11,16 +11,27 @@
 //!   early dropouts and an in-memory driver for tests.
 //!
 //! - [`job`]: the job spec (`job.toml`) every party sees.
-//! - [`horizontal`]: the horizontal trainers (coordinator side) and participants, whose
-//!   every exchange is a secure sum.
+//! - [`protocol`]: protocols as role state machines — a conductor on the coordinator, a
+//!   role per party, typed protobuf messages — with a party's session (channels, directory)
+//!   and an in-memory federation of any protocol.
+//! - [`auth`], [`channel`]: certificate-key signatures checked by peers, and party-to-party
+//!   payloads sealed end to end through the coordinator.
+//! - [`horizontal`]: the horizontal trainers, conductor and bank role, whose every exchange
+//!   is a secure sum; [`relay_bench`]: a payload streamed between two parties.
+//! - [`wire`]: secure-aggregation messages ↔ protobuf.
 //!
 //! The vertical protocols (PSI, vertical LR, SecureBoost, federated inference) follow in
-//! later issues.
+//! later issues, as further conductors and roles.
 
+pub mod auth;
+pub mod channel;
 pub mod horizontal;
 pub mod ids;
 pub mod job;
+pub mod protocol;
+pub mod relay_bench;
 pub mod secagg;
 pub mod strategy;
+pub mod wire;
 
 pub use ids::{JobId, PartyId, Role, RoundId};

@@ -2,7 +2,8 @@
 //! coordinator, [`SecAggClient`] for each participant.
 //!
 //! The protocol is Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving
-//! Machine Learning" (CCS 2017), semi-honest variant, with the optional sparse neighbour
+//! Machine Learning" (CCS 2017), with the signed keys and consistency check of its actively
+//! secure variant against the server, and the optional sparse neighbour
 //! graph of Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic
 //! Overhead" (SecAgg+, CCS 2020); the cryptography is in [`fedcredit_crypto::secagg`].
 //! This module adds party names, typed phases, per-phase membership, deadlines as
@@ -15,25 +16,28 @@
 //!
 //! | phase | server sends | each party answers |
 //! |---|---|---|
-//! | setup | [`RoundSetup`] (header, config, roster) | [`SecAggClient::new`] → [`KeysAdvert`] |
-//! | [`Phase::AdvertiseKeys`] closes | [`PeerKeys`]: the neighbours' public keys | [`ShareKeys`]: one AEAD ciphertext per neighbour |
+//! | setup | [`RoundSetup`] (header, config, roster) | [`SecAggClient::new`] → [`KeysAdvert`] (keys signed with its certificate key) |
+//! | [`Phase::AdvertiseKeys`] closes | [`PeerKeys`]: the neighbours' signed keys | checks each signature, then [`ShareKeys`]: one AEAD ciphertext per neighbour |
 //! | [`Phase::ShareKeys`] closes | [`ForwardedShares`]: the ciphertexts addressed to it | [`MaskedInput`]: its masked vector in `Z_{2^k}` |
-//! | [`Phase::MaskedInput`] closes | [`UnmaskRequest`]: which neighbours survived, which dropped | [`UnmaskResponse`]: one share per neighbour, `b` or `s`, never both |
+//! | [`Phase::MaskedInput`] closes, someone dropped | [`ConsistencyCheck`]: the survivor set | [`ConsistencySignature`]: its signature over that set |
+//! | [`Phase::MaskedInput`] (nobody dropped) or [`Phase::Consistency`] closes | [`UnmaskRequest`]: survivors and dropped of its neighbourhood, the whole survivor set, and the survivors' signatures when someone dropped | [`UnmaskResponse`]: one share per neighbour, `b` or `s`, never both |
 //! | [`Phase::Unmask`] closes | — | — ([`ServerStep::Done`] with the decoded sum) |
 //!
 //! Dropouts:
 //! - **before its shares went out** (missing at the close of AdvertiseKeys or ShareKeys):
 //!   the server answers [`ServerStep::Restart`] naming the parties to exclude, and
 //!   [`SecAggServer::retry`] starts the next attempt (attempt number + 1, so fresh keys,
-//!   masks and graph) without them. The job does not fail; restarting keeps every
-//!   neighbourhood at full size, which the sparse graph's guarantees assume.
-//! - **after its shares went out**: recovered in the unmask phase. A party that uploaded
-//!   its masked vector is in the sum even if it vanishes afterwards; one that did not is
-//!   left out and its pairwise masks are removed.
+//!   masks and graph) without them. Restarting keeps every neighbourhood at full size,
+//!   which the sparse graph's guarantees assume.
+//! - **after its shares went out**: recovered in the unmask phase, after the consistency
+//!   check. A party that uploaded its masked vector is in the sum even if it vanishes
+//!   afterwards; one that did not is left out and its pairwise masks are removed.
 //! - **too many dropouts** (fewer than `t` holders of a needed secret): [`close_phase`]
 //!   returns [`SecAggRoundError::ThresholdNotMet`] and the server is [`Phase::Aborted`].
-//!   A failed attempt reveals no partial sum (some mask stays unremoved), so
-//!   [`SecAggServer::retry`] can resume the job with the parties still answering.
+//!   A failed attempt in which fewer than `t` parties answered the unmask request reveals
+//!   nothing, so [`SecAggServer::retry`] may resume with the parties still answering; once
+//!   `t` or more answered, no retry is offered (a retry's sum with another roster could be
+//!   subtracted from what the answers revealed).
 //!
 //! Every message carries a [`RoundHeader`] (job, round, attempt); one for another round or
 //! attempt is rejected with [`SecAggRoundError::WrongRound`], a message from a party
@@ -41,17 +45,33 @@
 //! with [`SecAggRoundError::Duplicate`], one for a closed phase with
 //! [`SecAggRoundError::TooLate`]. A rejected message leaves the state unchanged.
 //!
-//! # What each role sees
+//! # Threat model and what each role sees
 //!
-//! Semi-honest parties and coordinator; the coordinator does not collude with
-//! participants. There are no signatures: the transport is mutual TLS, which binds every
-//! message to the certificate of the party that sent it, so the driver's `from` argument
-//! is authenticated and a party can act only as itself.
+//! Semi-honest parties; a coordinator that may deviate from the protocol (substitute keys,
+//! tell parties different survivor sets, shrink the roster, repeat a step) but does not
+//! collude with parties. The transport's mutual TLS binds what the coordinator *receives*
+//! to a party; it does not bind what the coordinator *relays*. So a party's round keys are
+//! signed with its certificate key ([`crate::auth`]) and every neighbour checks the
+//! signature against the certificate in its verified job directory before it encrypts a
+//! share: a coordinator that handed party `u` its own keys in place of `v`'s would
+//! otherwise open `u`'s share bundles and unmask `u`'s vector in one attempt.
+//!
+//! When some party dropped after sharing, the survivors sign the survivor set
+//! (Bonawitz et al., §6, ConsistencyCheck) and a party releases any share only after it has
+//! seen, for every member `u` of its neighbourhood, at least `t` valid signatures from
+//! `u`'s neighbourhood on the very set it signed. A party answers one unmask request per
+//! attempt, either on this path or on the fast path (nobody in its neighbourhood dropped,
+//! only shares of `b`). A coordinator that wants both shares of some `u` needs `t` members
+//! of `u`'s neighbourhood releasing `b_u` and `t` other members that signed a set without
+//! `u`; with `t > m/2` (`m` the neighbourhood size) both groups cannot exist. Parties
+//! enforce that threshold themselves (see `crate::horizontal::role`). A party also
+//! refuses an unmask request whose survivor graph is disconnected (SecAgg+, where a
+//! component's own sum would unmask on its own) or thinner than the threshold.
 //!
 //! | role | sees |
 //! |---|---|
-//! | coordinator | roster; public keys; share ciphertexts it cannot open (AEAD, bound to sender, recipient, job, round, attempt); masked vectors, each uniformly random in `Z_{2^k}` on its own; shares of `b` for survivors and of `s` for dropped parties, never both for one party; the decoded sum of the contributors' clipped vectors |
-//! | participant | its neighbours' names and public keys; one share of each neighbour's `b` and `s` (below threshold); the survivor/dropout status of its neighbours |
+//! | coordinator | roster; signed public keys; share ciphertexts it cannot open (AEAD, bound to sender, recipient, job, round, attempt); masked vectors, each uniformly random in `Z_{2^k}` on its own; signed survivor sets; shares of `b` for survivors and of `s` for dropped parties, never both for one party; the decoded sum of the contributors' clipped vectors |
+//! | participant | its neighbours' names, certificates, signed public keys and survivor-set signatures; one share of each neighbour's `b` and `s` (below threshold); the survivor/dropout status of the round |
 //! | fewer than `t` colluding neighbours | nothing about another party's vector |
 //!
 //! [`close_phase`]: SecAggServer::close_phase
@@ -61,15 +81,88 @@ use std::fmt;
 
 use fedcredit_crypto::FixedPoint;
 use fedcredit_crypto::secagg::aead::SEALED_BUNDLE_LEN;
+use fedcredit_crypto::secagg::keys::is_low_order;
 use fedcredit_crypto::secagg::{
-    self as sa, Aggregator, KeysState, MaskedState, PartyIndex, PublicKeys, RoundSpec, SecAggError,
-    SecAggParams, SecretKind, Share, SharedState, UnmaskPlan,
+    self as sa, Aggregator, InputSpec, KeysState, MaskedState, PartyIndex, PublicKeys, RoundSpec,
+    SecAggError, SecAggParams, SecretKind, Share, SharedState, UnmaskPlan,
 };
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::auth::{AuthError, statement};
 use crate::ids::{JobId, PartyId, RoundId};
+
+/// Largest roster a round accepts (a bound on the memory a roster can make anyone allocate).
+pub const MAX_ROSTER: usize = 1024;
+
+/// Signs and checks the statements of a round. The participant runtime implements it with
+/// the party's certificate key and its verified job directory
+/// ([`crate::protocol::PartyAuth`]); [`Unsigned`] is the insecure-federation stand-in.
+pub trait RoundAuth {
+    /// Signs `message`.
+    ///
+    /// # Errors
+    /// [`AuthError::Sign`].
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AuthError>;
+    /// Checks `party`'s signature over `message`.
+    ///
+    /// # Errors
+    /// [`AuthError`] when it does not verify against the party's certificate.
+    fn verify(
+        &self,
+        party: &PartyId,
+        message: &[u8],
+        signature: &[u8],
+        what: &'static str,
+    ) -> Result<(), AuthError>;
+}
+
+/// No signatures: for federations without certificates (`insecure = true`) and tests of the
+/// round logic alone. Signs nothing and accepts everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unsigned;
+
+impl RoundAuth for Unsigned {
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, AuthError> {
+        Ok(Vec::new())
+    }
+    fn verify(&self, _: &PartyId, _: &[u8], _: &[u8], _: &'static str) -> Result<(), AuthError> {
+        Ok(())
+    }
+}
+
+impl RoundAuth for crate::protocol::PartyAuth<'_> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AuthError> {
+        crate::protocol::PartyAuth::sign(self, message)
+    }
+    fn verify(
+        &self,
+        party: &PartyId,
+        message: &[u8],
+        signature: &[u8],
+        what: &'static str,
+    ) -> Result<(), AuthError> {
+        self.verify_peer(party, message, signature, what)
+    }
+}
+
+/// The statement a party signs for its round keys.
+pub fn keys_statement(spec: &RoundSpec, party: &PartyId, keys: &PublicKeys) -> Vec<u8> {
+    statement(
+        "fedcredit secagg keys v1",
+        &[spec.context().as_bytes(), party.0.as_bytes(), &keys.c, &keys.s],
+    )
+}
+
+/// The statement a survivor signs in the consistency check: the round and the sorted set.
+pub fn survivors_statement(spec: &RoundSpec, survivors: &[PartyId]) -> Vec<u8> {
+    let mut sorted: Vec<&PartyId> = survivors.iter().collect();
+    sorted.sort();
+    let mut parts: Vec<&[u8]> = vec![spec.context().as_bytes()];
+    parts.extend(sorted.iter().map(|p| p.0.as_bytes()));
+    statement("fedcredit secagg survivors v1", &parts)
+}
 
 /// Identifies one attempt of one round of one job. Bound into every key derivation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,17 +212,32 @@ impl SecAggConfig {
             .map_err(|e| SecAggRoundError::Config { reason: e.to_string() })
     }
 
-    fn spec(
+    /// The round's vector for a roster of `n`.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError::Config`] when the ring cannot hold the sum.
+    pub fn input(&self, n: usize) -> Result<InputSpec, SecAggRoundError> {
+        let input = InputSpec { fixed: self.fixed_point(n)?, vector_len: self.vector_len };
+        input.check(n).map_err(|e| SecAggRoundError::Config { reason: e.to_string() })?;
+        Ok(input)
+    }
+
+    /// The round spec (context, threshold, graph) of `roster`.
+    ///
+    /// # Errors
+    /// [`SecAggRoundError`] when the roster cannot form a round with these parameters.
+    pub fn spec(
         &self,
         header: &RoundHeader,
         roster: &[PartyId],
     ) -> Result<RoundSpec, SecAggRoundError> {
-        let params = SecAggParams {
-            fixed: self.fixed_point(roster.len())?,
-            vector_len: self.vector_len,
-            threshold: self.threshold,
-            degree: self.degree,
-        };
+        if roster.len() > MAX_ROSTER {
+            return Err(SecAggRoundError::Config {
+                reason: format!("{} parties; a round takes at most {MAX_ROSTER}", roster.len()),
+            });
+        }
+        self.input(roster.len().max(1))?;
+        let params = SecAggParams { threshold: self.threshold, degree: self.degree };
         let names: Vec<&str> = roster.iter().map(|p| p.0.as_str()).collect();
         RoundSpec::new(&header.job.0, header.round.0, header.attempt, &names, params).map_err(|e| {
             match e {
@@ -152,6 +260,8 @@ pub enum Phase {
     ShareKeys,
     /// Collecting masked vectors.
     MaskedInput,
+    /// Collecting survivors' signatures over the survivor set (only when someone dropped).
+    Consistency,
     /// Collecting shares for unmasking.
     Unmask,
     /// Finished with a sum.
@@ -166,6 +276,7 @@ impl fmt::Display for Phase {
             Phase::AdvertiseKeys => "advertise-keys",
             Phase::ShareKeys => "share-keys",
             Phase::MaskedInput => "masked-input",
+            Phase::Consistency => "consistency",
             Phase::Unmask => "unmask",
             Phase::Done => "done",
             Phase::Aborted => "aborted",
@@ -272,6 +383,12 @@ pub enum SecAggRoundError {
     /// A cryptographic check failed (party indices refer to roster positions).
     #[error(transparent)]
     Crypto(#[from] SecAggError),
+    /// A signature is missing or does not verify.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The party refuses what the server asks (names why).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Round parameters and roster, broadcast to every party to start an attempt.
@@ -292,6 +409,17 @@ pub struct KeysAdvert {
     pub header: RoundHeader,
     /// The party's two X25519 public keys.
     pub keys: PublicKeys,
+    /// Its signature over [`keys_statement`] (empty in an insecure federation).
+    pub signature: Vec<u8>,
+}
+
+/// A party's keys with its signature, as relayed to its neighbours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedKeys {
+    /// The two public keys.
+    pub keys: PublicKeys,
+    /// The owner's signature over [`keys_statement`].
+    pub signature: Vec<u8>,
 }
 
 /// Server → party: the neighbours' public keys.
@@ -299,8 +427,8 @@ pub struct KeysAdvert {
 pub struct PeerKeys {
     /// Job, round, attempt.
     pub header: RoundHeader,
-    /// Neighbour → its public keys.
-    pub keys: BTreeMap<PartyId, PublicKeys>,
+    /// Neighbour → its signed public keys.
+    pub keys: BTreeMap<PartyId, SignedKeys>,
 }
 
 /// Party → server, phase ShareKeys: encrypted share bundles, one per neighbour.
@@ -331,6 +459,24 @@ pub struct MaskedInput {
     pub masked: Vec<u64>,
 }
 
+/// Server → survivor, when some party dropped after sharing: the survivor set to sign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsistencyCheck {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// Every party whose masked vector arrived, sorted.
+    pub survivors: Vec<PartyId>,
+}
+
+/// Survivor → server: its signature over [`survivors_statement`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsistencySignature {
+    /// Job, round, attempt.
+    pub header: RoundHeader,
+    /// The signature.
+    pub signature: Vec<u8>,
+}
+
 /// Server → survivor: the status of each member of its neighbourhood.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnmaskRequest {
@@ -340,6 +486,11 @@ pub struct UnmaskRequest {
     pub survivors: Vec<PartyId>,
     /// Neighbours whose masked vectors did not arrive.
     pub dropped: Vec<PartyId>,
+    /// Every party of the roster whose masked vector arrived, sorted.
+    pub all_survivors: Vec<PartyId>,
+    /// Survivors' signatures over `all_survivors` (after a consistency check; empty on the
+    /// fast path, when nobody dropped).
+    pub signatures: BTreeMap<PartyId, Vec<u8>>,
 }
 
 /// Survivor → server, phase Unmask.
@@ -363,7 +514,9 @@ pub enum ServerMessage {
     PeerKeys(PeerKeys),
     /// Relayed share ciphertexts (ShareKeys closed).
     Shares(ForwardedShares),
-    /// Survivors and dropouts (MaskedInput closed).
+    /// The survivor set to sign (MaskedInput closed with dropouts).
+    Consistency(ConsistencyCheck),
+    /// Survivors and dropouts (MaskedInput or Consistency closed).
     Unmask(UnmaskRequest),
 }
 
@@ -374,6 +527,7 @@ impl ServerMessage {
             ServerMessage::Setup(m) => &m.header,
             ServerMessage::PeerKeys(m) => &m.header,
             ServerMessage::Shares(m) => &m.header,
+            ServerMessage::Consistency(m) => &m.header,
             ServerMessage::Unmask(m) => &m.header,
         }
     }
@@ -384,6 +538,7 @@ impl ServerMessage {
             ServerMessage::Setup(_) => Phase::AdvertiseKeys,
             ServerMessage::PeerKeys(_) => Phase::ShareKeys,
             ServerMessage::Shares(_) => Phase::MaskedInput,
+            ServerMessage::Consistency(_) => Phase::Consistency,
             ServerMessage::Unmask(_) => Phase::Unmask,
         }
     }
@@ -399,6 +554,8 @@ pub enum ClientMessage {
     ShareKeys(ShareKeys),
     /// Phase MaskedInput.
     MaskedInput(MaskedInput),
+    /// Phase Consistency.
+    Consistency(ConsistencySignature),
     /// Phase Unmask.
     Unmask(UnmaskResponse),
 }
@@ -410,6 +567,7 @@ impl ClientMessage {
             ClientMessage::AdvertiseKeys(m) => &m.header,
             ClientMessage::ShareKeys(m) => &m.header,
             ClientMessage::MaskedInput(m) => &m.header,
+            ClientMessage::Consistency(m) => &m.header,
             ClientMessage::Unmask(m) => &m.header,
         }
     }
@@ -420,6 +578,7 @@ impl ClientMessage {
             ClientMessage::AdvertiseKeys(_) => Phase::AdvertiseKeys,
             ClientMessage::ShareKeys(_) => Phase::ShareKeys,
             ClientMessage::MaskedInput(_) => Phase::MaskedInput,
+            ClientMessage::Consistency(_) => Phase::Consistency,
             ClientMessage::Unmask(_) => Phase::Unmask,
         }
     }
@@ -496,17 +655,26 @@ pub struct SecAggServer {
     roster: Vec<PartyId>,
     index: BTreeMap<PartyId, PartyIndex>,
     spec: RoundSpec,
+    input: InputSpec,
     phase: Phase,
     /// Who answered in the current phase.
     responded: BTreeSet<PartyIndex>,
     /// Who completed each closed phase.
     completed: BTreeMap<Phase, Vec<PartyId>>,
-    keys: BTreeMap<PartyIndex, PublicKeys>,
+    keys: BTreeMap<PartyIndex, SignedKeys>,
     /// Recipient → sender → ciphertext.
     relay: BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>>,
     aggregator: Option<Aggregator>,
     plan: Option<UnmaskPlan>,
+    /// The whole survivor set, once the masked inputs are in.
+    survivor_set: Vec<PartyId>,
+    /// Survivors' signatures over the survivor set (consistency check).
+    consistency: BTreeMap<PartyIndex, Vec<u8>>,
+    /// Parties asked to unmask (all survivors, or the signers after a consistency check).
+    unmask_members: BTreeSet<PartyIndex>,
     responses: BTreeMap<PartyIndex, sa::UnmaskShares>,
+    /// Unmask answers received in this attempt (released shares: no retry once `t`).
+    unmask_answers: usize,
     /// Parties still answering when the attempt ended.
     live: Vec<PartyId>,
 }
@@ -536,6 +704,7 @@ impl SecAggServer {
     ) -> Result<(Self, Vec<(PartyId, ServerMessage)>), SecAggRoundError> {
         let roster = sorted_roster(roster)?;
         let spec = config.spec(&header, &roster)?;
+        let input = config.input(roster.len())?;
         let index = roster.iter().enumerate().map(|(i, p)| (p.clone(), i as PartyIndex)).collect();
         let setup = RoundSetup { header: header.clone(), config, roster: roster.clone() };
         let out = roster.iter().map(|p| (p.clone(), ServerMessage::Setup(setup.clone()))).collect();
@@ -545,6 +714,7 @@ impl SecAggServer {
             roster,
             index,
             spec,
+            input,
             phase: Phase::AdvertiseKeys,
             responded: BTreeSet::new(),
             completed: BTreeMap::new(),
@@ -552,7 +722,11 @@ impl SecAggServer {
             relay: BTreeMap::new(),
             aggregator: None,
             plan: None,
+            survivor_set: Vec::new(),
+            consistency: BTreeMap::new(),
+            unmask_members: BTreeSet::new(),
             responses: BTreeMap::new(),
+            unmask_answers: 0,
             live: Vec::new(),
         };
         Ok((server, out))
@@ -573,10 +747,9 @@ impl SecAggServer {
         &self.roster
     }
 
-    /// The resolved Shamir threshold.
     /// Bits of the ring `Z_{2^k}` the attempt aggregates in.
     pub fn ring_bits(&self) -> u32 {
-        self.spec.fixed().ring_bits
+        self.input.fixed.ring_bits
     }
 
     /// The Shamir threshold of the attempt.
@@ -594,12 +767,20 @@ impl SecAggServer {
 
     /// The parties expected to answer in the current phase.
     pub fn members(&self) -> Vec<PartyId> {
-        match (self.phase, &self.plan) {
-            (Phase::Unmask, Some(plan)) => self.names(plan.survivors.iter().copied()),
-            (Phase::AdvertiseKeys | Phase::ShareKeys | Phase::MaskedInput, _) => {
-                self.roster.clone()
-            }
-            _ => Vec::new(),
+        match self.phase {
+            Phase::AdvertiseKeys | Phase::ShareKeys | Phase::MaskedInput => self.roster.clone(),
+            Phase::Consistency => self.survivor_set.clone(),
+            Phase::Unmask => self.names(self.unmask_members.iter().copied()),
+            Phase::Done | Phase::Aborted => Vec::new(),
+        }
+    }
+
+    fn is_member(&self, me: PartyIndex) -> bool {
+        match self.phase {
+            Phase::AdvertiseKeys | Phase::ShareKeys | Phase::MaskedInput => true,
+            Phase::Consistency => self.plan.as_ref().is_some_and(|p| p.survivors.contains(&me)),
+            Phase::Unmask => self.unmask_members.contains(&me),
+            Phase::Done | Phase::Aborted => false,
         }
     }
 
@@ -614,6 +795,12 @@ impl SecAggServer {
     /// The parties that completed a closed phase, in roster order.
     pub fn completed(&self, phase: Phase) -> Option<&[PartyId]> {
         self.completed.get(&phase).map(Vec::as_slice)
+    }
+
+    /// Whether unmask shares have been released in this attempt (then the step must not run
+    /// again with another roster: see [`SecAggServer::retry`]).
+    pub fn released_shares(&self) -> bool {
+        self.unmask_answers > 0
     }
 
     fn names(&self, idx: impl IntoIterator<Item = PartyIndex>) -> Vec<PartyId> {
@@ -677,12 +864,7 @@ impl SecAggServer {
                 phase: self.phase,
             });
         }
-        let is_member = match (self.phase, &self.plan) {
-            (Phase::Unmask, Some(plan)) => plan.survivors.contains(&me),
-            (Phase::Unmask, None) => false,
-            _ => true,
-        };
-        if !is_member {
+        if !self.is_member(me) {
             return Err(SecAggRoundError::NotAMember { party: from.clone(), phase: self.phase });
         }
         if self.responded.contains(&me) {
@@ -692,7 +874,26 @@ impl SecAggServer {
             |reason: String| SecAggRoundError::InvalidMessage { party: from.clone(), reason };
         match msg {
             ClientMessage::AdvertiseKeys(m) => {
-                self.keys.insert(me, m.keys);
+                // Keys that would make honest neighbours abort are refused on arrival, so the
+                // sender is excluded at the phase's close instead of failing the round.
+                let k = m.keys;
+                if is_low_order(&k.c) || is_low_order(&k.s) {
+                    return Err(invalid("a public key is of low order".into()));
+                }
+                if k.c == k.s {
+                    return Err(invalid("its two public keys are equal".into()));
+                }
+                if let Some((&other, _)) = self
+                    .keys
+                    .iter()
+                    .find(|(_, o)| [o.keys.c, o.keys.s].iter().any(|x| *x == k.c || *x == k.s))
+                {
+                    return Err(invalid(format!(
+                        "a public key equals one {} advertised",
+                        self.name(other)
+                    )));
+                }
+                self.keys.insert(me, SignedKeys { keys: k, signature: m.signature });
             }
             ClientMessage::ShareKeys(m) => {
                 let recipients = self.indices_of(from, &m.ciphertexts)?;
@@ -723,6 +924,9 @@ impl SecAggServer {
                     self.aggregator.as_mut().ok_or_else(|| invalid("no aggregator".into()))?;
                 agg.add_masked(me, &m.masked).map_err(|e| invalid(e.to_string()))?;
             }
+            ClientMessage::Consistency(m) => {
+                self.consistency.insert(me, m.signature);
+            }
             ClientMessage::Unmask(m) => {
                 let to_index = |shares: BTreeMap<PartyId, Share>| -> Result<BTreeMap<PartyIndex, Share>, SecAggRoundError> {
                     shares
@@ -746,13 +950,11 @@ impl SecAggServer {
                 };
                 agg.check_response(plan, me, &shares).map_err(|e| invalid(e.to_string()))?;
                 self.responses.insert(me, shares);
+                self.unmask_answers += 1;
             }
         }
         self.responded.insert(me);
-        let members = match (self.phase, &self.plan) {
-            (Phase::Unmask, Some(plan)) => plan.survivors.len(),
-            _ => self.roster.len(),
-        };
+        let members = self.members().len();
         Ok(Receipt { phase_complete: self.responded.len() == members })
     }
 
@@ -794,12 +996,39 @@ impl SecAggServer {
         }
     }
 
+    /// The unmask requests of the plan for `members`, with `signatures` (empty on the fast
+    /// path).
+    fn unmask_requests(
+        &self,
+        plan: &UnmaskPlan,
+        members: &BTreeSet<PartyIndex>,
+        signatures: &BTreeMap<PartyId, Vec<u8>>,
+    ) -> Vec<(PartyId, ServerMessage)> {
+        plan.requests
+            .iter()
+            .filter(|(u, _)| members.contains(u))
+            .map(|(&u, (alive, gone))| {
+                (
+                    self.name(u),
+                    ServerMessage::Unmask(UnmaskRequest {
+                        header: self.header.clone(),
+                        survivors: self.names(alive.iter().copied()),
+                        dropped: self.names(gone.iter().copied()),
+                        all_survivors: self.survivor_set.clone(),
+                        signatures: signatures.clone(),
+                    }),
+                )
+            })
+            .collect()
+    }
+
     /// Ends the current phase (its deadline passed, or everyone answered) and moves on.
     ///
     /// # Errors
     /// [`SecAggRoundError::ThresholdNotMet`] or [`SecAggRoundError::TooFewParties`] when the
     /// attempt cannot finish (the server is then [`Phase::Aborted`]; see
     /// [`SecAggServer::retry`]), [`SecAggRoundError::Crypto`] when reconstruction fails,
+    /// [`SecAggRoundError::Refused`] when the survivors' graph is disconnected,
     /// [`SecAggRoundError::NotNow`] when the attempt is already over.
     pub fn close_phase(&mut self) -> Result<ServerStep, SecAggRoundError> {
         match self.phase {
@@ -807,7 +1036,8 @@ impl SecAggServer {
                 if let Some(step) = self.restart_or_continue()? {
                     return Ok(step);
                 }
-                let aggregator = match Aggregator::new(self.spec.clone(), self.keys.clone()) {
+                let keys = self.keys.iter().map(|(&p, k)| (p, k.keys)).collect();
+                let aggregator = match Aggregator::new(self.spec.clone(), keys, self.input) {
                     Ok(a) => a,
                     Err(e) => {
                         self.abort(self.roster.clone());
@@ -823,7 +1053,7 @@ impl SecAggServer {
                             .graph()
                             .neighbours(u)
                             .iter()
-                            .filter_map(|v| Some((self.name(*v), *self.keys.get(v)?)))
+                            .filter_map(|v| Some((self.name(*v), self.keys.get(v)?.clone())))
                             .collect();
                         (
                             self.name(u),
@@ -869,22 +1099,51 @@ impl SecAggServer {
                         return Err(SecAggRoundError::Config { reason: "no aggregator".into() });
                     }
                 };
-                let out = plan
-                    .requests
-                    .iter()
-                    .map(|(&u, (alive, gone))| {
-                        (
-                            self.name(u),
-                            ServerMessage::Unmask(UnmaskRequest {
-                                header: self.header.clone(),
-                                survivors: self.names(alive.iter().copied()),
-                                dropped: self.names(gone.iter().copied()),
-                            }),
-                        )
-                    })
-                    .collect();
+                if !self.spec.graph().connected_within(&plan.survivors) {
+                    self.abort(done);
+                    return Err(SecAggRoundError::Refused(
+                        "the survivors' neighbour graph is disconnected: a part's sum would unmask on its own".into(),
+                    ));
+                }
+                self.survivor_set = self.names(plan.survivors.iter().copied());
+                let out = if plan.dropped.is_empty() {
+                    // Fast path: nobody dropped, only self-mask shares are asked for.
+                    self.unmask_members = plan.survivors.clone();
+                    self.phase = Phase::Unmask;
+                    self.unmask_requests(&plan, &plan.survivors, &BTreeMap::new())
+                } else {
+                    self.phase = Phase::Consistency;
+                    plan.survivors
+                        .iter()
+                        .map(|&u| {
+                            (
+                                self.name(u),
+                                ServerMessage::Consistency(ConsistencyCheck {
+                                    header: self.header.clone(),
+                                    survivors: self.survivor_set.clone(),
+                                }),
+                            )
+                        })
+                        .collect()
+                };
                 self.plan = Some(plan);
+                Ok(ServerStep::Send(out))
+            }
+            Phase::Consistency => {
+                let signers: BTreeSet<PartyIndex> = self.responded.clone();
+                self.finish_phase();
+                let Some(plan) = self.plan.take() else {
+                    self.abort(Vec::new());
+                    return Err(SecAggRoundError::Config { reason: "no unmask plan".into() });
+                };
+                let signatures: BTreeMap<PartyId, Vec<u8>> = std::mem::take(&mut self.consistency)
+                    .into_iter()
+                    .map(|(u, s)| (self.name(u), s))
+                    .collect();
+                self.unmask_members = signers.clone();
                 self.phase = Phase::Unmask;
+                let out = self.unmask_requests(&plan, &signers, &signatures);
+                self.plan = Some(plan);
                 Ok(ServerStep::Send(out))
             }
             Phase::Unmask => {
@@ -901,7 +1160,7 @@ impl SecAggServer {
                     Ok(ring_sum) => {
                         self.phase = Phase::Done;
                         self.live = done;
-                        let fixed = *self.spec.fixed();
+                        let fixed = self.input.fixed;
                         let contributors = self.names(plan.survivors.iter().copied());
                         Ok(ServerStep::Done(SecAggOutput {
                             header: self.header.clone(),
@@ -935,11 +1194,19 @@ impl SecAggServer {
     ///
     /// # Errors
     /// [`SecAggRoundError::NotNow`] unless the attempt is [`Phase::Aborted`];
+    /// [`SecAggRoundError::Refused`] once `t` or more parties released unmask shares in this
+    /// attempt (a sum over another roster could then be subtracted from what they revealed);
     /// [`SecAggRoundError::TooFewParties`] or [`SecAggRoundError::Config`] when the remaining
     /// parties cannot form a round.
     pub fn retry(&self) -> Result<(Self, Vec<(PartyId, ServerMessage)>), SecAggRoundError> {
         if self.phase != Phase::Aborted {
             return Err(SecAggRoundError::NotNow { action: "retrying", phase: self.phase });
+        }
+        if self.unmask_answers >= self.spec.threshold() {
+            return Err(SecAggRoundError::Refused(format!(
+                "{} parties released unmask shares in {}; the step cannot run again",
+                self.unmask_answers, self.header
+            )));
         }
         let header = RoundHeader { attempt: self.header.attempt + 1, ..self.header.clone() };
         Self::new(header, self.config, &self.live)
@@ -950,6 +1217,9 @@ enum ClientState {
     AwaitPeerKeys(KeysState),
     AwaitShares(SharedState),
     AwaitUnmask(MaskedState),
+    /// Signed this survivor set; only an unmask request carrying it (with signatures) is
+    /// answered.
+    AwaitSignedUnmask(MaskedState, Vec<PartyId>),
     Done,
     Failed,
 }
@@ -958,12 +1228,15 @@ enum ClientState {
 ///
 /// # Security
 /// Holds the party's encoded update and round secrets; all are zeroized on drop and
-/// `Debug` prints only the party, round and phase.
+/// `Debug` prints only the party, round and phase. It checks every neighbour's key
+/// signature, signs at most one survivor set and answers at most one unmask request.
 pub struct SecAggClient {
     me: PartyId,
     header: RoundHeader,
     roster: Vec<PartyId>,
     index: BTreeMap<PartyId, PartyIndex>,
+    spec: RoundSpec,
+    input_spec: InputSpec,
     input: Zeroizing<Vec<u64>>,
     state: ClientState,
 }
@@ -981,18 +1254,23 @@ impl fmt::Debug for SecAggClient {
 
 impl SecAggClient {
     /// Joins an attempt: encodes `update` (clipped to the config's bound), draws the round
-    /// keys and returns the key advertisement.
+    /// keys and returns the key advertisement, signed through `auth`.
     ///
     /// # Errors
     /// [`SecAggRoundError::NotAMember`] when `me` is not in the roster,
-    /// [`SecAggRoundError::Config`] when `update` has the wrong length or the config is unusable.
+    /// [`SecAggRoundError::Config`] when `update` has the wrong length or the config is
+    /// unusable, [`SecAggRoundError::Auth`] when signing fails.
     pub fn new<R: CryptoRng + ?Sized>(
         me: PartyId,
         setup: &RoundSetup,
         update: &[f64],
+        auth: &dyn RoundAuth,
         rng: &mut R,
     ) -> Result<(Self, ClientMessage), SecAggRoundError> {
-        let roster = setup.roster.clone();
+        let roster = sorted_roster(&setup.roster)?;
+        if roster != setup.roster {
+            return Err(SecAggRoundError::Config { reason: "the roster is not sorted".into() });
+        }
         let my_index = roster.iter().position(|p| *p == me).ok_or_else(|| {
             SecAggRoundError::NotAMember { party: me.clone(), phase: Phase::AdvertiseKeys }
         })?;
@@ -1006,16 +1284,24 @@ impl SecAggClient {
             });
         }
         let spec = setup.config.spec(&setup.header, &roster)?;
-        let input = Zeroizing::new(spec.fixed().encode_vec(update));
+        let input_spec = setup.config.input(roster.len())?;
+        let input = Zeroizing::new(input_spec.fixed.encode_vec(update));
         let (state, keys) = sa::advertise(&spec, my_index as PartyIndex, rng)?;
+        let signature = auth.sign(&keys_statement(&spec, &me, &keys))?;
         let index = roster.iter().enumerate().map(|(i, p)| (p.clone(), i as PartyIndex)).collect();
-        let msg = ClientMessage::AdvertiseKeys(KeysAdvert { header: setup.header.clone(), keys });
+        let msg = ClientMessage::AdvertiseKeys(KeysAdvert {
+            header: setup.header.clone(),
+            keys,
+            signature,
+        });
         Ok((
             Self {
                 me,
                 header: setup.header.clone(),
                 roster,
                 index,
+                spec,
+                input_spec,
                 input,
                 state: ClientState::AwaitPeerKeys(state),
             },
@@ -1033,6 +1319,11 @@ impl SecAggClient {
         &self.header
     }
 
+    /// The attempt's roster.
+    pub fn roster(&self) -> &[PartyId] {
+        &self.roster
+    }
+
     /// The phase whose server message the client waits for, [`Phase::Done`] after it
     /// answered the unmask request, [`Phase::Aborted`] after an error.
     pub fn phase(&self) -> Phase {
@@ -1040,9 +1331,15 @@ impl SecAggClient {
             ClientState::AwaitPeerKeys(_) => Phase::ShareKeys,
             ClientState::AwaitShares(_) => Phase::MaskedInput,
             ClientState::AwaitUnmask(_) => Phase::Unmask,
+            ClientState::AwaitSignedUnmask(..) => Phase::Unmask,
             ClientState::Done => Phase::Done,
             ClientState::Failed => Phase::Aborted,
         }
+    }
+
+    /// Whether this client has released unmask shares.
+    pub fn answered_unmask(&self) -> bool {
+        matches!(self.state, ClientState::Done)
     }
 
     fn indices<V: Clone>(
@@ -1075,17 +1372,89 @@ impl SecAggClient {
         m.into_iter().filter_map(|(i, v)| Some((self.roster.get(i as usize)?.clone(), v))).collect()
     }
 
+    /// Checks a survivor set before anything is signed or released for it: within the
+    /// roster, without repeats, this party in it, a connected neighbour graph (SecAgg+), and
+    /// at least `t` survivors in every neighbourhood of this party's neighbours.
+    fn check_survivors(&self, all: &[PartyId]) -> Result<BTreeSet<PartyIndex>, SecAggRoundError> {
+        let set = self.index_set(all)?;
+        if set.len() != all.len() {
+            return Err(SecAggRoundError::Refused("the survivor set repeats a party".into()));
+        }
+        let me = self.index[&self.me];
+        if !set.contains(&me) {
+            return Err(SecAggRoundError::Refused(
+                "the survivor set leaves out this party, which uploaded".into(),
+            ));
+        }
+        let graph = self.spec.graph();
+        if !graph.connected_within(&set) {
+            return Err(SecAggRoundError::Refused(
+                "the survivors' neighbour graph is disconnected: a part's sum would unmask on its own"
+                    .into(),
+            ));
+        }
+        let t = self.spec.threshold();
+        for u in graph.neighbourhood(me) {
+            let alive = graph.neighbourhood(u).into_iter().filter(|v| set.contains(v)).count();
+            if alive < t {
+                return Err(SecAggRoundError::Refused(format!(
+                    "only {alive} survivors around {}, threshold {t}",
+                    self.roster[u as usize]
+                )));
+            }
+        }
+        Ok(set)
+    }
+
+    /// Checks the signatures of a slow-path unmask request: for every member `u` of this
+    /// party's neighbourhood, at least `t` members of `u`'s neighbourhood signed `signed`.
+    fn check_signatures(
+        &self,
+        signed: &[PartyId],
+        signatures: &BTreeMap<PartyId, Vec<u8>>,
+        auth: &dyn RoundAuth,
+    ) -> Result<(), SecAggRoundError> {
+        let statement = survivors_statement(&self.spec, signed);
+        let mut valid = BTreeSet::new();
+        for (p, sig) in signatures {
+            let Some(&i) = self.index.get(p) else { continue };
+            if !signed.contains(p) {
+                continue;
+            }
+            if auth.verify(p, &statement, sig, "survivor set").is_ok() {
+                valid.insert(i);
+            }
+        }
+        let graph = self.spec.graph();
+        let t = self.spec.threshold();
+        let me = self.index[&self.me];
+        for u in graph.neighbourhood(me) {
+            let n = graph.neighbourhood(u).into_iter().filter(|v| valid.contains(v)).count();
+            if n < t {
+                return Err(SecAggRoundError::Refused(format!(
+                    "{n} valid signatures on the survivor set around {}, threshold {t}",
+                    self.roster[u as usize]
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Handles the server's message for the phase the client is in and returns its answer.
     /// A message for another round or phase is rejected and changes nothing; a message that
-    /// fails a cryptographic check aborts the client (it answers nothing more this attempt).
+    /// fails a cryptographic or consistency check aborts the client (it answers nothing
+    /// more this attempt).
     ///
     /// # Errors
     /// [`SecAggRoundError::WrongRound`], [`SecAggRoundError::WrongPhase`],
-    /// [`SecAggRoundError::InvalidMessage`] or [`SecAggRoundError::Crypto`] (e.g. a share
-    /// ciphertext failing authentication, or both shares of one party requested).
+    /// [`SecAggRoundError::InvalidMessage`], [`SecAggRoundError::Auth`] (a neighbour's key
+    /// signature does not verify), [`SecAggRoundError::Refused`] (an inconsistent or unsafe
+    /// survivor set) or [`SecAggRoundError::Crypto`] (e.g. a share ciphertext failing
+    /// authentication, or both shares of one party requested).
     pub fn handle<R: CryptoRng + ?Sized>(
         &mut self,
         msg: &ServerMessage,
+        auth: &dyn RoundAuth,
         rng: &mut R,
     ) -> Result<ClientMessage, SecAggRoundError> {
         if msg.header() != &self.header {
@@ -1095,7 +1464,15 @@ impl SecAggClient {
             });
         }
         let phase = self.phase();
-        if msg.phase() != phase {
+        let fits = matches!(
+            (&self.state, msg),
+            (ClientState::AwaitPeerKeys(_), ServerMessage::PeerKeys(_))
+                | (ClientState::AwaitShares(_), ServerMessage::Shares(_))
+                | (ClientState::AwaitUnmask(_), ServerMessage::Consistency(_))
+                | (ClientState::AwaitUnmask(_), ServerMessage::Unmask(_))
+                | (ClientState::AwaitSignedUnmask(..), ServerMessage::Unmask(_))
+        );
+        if !fits {
             return Err(SecAggRoundError::WrongPhase {
                 party: coordinator(),
                 message: msg.phase(),
@@ -1103,8 +1480,7 @@ impl SecAggClient {
             });
         }
         // Names are translated before the state is consumed, so a message naming parties
-        // outside the roster changes nothing. A failed cryptographic step leaves the client
-        // aborted.
+        // outside the roster changes nothing. A failed step leaves the client aborted.
         let header = self.header.clone();
         let state = std::mem::replace(&mut self.state, ClientState::Failed);
         let (next, reply) = match (state, msg) {
@@ -1116,7 +1492,16 @@ impl SecAggClient {
                         return Err(e);
                     }
                 };
-                let (next, cts) = st.share_keys(&peers, rng)?;
+                for (p, k) in &m.keys {
+                    auth.verify(
+                        p,
+                        &keys_statement(&self.spec, p, &k.keys),
+                        &k.signature,
+                        "round keys",
+                    )?;
+                }
+                let keys = peers.into_iter().map(|(i, k)| (i, k.keys)).collect();
+                let (next, cts) = st.share_keys(&keys, rng)?;
                 let ciphertexts = self.names(cts);
                 (
                     ClientState::AwaitShares(next),
@@ -1131,31 +1516,47 @@ impl SecAggClient {
                         return Err(e);
                     }
                 };
-                let (next, masked) = st.mask_input(&received, &self.input)?;
+                let (next, masked) = st.mask_input(&received, &self.input, &self.input_spec)?;
                 (
                     ClientState::AwaitUnmask(next),
                     ClientMessage::MaskedInput(MaskedInput { header, masked }),
                 )
             }
+            (ClientState::AwaitUnmask(st), ServerMessage::Consistency(m)) => {
+                self.check_survivors(&m.survivors)?;
+                let signature = auth.sign(&survivors_statement(&self.spec, &m.survivors))?;
+                let mut signed = m.survivors.clone();
+                signed.sort();
+                (
+                    ClientState::AwaitSignedUnmask(st, signed),
+                    ClientMessage::Consistency(ConsistencySignature { header, signature }),
+                )
+            }
             (ClientState::AwaitUnmask(st), ServerMessage::Unmask(m)) => {
-                let (alive, gone) = match (self.index_set(&m.survivors), self.index_set(&m.dropped))
-                {
-                    (Ok(alive), Ok(gone)) => (alive, gone),
-                    (Err(e), _) | (_, Err(e)) => {
-                        self.state = ClientState::AwaitUnmask(st);
-                        return Err(e);
-                    }
-                };
-                let shares = st.unmask(&alive, &gone)?;
-                let reply = UnmaskResponse {
-                    header,
-                    self_mask_shares: self.names(shares.self_mask),
-                    mask_key_shares: self.names(shares.mask_key),
-                };
-                (ClientState::Done, ClientMessage::Unmask(reply))
+                // Fast path: nobody in this party's neighbourhood may be called dropped, since
+                // no survivor set was signed.
+                if !m.dropped.is_empty() {
+                    return Err(SecAggRoundError::Refused(
+                        "dropped neighbours named without a consistency check".into(),
+                    ));
+                }
+                self.check_survivors(&m.all_survivors)?;
+                (ClientState::Done, ClientMessage::Unmask(self.unmask(st, m)?))
+            }
+            (ClientState::AwaitSignedUnmask(st, signed), ServerMessage::Unmask(m)) => {
+                let mut all = m.all_survivors.clone();
+                all.sort();
+                if all != signed {
+                    return Err(SecAggRoundError::Refused(
+                        "the unmask request names another survivor set than the one signed".into(),
+                    ));
+                }
+                self.check_survivors(&all)?;
+                self.check_signatures(&all, &m.signatures, auth)?;
+                (ClientState::Done, ClientMessage::Unmask(self.unmask(st, m)?))
             }
             (other, _) => {
-                // Unreachable: the phase check above matched the message to the state.
+                // Unreachable: `fits` matched the message to the state.
                 self.state = other;
                 return Err(SecAggRoundError::WrongPhase {
                     party: coordinator(),
@@ -1166,6 +1567,33 @@ impl SecAggClient {
         };
         self.state = next;
         Ok(reply)
+    }
+
+    /// The unmask answer, after checking the request's neighbourhood sets against the whole
+    /// survivor set.
+    fn unmask(
+        &self,
+        st: MaskedState,
+        m: &UnmaskRequest,
+    ) -> Result<UnmaskResponse, SecAggRoundError> {
+        let alive = self.index_set(&m.survivors)?;
+        let gone = self.index_set(&m.dropped)?;
+        let all = self.index_set(&m.all_survivors)?;
+        let me = self.index[&self.me];
+        for v in self.spec.graph().neighbourhood(me) {
+            if all.contains(&v) != alive.contains(&v) || all.contains(&v) == gone.contains(&v) {
+                return Err(SecAggRoundError::Refused(format!(
+                    "the status of {} differs from the survivor set",
+                    self.roster[v as usize]
+                )));
+            }
+        }
+        let shares = st.unmask(&alive, &gone)?;
+        Ok(UnmaskResponse {
+            header: self.header.clone(),
+            self_mask_shares: self.names(shares.self_mask),
+            mask_key_shares: self.names(shares.mask_key),
+        })
     }
 }
 
@@ -1236,7 +1664,11 @@ pub mod in_memory {
     /// Optional interference with server → client messages (e.g. to tamper with a ciphertext).
     pub type Tamper<'a> = dyn FnMut(&PartyId, &mut ServerMessage) + 'a;
 
-    struct Federation<'a, R: CryptoRng + ?Sized> {
+    /// Each party's signer and view of its peers' certificates.
+    pub type Auths<'b> = dyn Fn(&PartyId) -> &'b (dyn RoundAuth + 'b) + 'b;
+
+    struct Federation<'a, 'b, R: CryptoRng + ?Sized> {
+        auth: &'b Auths<'b>,
         config: SecAggConfig,
         updates: &'a BTreeMap<PartyId, Vec<f64>>,
         crashes: &'a [Crash],
@@ -1245,7 +1677,7 @@ pub mod in_memory {
         rng: &'a mut R,
     }
 
-    impl<R: CryptoRng + ?Sized> Federation<'_, R> {
+    impl<R: CryptoRng + ?Sized> Federation<'_, '_, R> {
         /// Whether `party` answers a message of `phase`; marks it dead when it crashes now.
         fn answers(&mut self, party: &PartyId, phase: Phase) -> bool {
             if self.dead.contains(party) {
@@ -1276,15 +1708,14 @@ pub mod in_memory {
                     ServerMessage::Setup(setup) => {
                         let empty = Vec::new();
                         let update = self.updates.get(&to).unwrap_or(&empty);
-                        SecAggClient::new(to.clone(), setup, update, self.rng).map(
-                            |(client, reply)| {
+                        SecAggClient::new(to.clone(), setup, update, (self.auth)(&to), self.rng)
+                            .map(|(client, reply)| {
                                 self.clients.insert(to.clone(), client);
                                 reply
-                            },
-                        )
+                            })
                     }
                     other => match self.clients.get_mut(&to) {
-                        Some(client) => client.handle(other, self.rng),
+                        Some(client) => client.handle(other, (self.auth)(&to), self.rng),
                         None => continue,
                     },
                 };
@@ -1322,8 +1753,25 @@ pub mod in_memory {
         rng: &mut R,
         tamper: &mut Tamper<'_>,
     ) -> Run {
+        let unsigned = |_: &PartyId| -> &dyn RoundAuth { &Unsigned };
+        run_authenticated(header, config, updates, crashes, max_attempts, rng, &unsigned, tamper)
+    }
+
+    /// [`run_with`] where each party signs and checks with `auth(party)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_authenticated<'b, R: CryptoRng + ?Sized>(
+        header: RoundHeader,
+        config: SecAggConfig,
+        updates: &BTreeMap<PartyId, Vec<f64>>,
+        crashes: &[Crash],
+        max_attempts: u32,
+        rng: &mut R,
+        auth: &'b Auths<'b>,
+        tamper: &mut Tamper<'_>,
+    ) -> Run {
         let roster: Vec<PartyId> = updates.keys().cloned().collect();
         let mut fed = Federation {
+            auth,
             config,
             updates,
             crashes,

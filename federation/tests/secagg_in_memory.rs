@@ -8,7 +8,7 @@ use fedcredit_crypto::secagg::{SecAggError, SecretKind};
 use fedcredit_federation::secagg::in_memory::{self, AttemptEnd, Crash, Run};
 use fedcredit_federation::secagg::{
     ClientMessage, Phase, RoundHeader, SecAggClient, SecAggConfig, SecAggRoundError, SecAggServer,
-    ServerMessage, ServerStep, UnmaskRequest,
+    ServerMessage, ServerStep, UnmaskRequest, Unsigned,
 };
 use fedcredit_federation::{JobId, PartyId, RoundId};
 use rand::{RngExt, SeedableRng};
@@ -297,14 +297,14 @@ fn manual(n: usize) -> (Manual, Vec<(PartyId, ServerMessage)>) {
     let mut clients = BTreeMap::new();
     for (p, msg) in &setup {
         let ServerMessage::Setup(s) = msg else { panic!("setup expected") };
-        let (c, reply) = SecAggClient::new(p.clone(), s, &ups[p], &mut rng).unwrap();
+        let (c, reply) = SecAggClient::new(p.clone(), s, &ups[p], &Unsigned, &mut rng).unwrap();
         server.receive(p, reply).unwrap();
         clients.insert(p.clone(), c);
     }
     let ServerStep::Send(keys) = server.close_phase().unwrap() else { panic!("send expected") };
     let mut m = Manual { server, clients, rng };
     for (p, msg) in keys {
-        let reply = m.clients.get_mut(&p).unwrap().handle(&msg, &mut m.rng).unwrap();
+        let reply = m.clients.get_mut(&p).unwrap().handle(&msg, &Unsigned, &mut m.rng).unwrap();
         m.server.receive(&p, reply).unwrap();
     }
     let ServerStep::Send(shares) = m.server.close_phase().unwrap() else { panic!("send expected") };
@@ -316,7 +316,7 @@ fn messages_for_the_wrong_round_party_or_phase_are_rejected() {
     let (mut m, shares) = manual(5);
     assert_eq!(m.server.phase(), Phase::MaskedInput);
     let (p0, msg0) = shares[0].clone();
-    let reply = m.clients.get_mut(&p0).unwrap().handle(&msg0, &mut m.rng).unwrap();
+    let reply = m.clients.get_mut(&p0).unwrap().handle(&msg0, &Unsigned, &mut m.rng).unwrap();
 
     // Another attempt's header.
     let mut wrong = reply.clone();
@@ -356,18 +356,26 @@ fn messages_for_the_wrong_round_party_or_phase_are_rejected() {
         s.header.round = RoundId(99);
     }
     let c1 = m.clients.get_mut(&p1).unwrap();
-    assert!(matches!(c1.handle(&bad, &mut m.rng), Err(SecAggRoundError::WrongRound { .. })));
+    assert!(matches!(
+        c1.handle(&bad, &Unsigned, &mut m.rng),
+        Err(SecAggRoundError::WrongRound { .. })
+    ));
     // A message for a later phase is rejected as early, without changing the state.
     let early = ServerMessage::Unmask(UnmaskRequest {
         header: header(9),
         survivors: vec![],
         dropped: vec![],
+        all_survivors: vec![],
+        signatures: Default::default(),
     });
-    assert!(matches!(c1.handle(&early, &mut m.rng), Err(SecAggRoundError::WrongPhase { .. })));
-    let reply1 = c1.handle(&msg1, &mut m.rng).unwrap();
+    assert!(matches!(
+        c1.handle(&early, &Unsigned, &mut m.rng),
+        Err(SecAggRoundError::WrongPhase { .. })
+    ));
+    let reply1 = c1.handle(&msg1, &Unsigned, &mut m.rng).unwrap();
     assert!(m.server.receive(&p1, reply1).is_ok());
     let (p3, msg3) = shares[3].clone();
-    let reply3 = m.clients.get_mut(&p3).unwrap().handle(&msg3, &mut m.rng).unwrap();
+    let reply3 = m.clients.get_mut(&p3).unwrap().handle(&msg3, &Unsigned, &mut m.rng).unwrap();
     assert!(m.server.receive(&p3, reply3).is_ok());
 
     // Parties 2 and 4 do not upload in time; close the phase at the "deadline".
@@ -376,13 +384,14 @@ fn messages_for_the_wrong_round_party_or_phase_are_rejected() {
     assert_eq!(m.server.members(), vec![party(0), party(1), party(3)]);
     // The late upload of party 2 is refused as too late...
     let (p2, msg2) = shares[2].clone();
-    let late = m.clients.get_mut(&p2).unwrap().handle(&msg2, &mut m.rng).unwrap();
+    let late = m.clients.get_mut(&p2).unwrap().handle(&msg2, &Unsigned, &mut m.rng).unwrap();
     assert!(matches!(m.server.receive(&p2, late), Err(SecAggRoundError::TooLate { .. })));
-    // ...and as it is not a survivor, an unmask answer from it is refused too.
-    let fake = ClientMessage::Unmask(fedcredit_federation::secagg::UnmaskResponse {
+    // ...and as it is not a survivor, its signature in the consistency check (the phase that
+    // follows when someone dropped) is refused too.
+    assert_eq!(m.server.phase(), Phase::Consistency);
+    let fake = ClientMessage::Consistency(fedcredit_federation::secagg::ConsistencySignature {
         header: header(9),
-        self_mask_shares: BTreeMap::new(),
-        mask_key_shares: BTreeMap::new(),
+        signature: vec![],
     });
     assert!(matches!(m.server.receive(&p2, fake), Err(SecAggRoundError::NotAMember { .. })));
     assert_eq!(unmask.len(), 3);
@@ -416,33 +425,36 @@ fn tampered_share_ciphertext_is_rejected_and_the_round_survives() {
 fn unmask_requests_are_answered_once_and_never_for_both_secrets() {
     let (mut m, shares) = manual(4);
     for (p, msg) in &shares {
-        let reply = m.clients.get_mut(p).unwrap().handle(msg, &mut m.rng).unwrap();
+        let reply = m.clients.get_mut(p).unwrap().handle(msg, &Unsigned, &mut m.rng).unwrap();
         m.server.receive(p, reply).unwrap();
     }
     let ServerStep::Send(requests) = m.server.close_phase().unwrap() else {
         panic!("send expected")
     };
-    // A coordinator that asks bank00 for both shares of bank01 is refused, and bank00
-    // answers nothing more this attempt.
+    // A coordinator that asks bank00 for both shares of bank01 (calling it dropped without
+    // a consistency check) is refused, and bank00 answers nothing more this attempt.
+    let all: Vec<PartyId> = (0..4).map(party).collect();
     let both = ServerMessage::Unmask(UnmaskRequest {
         header: header(9),
-        survivors: vec![party(0), party(1), party(2), party(3)],
+        survivors: all.clone(),
         dropped: vec![party(1)],
+        all_survivors: all,
+        signatures: Default::default(),
     });
     let c0 = m.clients.get_mut(&party(0)).unwrap();
-    assert_eq!(
-        c0.handle(&both, &mut m.rng),
-        Err(SecAggRoundError::Crypto(SecAggError::BothSharesRequested { party: 1 }))
-    );
+    assert!(matches!(c0.handle(&both, &Unsigned, &mut m.rng), Err(SecAggRoundError::Refused(_))));
     assert_eq!(c0.phase(), Phase::Aborted);
     let (_, proper0) = requests.iter().find(|(p, _)| *p == party(0)).unwrap();
-    assert!(matches!(c0.handle(proper0, &mut m.rng), Err(SecAggRoundError::WrongPhase { .. })));
+    assert!(matches!(
+        c0.handle(proper0, &Unsigned, &mut m.rng),
+        Err(SecAggRoundError::WrongPhase { .. })
+    ));
 
     // bank01 answers its proper request once; a second request (claiming bank02 dropped,
     // to obtain its masking key after its self-mask share) is refused.
     let (_, proper1) = requests.iter().find(|(p, _)| *p == party(1)).unwrap();
     let c1 = m.clients.get_mut(&party(1)).unwrap();
-    let reply = c1.handle(proper1, &mut m.rng).unwrap();
+    let reply = c1.handle(proper1, &Unsigned, &mut m.rng).unwrap();
     let ClientMessage::Unmask(r) = &reply else { panic!("unmask reply expected") };
     assert_eq!(r.self_mask_shares.len(), 4);
     assert!(r.mask_key_shares.is_empty());
@@ -451,13 +463,19 @@ fn unmask_requests_are_answered_once_and_never_for_both_secrets() {
         header: header(9),
         survivors: vec![party(0), party(1), party(3)],
         dropped: vec![party(2)],
+        all_survivors: vec![],
+        signatures: Default::default(),
     });
-    assert!(matches!(c1.handle(&second, &mut m.rng), Err(SecAggRoundError::WrongPhase { .. })));
+    assert!(matches!(
+        c1.handle(&second, &Unsigned, &mut m.rng),
+        Err(SecAggRoundError::WrongPhase { .. })
+    ));
     m.server.receive(&party(1), reply).unwrap();
     // Bank02 and bank03 answer too: 3 of 4 responses meet the threshold of 3.
     for i in [2, 3] {
         let (_, req) = requests.iter().find(|(p, _)| *p == party(i)).unwrap();
-        let reply = m.clients.get_mut(&party(i)).unwrap().handle(req, &mut m.rng).unwrap();
+        let reply =
+            m.clients.get_mut(&party(i)).unwrap().handle(req, &Unsigned, &mut m.rng).unwrap();
         m.server.receive(&party(i), reply).unwrap();
     }
     assert!(matches!(m.server.close_phase(), Ok(ServerStep::Done(_))));
@@ -475,7 +493,7 @@ fn old_attempt_messages_are_rejected_after_a_restart() {
     let mut old = Vec::new();
     for (p, msg) in setup.iter().take(3) {
         let ServerMessage::Setup(s) = msg else { panic!() };
-        let (_, reply) = SecAggClient::new(p.clone(), s, &ups[p], &mut rng).unwrap();
+        let (_, reply) = SecAggClient::new(p.clone(), s, &ups[p], &Unsigned, &mut rng).unwrap();
         server.receive(p, reply.clone()).unwrap();
         old.push((p.clone(), reply));
     }
@@ -489,13 +507,13 @@ fn old_attempt_messages_are_rejected_after_a_restart() {
     }
     // The excluded party is not in the new roster at all.
     let ServerMessage::Setup(s) = &setup2[0].1 else { panic!() };
-    let (_, reply) = SecAggClient::new(party(0), s, &ups[&party(0)], &mut rng).unwrap();
+    let (_, reply) = SecAggClient::new(party(0), s, &ups[&party(0)], &Unsigned, &mut rng).unwrap();
     assert_eq!(
         next.receive(&party(3), reply),
         Err(SecAggRoundError::UnknownParty { party: party(3) })
     );
     assert_eq!(
-        SecAggClient::new(party(3), s, &ups[&party(3)], &mut rng).unwrap_err(),
+        SecAggClient::new(party(3), s, &ups[&party(3)], &Unsigned, &mut rng).unwrap_err(),
         SecAggRoundError::NotAMember { party: party(3), phase: Phase::AdvertiseKeys }
     );
 }
@@ -520,7 +538,8 @@ fn every_message_round_trips_through_serde() {
         let back: ServerMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(&back, m);
     }
-    assert_eq!(kinds.len(), 4);
+    // Keys, shares, masked input, consistency (a party dropped), unmask.
+    assert_eq!(kinds.len(), 5);
 }
 
 #[test]
@@ -531,7 +550,7 @@ fn debug_output_redacts_secrets_and_updates() {
     let (_, setup) = SecAggServer::new(header(8), config, &roster).unwrap();
     let ServerMessage::Setup(s) = &setup[0].1 else { panic!() };
     let secret_update = [0.123_456_789, -0.987_654_321, 0.5, 0.25];
-    let (client, _) = SecAggClient::new(party(0), s, &secret_update, &mut rng).unwrap();
+    let (client, _) = SecAggClient::new(party(0), s, &secret_update, &Unsigned, &mut rng).unwrap();
     let printed = format!("{client:?} {client:#?}");
     assert!(printed.contains("<redacted>"));
     let fp = config.fixed_point(3).unwrap();
@@ -542,12 +561,12 @@ fn debug_output_redacts_secrets_and_updates() {
     // Shares in an unmask answer print redacted too.
     let (mut m, shares) = manual(3);
     for (p, msg) in &shares {
-        let reply = m.clients.get_mut(p).unwrap().handle(msg, &mut m.rng).unwrap();
+        let reply = m.clients.get_mut(p).unwrap().handle(msg, &Unsigned, &mut m.rng).unwrap();
         m.server.receive(p, reply).unwrap();
     }
     let ServerStep::Send(requests) = m.server.close_phase().unwrap() else { panic!() };
     let (p, req) = &requests[0];
-    let reply = m.clients.get_mut(p).unwrap().handle(req, &mut m.rng).unwrap();
+    let reply = m.clients.get_mut(p).unwrap().handle(req, &Unsigned, &mut m.rng).unwrap();
     let ClientMessage::Unmask(r) = &reply else { panic!() };
     let printed = format!("{reply:?}");
     assert!(printed.contains("<redacted>"));

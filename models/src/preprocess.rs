@@ -62,6 +62,30 @@ pub struct LinearEncoder {
     columns: Vec<ColumnEncoder>,
 }
 
+/// One column of a fitted [`LinearEncoder`], as it travels to the parties of a federated job
+/// (each party builds the same encoder from these and encodes its own rows).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnEncoding {
+    /// `(v − center) / scale`, `v = fill` when missing, plus a missing indicator if `indicator`.
+    Numeric {
+        /// Imputed value.
+        fill: f64,
+        /// Subtracted before scaling.
+        center: f64,
+        /// Divisor (positive).
+        scale: f64,
+        /// Adds a 0/1 missing-indicator column.
+        indicator: bool,
+    },
+    /// One output per level, plus a missing column if `missing`.
+    Categorical {
+        /// Levels with a column, in order.
+        levels: Vec<String>,
+        /// Adds a missing column.
+        missing: bool,
+    },
+}
+
 /// Reads a categorical cell as a level index, rejecting anything but `0, 1, …, n_levels − 1`.
 fn level_index(v: f64, n_levels: usize, name: &str, row: usize) -> Result<usize, ModelError> {
     if v >= 0.0 && v.fract() == 0.0 && v < n_levels as f64 {
@@ -103,6 +127,58 @@ pub enum ColumnStats {
 }
 
 impl LinearEncoder {
+    /// The fitted columns: name and encoding, in input order.
+    pub fn encodings(&self) -> Vec<(String, ColumnEncoding)> {
+        self.names
+            .iter()
+            .zip(&self.columns)
+            .map(|(n, c)| {
+                let e = match c {
+                    ColumnEncoder::Numeric { fill, center, scale, indicator } => {
+                        ColumnEncoding::Numeric {
+                            fill: *fill,
+                            center: *center,
+                            scale: *scale,
+                            indicator: *indicator,
+                        }
+                    }
+                    ColumnEncoder::Categorical { levels, missing } => {
+                        ColumnEncoding::Categorical { levels: levels.clone(), missing: *missing }
+                    }
+                };
+                (n.clone(), e)
+            })
+            .collect()
+    }
+
+    /// The encoder with these columns (as [`LinearEncoder::encodings`] lists them).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] for a non-finite number or a scale that is not positive,
+    /// naming the column.
+    pub fn from_encodings(columns: Vec<(String, ColumnEncoding)>) -> Result<Self, ModelError> {
+        let mut names = Vec::with_capacity(columns.len());
+        let mut encs = Vec::with_capacity(columns.len());
+        for (name, e) in columns {
+            encs.push(match e {
+                ColumnEncoding::Numeric { fill, center, scale, indicator } => {
+                    if !(fill.is_finite() && center.is_finite() && scale.is_finite() && scale > 0.0)
+                    {
+                        return Err(ModelError::InvalidInput(format!(
+                            "column `{name}`: encoding needs finite numbers and a positive scale"
+                        )));
+                    }
+                    ColumnEncoder::Numeric { fill, center, scale, indicator }
+                }
+                ColumnEncoding::Categorical { levels, missing } => {
+                    ColumnEncoder::Categorical { levels, missing }
+                }
+            });
+            names.push(name);
+        }
+        Ok(Self { names, columns: encs })
+    }
+
     /// The encoder [`LinearEncoder::fit`] would learn from a matrix with columns `specs`,
     /// `n_rows` rows and the column statistics `stats` (mean, population scale of the imputed
     /// column, indicator when any cell is missing, one-hot over the levels seen).

@@ -11,6 +11,8 @@
 //! [data]
 //! path = "data/bank1.csv"
 //! ```
+//!
+//! Paths in the file (`data.path`, `tls.*`, `state_dir`) are relative to the file's folder.
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +91,10 @@ pub struct ParticipantConfig {
     pub insecure: bool,
     /// The table.
     pub data: DataConfig,
+    /// Where the daemon keeps its job checkpoints (its channel secrets and role state; keep it
+    /// private). Relative to the config file; default `<name>-state` beside it.
+    #[serde(default)]
+    pub state_dir: PathBuf,
     /// Largest backoff between reconnection attempts, in seconds.
     #[serde(default = "default_max_backoff")]
     pub max_backoff_secs: u64,
@@ -121,6 +127,10 @@ impl ParticipantConfig {
             }
         };
         fix(&mut cfg.data.path);
+        if cfg.state_dir.as_os_str().is_empty() {
+            cfg.state_dir = PathBuf::from(format!("{}-state", cfg.name));
+        }
+        fix(&mut cfg.state_dir);
         if let Some(t) = cfg.tls.as_mut() {
             fix(&mut t.ca);
             fix(&mut t.cert);
@@ -171,6 +181,10 @@ impl ParticipantConfig {
         }
         if cfg.max_backoff_secs == 0 {
             return Err(invalid("max_backoff_secs", "must be at least 1".into()));
+        }
+        let mut cfg = cfg;
+        if cfg.state_dir.as_os_str().is_empty() {
+            cfg.state_dir = PathBuf::from(format!("{}-state", cfg.name));
         }
         Ok(cfg)
     }

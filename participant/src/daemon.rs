@@ -1,44 +1,53 @@
-//! The daemon's loop: dial the coordinator, say hello, answer job offers and rounds, and
-//! redial with exponential backoff when the coordinator is away.
+//! The daemon's loop: dial the coordinator, say hello, answer job offers, run each job's
+//! protocol role, and redial with exponential backoff when the coordinator is away.
 //!
 //! For a job offer the daemon loads its table through `fedcredit-datasets`, checks it against
 //! the job's columns (a missing column, a text cell in a numeric column, a bad label: the offer
-//! is declined with the file, column and row), holds out its validation rows, and replies with
-//! its schema (column names and kinds, never values). For each round it computes its
-//! contribution locally and takes part in secure aggregation (Bonawitz et al., CCS 2017): what
-//! leaves the process is public keys, sealed share bundles, a masked vector and the shares the
-//! protocol asks for — never a row, a label or an unmasked update.
+//! is declined naming the party, column and row — the file's location stays in the local log),
+//! holds out its validation rows, and replies with its schema (column names and kinds, never
+//! values), its signed channel key and the state version it restored. Each job then has a
+//! [`PartySession`] (its role, channels and verified directory) and a worker task that feeds
+//! it the job's messages in order, off the async threads, and sends what it produces:
+//! protocol messages, payloads sealed for other parties, and streams pulled one message at a
+//! time (in their own task, so a large outgoing payload never stops the job from reading).
+//! Whenever the session asks, its checkpoint is written atomically under the state directory
+//! before anything it produced is sent, so a daemon killed at any instant resumes the job.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fedcredit_crypto::channel::ChannelSecret;
 use fedcredit_datasets::split::stratified_split;
 use fedcredit_datasets::table::{TableSpec, load_table};
-use fedcredit_federation::PartyId;
-use fedcredit_federation::horizontal::{Participant, Task};
 use fedcredit_federation::job::JobSpec;
-use fedcredit_federation::secagg::{ClientMessage, Phase, RoundSetup, SecAggClient};
-use fedcredit_models::{FeatureKind, FeatureSpec};
-use fedcredit_proto::convert::{client_to_wire, server_from_wire};
+use fedcredit_federation::protocol::{self, PartySession, SessionOutput, split_checkpoint};
+use fedcredit_federation::{JobId, PartyId};
+use fedcredit_models::{Dataset, FeatureKind, FeatureSpec};
 use fedcredit_proto::pb;
 use fedcredit_transport::backoff::Backoff;
 use fedcredit_transport::stream::{Inbound, MAX_FRAME, Outbound};
 use fedcredit_transport::tls::client_tls;
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ParticipantConfig;
+
+/// Job messages queued per job before the stream reader waits.
+const JOB_QUEUE: usize = 64;
+/// Messages queued for the coordinator before a sender waits.
+const OUT_QUEUE: usize = 32;
 
 /// Why the daemon stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// TLS material or the coordinator URL cannot be used.
+    /// TLS material, the state directory or the coordinator URL cannot be used.
     #[error("{0}")]
     Setup(String),
 }
@@ -54,10 +63,10 @@ enum SessionError {
     Stream(String),
 }
 
-struct JobState {
-    participant: Arc<Mutex<Participant>>,
-    client: Option<SecAggClient>,
-    ring_bits: u32,
+/// A running job: its session and the queue of its worker.
+struct JobWorker {
+    tx: mpsc::Sender<pb::ToParty>,
+    cancel: CancellationToken,
 }
 
 /// The daemon.
@@ -65,10 +74,7 @@ struct JobState {
 pub struct Daemon {
     config: ParticipantConfig,
     me: PartyId,
-}
-
-fn message(seq: u64, body: pb::participant_message::Body) -> pb::ParticipantMessage {
-    pb::ParticipantMessage { seq, body: Some(body) }
+    identity: protocol::Identity,
 }
 
 /// The schema the coordinator compares across parties.
@@ -88,32 +94,68 @@ fn schema_to_wire(specs: &[FeatureSpec]) -> Vec<pb::FeatureColumn> {
         .collect()
 }
 
-/// A sending half that numbers messages and frames them.
-struct Sender {
-    tx: mpsc::Sender<pb::ParticipantFrame>,
-    outbound: Outbound,
-    seq: u64,
+/// Numbers outgoing messages and frames them onto the stream.
+#[derive(Clone)]
+struct Outgoing {
+    tx: mpsc::Sender<pb::participant_message::Body>,
 }
 
-impl Sender {
-    async fn send(&mut self, body: pb::participant_message::Body) -> Result<u64, SessionError> {
-        self.seq += 1;
-        let frames = self
-            .outbound
-            .participant(message(self.seq, body))
-            .map_err(|e| SessionError::Stream(e.to_string()))?;
-        for f in frames {
-            self.tx.send(f).await.map_err(|_| SessionError::Stream("stream closed".into()))?;
-        }
-        Ok(self.seq)
+impl Outgoing {
+    async fn send(&self, body: pb::participant_message::Body) -> Result<(), SessionError> {
+        self.tx.send(body).await.map_err(|_| SessionError::Stream("stream closed".into()))
     }
+}
+
+/// Writes a file atomically: a temporary file beside it, then a rename. Mode 0600 on unix
+/// (a session checkpoint holds the job's channel secret).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 impl Daemon {
     /// A daemon for a checked configuration.
-    pub fn new(config: ParticipantConfig) -> Self {
+    ///
+    /// # Errors
+    /// [`DaemonError::Setup`] when the certificate key or CA cannot be loaded.
+    pub fn new(config: ParticipantConfig) -> Result<Self, DaemonError> {
         let me = PartyId(config.name.clone());
-        Self { config, me }
+        let identity = match &config.tls {
+            Some(tls) => {
+                let id = fedcredit_transport::identity::party_identity(tls)
+                    .map_err(|e| DaemonError::Setup(e.to_string()))?;
+                if let Some(s) = id.signer.as_ref().filter(|s| s.party() != &me) {
+                    return Err(DaemonError::Setup(format!(
+                        "the certificate {} is issued to `{}`, but this party is `{me}`",
+                        tls.cert.display(),
+                        s.party()
+                    )));
+                }
+                id
+            }
+            None => protocol::Identity::default(),
+        };
+        Ok(Self { config, me, identity })
+    }
+
+    fn state_path(&self, job: &str) -> PathBuf {
+        let safe: String = job
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        self.config.state_dir.join(format!("{safe}.session"))
     }
 
     async fn channel(&self) -> Result<Channel, SessionError> {
@@ -134,12 +176,19 @@ impl Daemon {
     /// Runs until `shutdown` is cancelled, reconnecting with backoff.
     ///
     /// # Errors
-    /// [`DaemonError::Setup`] when the TLS files cannot be loaded (retrying cannot help).
+    /// [`DaemonError::Setup`] when the TLS files or the state directory cannot be used
+    /// (retrying cannot help).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
         if let Some(tls) = &self.config.tls {
             client_tls(tls, &self.config.server_name)
                 .map_err(|e| DaemonError::Setup(e.to_string()))?;
         }
+        std::fs::create_dir_all(&self.config.state_dir).map_err(|e| {
+            DaemonError::Setup(format!(
+                "cannot create the state directory {}: {e}",
+                self.config.state_dir.display()
+            ))
+        })?;
         let mut backoff = Backoff::new(
             Duration::from_millis(200),
             Duration::from_secs(self.config.max_backoff_secs),
@@ -148,11 +197,11 @@ impl Daemon {
             ChaCha8Rng::from_rng(&mut rand::rng()),
         )
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
-        let mut jobs: HashMap<String, JobState> = HashMap::new();
+        let this = Arc::new(self);
         loop {
-            let span = info_span!("session", party = %self.me);
+            let span = info_span!("session", party = %this.me);
             let result = tokio::select! {
-                r = self.session(&mut jobs, &mut backoff).instrument(span) => r,
+                r = this.clone().session(&mut backoff, shutdown.clone()).instrument(span) => r,
                 _ = shutdown.cancelled() => return Ok(()),
             };
             let delay = backoff.next_delay();
@@ -168,38 +217,62 @@ impl Daemon {
     }
 
     async fn session(
-        &self,
-        jobs: &mut HashMap<String, JobState>,
+        self: Arc<Self>,
         backoff: &mut Backoff<ChaCha8Rng>,
+        shutdown: CancellationToken,
     ) -> Result<(), SessionError> {
         let channel = self.channel().await?;
         let mut client = pb::federation_client::FederationClient::new(channel)
             .max_decoding_message_size(MAX_FRAME)
             .max_encoding_message_size(MAX_FRAME);
-        let (tx, rx) = mpsc::channel(16);
-        let mut sender = Sender { tx, outbound: Outbound::new(), seq: 0 };
-        sender
-            .send(pb::participant_message::Body::Hello(pb::Hello {
-                party: self.me.0.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            }))
-            .await?;
+        let (frames_tx, frames_rx) = mpsc::channel::<pb::ParticipantFrame>(16);
+        let (out_tx, mut out_rx) = mpsc::channel::<pb::participant_message::Body>(OUT_QUEUE);
+        let fault = self.config.fault.clone();
+        // Writer: numbers messages and frames them (chunked when large).
+        let writer = tokio::spawn(async move {
+            let mut outbound = Outbound::new();
+            let mut seq = 0u64;
+            while let Some(body) = out_rx.recv().await {
+                if let Some(f) = &fault {
+                    check_fault(f, &body);
+                }
+                seq += 1;
+                let msg = pb::ParticipantMessage { seq, body: Some(body) };
+                let Ok(frames) = outbound.participant(msg) else { continue };
+                for f in frames {
+                    if frames_tx.send(f).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let out = Outgoing { tx: out_tx };
+        out.send(pb::participant_message::Body::Hello(pb::Hello {
+            party: self.me.0.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+        .await?;
         let mut stream = client
-            .participate(ReceiverStream::new(rx))
+            .participate(ReceiverStream::new(frames_rx))
             .await
             .map_err(SessionError::Refused)?
             .into_inner();
         let mut inbound = Inbound::new(64 * 1024 * 1024);
-        loop {
-            let frame = match stream.message().await {
+        let mut jobs: HashMap<String, JobWorker> = HashMap::new();
+        let result = loop {
+            let frame = tokio::select! {
+                f = stream.message() => f,
+                _ = shutdown.cancelled() => break Ok(()),
+            };
+            let frame = match frame {
                 Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
-                Err(status) => return Err(SessionError::Refused(status)),
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(SessionError::Refused(status)),
             };
             let msg = match inbound.coordinator(frame) {
                 Ok(Some((m, _))) => m,
                 Ok(None) => continue,
-                Err(e) => return Err(SessionError::Stream(e.to_string())),
+                Err(e) => break Err(SessionError::Stream(e.to_string())),
             };
             let Some(body) = msg.body else { continue };
             use pb::coordinator_message::Body;
@@ -214,226 +287,301 @@ impl Daemon {
                     }
                 }
                 Body::JobOffer(offer) => {
-                    let reply = self.join(&offer, jobs).await;
-                    sender.send(pb::participant_message::Body::JobReply(reply)).await?;
+                    if let Some(old) = jobs.remove(&offer.job_id) {
+                        old.cancel.cancel();
+                    }
+                    let (reply, worker) = self.clone().join(&offer, &out).await;
+                    if let Some(w) = worker {
+                        jobs.insert(offer.job_id.clone(), w);
+                    }
+                    if let Err(e) = out.send(pb::participant_message::Body::JobReply(reply)).await {
+                        break Err(e);
+                    }
                 }
-                Body::RoundStart(start) => self.round_start(start, jobs, &mut sender).await?,
-                Body::Secagg(m) => self.secagg(m, jobs, &mut sender).await?,
+                Body::Job(m) => match jobs.get(&m.job_id) {
+                    Some(w) => {
+                        // Waits when the job's worker is behind: back-pressure to the
+                        // coordinator rather than an unbounded queue.
+                        if w.tx.send(m).await.is_err() {
+                            warn!("job worker gone");
+                        }
+                    }
+                    None => debug!(job = %m.job_id, "message for a job this party has not joined"),
+                },
                 Body::JobEnded(end) => {
                     info!(job = %end.job_id, state = %end.state, reason = %end.reason, "job ended");
-                    jobs.remove(&end.job_id);
+                    if let Some(w) = jobs.remove(&end.job_id) {
+                        w.cancel.cancel();
+                    }
+                    let path = self.state_path(&end.job_id);
+                    if end.state == "succeeded" || end.state == "cancelled" {
+                        let _ = std::fs::remove_file(path);
+                    }
                 }
             }
+        };
+        for (_, w) in jobs {
+            w.cancel.cancel();
         }
+        drop(out);
+        writer.abort();
+        result
     }
 
-    /// Loads and checks the table for a job offer.
+    /// Loads and checks the table for a job offer and starts the job's worker.
     async fn join(
-        &self,
+        self: Arc<Self>,
         offer: &pb::JobOffer,
-        jobs: &mut HashMap<String, JobState>,
-    ) -> pb::JobReply {
+        out: &Outgoing,
+    ) -> (pb::JobReply, Option<JobWorker>) {
+        let job_id = offer.job_id.clone();
         let decline = |reason: String| {
-            warn!(job = %offer.job_id, %reason, "declining the job");
-            pb::JobReply { job_id: offer.job_id.clone(), accepted: false, reason, schema: vec![] }
+            warn!(job = %job_id, %reason, "declining the job");
+            (pb::JobReply { job_id: job_id.clone(), reason, ..Default::default() }, None)
         };
         let spec = match JobSpec::from_json(&offer.spec_json) {
             Ok(s) => s,
-            Err(e) => return decline(format!("job spec: {e}")),
+            Err(e) => return decline(format!("{}: the job spec cannot be used: {e}", self.me)),
         };
         if !spec.parties.contains(&self.me) {
             return decline(format!("{} is not among the job's parties", self.me));
         }
-        let me = self.me.clone();
-        let data = self.config.data.clone();
-        let loaded = tokio::task::spawn_blocking(move || load(&me, &spec, &data)).await;
-        match loaded {
-            Ok(Ok((participant, schema))) => {
-                info!(job = %offer.job_id, columns = schema.len(), "joined the job");
-                jobs.insert(
-                    offer.job_id.clone(),
-                    JobState {
-                        participant: Arc::new(Mutex::new(participant)),
-                        client: None,
-                        ring_bits: 0,
-                    },
-                );
-                pb::JobReply {
-                    job_id: offer.job_id.clone(),
-                    accepted: true,
-                    reason: String::new(),
-                    schema: schema_to_wire(&schema),
+        let this = self.clone();
+        let spec2 = spec.clone();
+        let job = JobId(job_id.clone());
+        let built = tokio::task::spawn_blocking(move || this.build_session(&job, &spec2)).await;
+        let (session, schema) = match built {
+            Ok(Ok(x)) => x,
+            Ok(Err(reason)) => return decline(reason),
+            Err(e) => return decline(format!("{}: loading the table failed: {e}", self.me)),
+        };
+        let key = match session.channel_key() {
+            Ok(k) => Some(k),
+            Err(e) => return decline(format!("{}: cannot sign its channel key: {e}", self.me)),
+        };
+        let version = session.state_version();
+        info!(job = %job_id, columns = schema.len(), version, "joined the job");
+        let (tx, rx) = mpsc::channel(JOB_QUEUE);
+        let cancel = CancellationToken::new();
+        let worker = tokio::spawn(
+            self.clone()
+                .work(Arc::new(Mutex::new(session)), rx, out.clone(), cancel.clone())
+                .instrument(info_span!("job", job = %job_id, party = %self.me)),
+        );
+        drop(worker);
+        (
+            pb::JobReply {
+                job_id,
+                accepted: true,
+                reason: String::new(),
+                schema: schema_to_wire(&schema),
+                channel_key: key,
+                state_version: version,
+            },
+            Some(JobWorker { tx, cancel }),
+        )
+    }
+
+    /// The session of a job: data loaded, role built or restored from the checkpoint.
+    fn build_session(
+        &self,
+        job: &JobId,
+        spec: &JobSpec,
+    ) -> Result<(PartySession, Vec<FeatureSpec>), String> {
+        let (train, valid, schema) = load(&self.me, spec, &self.config.data)?;
+        let path = self.state_path(&job.0);
+        let mut rng = ChaCha20Rng::from_rng(&mut rand::rng());
+        let (secret, role_bytes) = match std::fs::read(&path) {
+            Ok(bytes) => match split_checkpoint(&bytes) {
+                Ok((s, r)) => {
+                    info!(path = %path.display(), "restoring the job from its checkpoint");
+                    (s, Some(r))
                 }
-            }
-            Ok(Err(reason)) => decline(reason),
-            Err(e) => decline(format!("loading the table failed: {e}")),
-        }
-    }
-
-    fn fault(&self, round: u64, phase: Phase) {
-        if let Some(f) = &self.config.fault
-            && f.round == round
-            && f.exit_before == phase.to_string()
-        {
-            warn!(round, %phase, "fault injection: exiting before sending");
-            std::process::exit(86);
-        }
-    }
-
-    async fn send_secagg(
-        &self,
-        sender: &mut Sender,
-        msg: &ClientMessage,
-        ring_bits: u32,
-    ) -> Result<(), SessionError> {
-        self.fault(msg.header().round.0, msg.phase());
-        sender.send(pb::participant_message::Body::Secagg(client_to_wire(msg, ring_bits))).await?;
-        Ok(())
-    }
-
-    async fn task_failed(
-        &self,
-        sender: &mut Sender,
-        header: &fedcredit_federation::secagg::RoundHeader,
-        reason: String,
-    ) -> Result<(), SessionError> {
-        warn!(%header, %reason, "cannot take part in the round");
-        sender
-            .send(pb::participant_message::Body::TaskFailed(pb::TaskFailed {
-                header: Some(header.into()),
-                reason,
-            }))
-            .await?;
-        Ok(())
-    }
-
-    async fn round_start(
-        &self,
-        start: pb::RoundStart,
-        jobs: &mut HashMap<String, JobState>,
-        sender: &mut Sender,
-    ) -> Result<(), SessionError> {
-        let Some(setup) = start.setup else { return Ok(()) };
-        let setup: RoundSetup = match setup.try_into() {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "malformed round start");
-                return Ok(());
-            }
-        };
-        let header = setup.header.clone();
-        let Some(job) = jobs.get_mut(&header.job.0) else {
-            return self
-                .task_failed(
-                    sender,
-                    &header,
-                    format!("{} has not joined job {}", self.me, header.job),
-                )
-                .await;
-        };
-        let task: Task = match serde_json::from_str(&start.task_json) {
-            Ok(t) => t,
-            Err(e) => {
-                return self.task_failed(sender, &header, format!("unreadable task: {e}")).await;
-            }
-        };
-        // Only the benchmark's seeded vectors are public; everything else is masked.
-        let public_task = matches!(task, Task::BenchVector(_));
-        let participant = job.participant.clone();
-        let vector = tokio::task::spawn_blocking(move || {
-            let mut p = participant.lock().unwrap_or_else(|e| e.into_inner());
-            p.contribute(&task)
-        })
-        .await;
-        let vector = match vector {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return self.task_failed(sender, &header, e.to_string()).await,
-            Err(e) => {
-                return self.task_failed(sender, &header, format!("task panicked: {e}")).await;
-            }
-        };
-        let fixed = match setup.config.fixed_point(setup.roster.len()) {
-            Ok(f) => f,
-            Err(e) => return self.task_failed(sender, &header, e.to_string()).await,
-        };
-        let ring_bits = fixed.ring_bits;
-        if start.plaintext {
-            if !public_task {
-                return self
-                    .task_failed(
-                        sender,
-                        &header,
-                        "refusing to send an unmasked contribution".into(),
-                    )
-                    .await;
-            }
-            let msg = ClientMessage::MaskedInput(fedcredit_federation::secagg::MaskedInput {
-                header: header.clone(),
-                masked: fixed.encode_vec(&vector),
-            });
-            let wire = client_to_wire(&msg, ring_bits);
-            sender.send(pb::participant_message::Body::Secagg(wire)).await?;
-            return Ok(());
-        }
-        let created = SecAggClient::new(self.me.clone(), &setup, &vector, &mut rand::rng());
-        drop(vector);
-        match created {
-            Ok((client, msg)) => {
-                job.client = Some(client);
-                job.ring_bits = ring_bits;
-                self.send_secagg(sender, &msg, ring_bits).await
-            }
-            Err(e) => self.task_failed(sender, &header, e.to_string()).await,
-        }
-    }
-
-    async fn secagg(
-        &self,
-        msg: pb::SecAggServerMessage,
-        jobs: &mut HashMap<String, JobState>,
-        sender: &mut Sender,
-    ) -> Result<(), SessionError> {
-        let msg = match server_from_wire(msg) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "malformed secure-aggregation message");
-                return Ok(());
-            }
-        };
-        let Some(job) = jobs.get_mut(&msg.header().job.0) else {
-            warn!(header = %msg.header(), "message for a job this party has not joined");
-            return Ok(());
-        };
-        let Some(client) = job.client.as_mut() else {
-            warn!(header = %msg.header(), "no round in progress");
-            return Ok(());
-        };
-        match client.handle(&msg, &mut rand::rng()) {
-            Ok(reply) => {
-                let ring_bits = job.ring_bits;
-                if client.phase() == Phase::Done {
-                    job.client = None;
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "unreadable checkpoint; starting fresh");
+                    (ChannelSecret::generate(&mut rng), None)
                 }
-                self.send_secagg(sender, &reply, ring_bits).await
-            }
-            Err(e) => {
-                warn!(error = %e, "secure-aggregation step refused");
-                Ok(())
+            },
+            Err(_) => (ChannelSecret::generate(&mut rng), None),
+        };
+        let role = protocol::new_role(spec, &self.me, train, valid, role_bytes.as_deref())
+            .map_err(|e| format!("{}: {e}", self.me))?;
+        let session = PartySession::new(
+            job.clone(),
+            spec,
+            self.me.clone(),
+            role,
+            secret,
+            self.identity.clone(),
+            rng,
+        );
+        // The channel secret is kept from the start, so a restart keeps the same key.
+        write_atomic(&path, &session.checkpoint())
+            .map_err(|e| format!("{}: cannot write its state: {e}", self.me))?;
+        Ok((session, schema))
+    }
+
+    /// A job's worker: handles its messages in order, off the async threads.
+    async fn work(
+        self: Arc<Self>,
+        session: Arc<Mutex<PartySession>>,
+        mut rx: mpsc::Receiver<pb::ToParty>,
+        out: Outgoing,
+        cancel: CancellationToken,
+    ) {
+        let path = self.state_path(&session.lock().unwrap_or_else(|e| e.into_inner()).job().0);
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m { Some(m) => m, None => return },
+                _ = cancel.cancelled() => return,
+            };
+            let s = session.clone();
+            let p = path.clone();
+            // The checkpoint is written in the same blocking call, before anything is sent.
+            let handled = tokio::task::spawn_blocking(move || {
+                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                let outputs = s.handle(msg)?;
+                if outputs.iter().any(|o| matches!(o, SessionOutput::Checkpoint))
+                    && let Err(e) = write_atomic(&p, &s.checkpoint())
+                {
+                    warn!(error = %e, "cannot write the job checkpoint");
+                }
+                Ok::<_, protocol::SessionError>(outputs)
+            })
+            .await;
+            let outputs = match handled {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "message refused");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "job worker panicked");
+                    continue;
+                }
+            };
+            for o in outputs {
+                match o {
+                    SessionOutput::Checkpoint => {}
+                    SessionOutput::Send(m) => {
+                        if out.send(pb::participant_message::Body::Job(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    SessionOutput::Stream { stream, stream_out } => {
+                        tokio::spawn(
+                            send_stream(
+                                session.clone(),
+                                stream,
+                                stream_out,
+                                out.clone(),
+                                cancel.clone(),
+                            )
+                            .in_current_span(),
+                        );
+                    }
+                }
             }
         }
     }
 }
 
-/// Loads the party's table for `spec` and splits off its validation rows.
-fn load(
-    me: &PartyId,
-    spec: &JobSpec,
-    data: &crate::config::DataConfig,
-) -> Result<(Participant, Vec<FeatureSpec>), String> {
-    if !spec.model.needs_data() {
-        let p = Participant::new(me.clone(), spec, None, None).map_err(|e| e.to_string())?;
-        return Ok((p, Vec::new()));
+/// Pulls a stream one message at a time, seals it and sends it; waits whenever the stream
+/// to the coordinator is full, so the sender holds only a few messages of any payload.
+async fn send_stream(
+    session: Arc<Mutex<PartySession>>,
+    stream: u64,
+    stream_out: protocol::OutStream,
+    out: Outgoing,
+    cancel: CancellationToken,
+) {
+    let protocol::OutStream { to, source } = stream_out;
+    let source = Arc::new(Mutex::new(source.peekable()));
+    let mut seq = 0u32;
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let src = source.clone();
+        let s = session.clone();
+        let to2 = to.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let mut it = src.lock().unwrap_or_else(|e| e.into_inner());
+            let item = it.next()?;
+            let last = it.peek().is_none();
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            Some((s.seal(&to2, stream, seq, last, &item), last))
+        })
+        .await;
+        let (sealed, last) = match next {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "stream producer panicked");
+                return;
+            }
+        };
+        match sealed {
+            Ok(m) => {
+                if out.send(pb::participant_message::Body::Job(m)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot seal a stream message");
+                return;
+            }
+        }
+        if last {
+            return;
+        }
+        seq += 1;
     }
+}
+
+/// Testing only: exits (as if killed) instead of sending the configured secure-aggregation
+/// message.
+fn check_fault(f: &crate::config::FaultConfig, body: &pb::participant_message::Body) {
+    use pb::sec_agg_client_message::Msg;
+    let pb::participant_message::Body::Job(pb::FromParty {
+        body:
+            Some(pb::from_party::Body::Protocol(pb::RoleMessage {
+                body: Some(pb::role_message::Body::Secagg(s)),
+            })),
+        ..
+    }) = body
+    else {
+        return;
+    };
+    let (phase, header) = match &s.msg {
+        Some(Msg::AdvertiseKeys(m)) => ("advertise-keys", &m.header),
+        Some(Msg::ShareKeys(m)) => ("share-keys", &m.header),
+        Some(Msg::MaskedInput(m)) => ("masked-input", &m.header),
+        Some(Msg::Unmask(m)) => ("unmask", &m.header),
+        _ => return,
+    };
+    if f.exit_before == phase && header.as_ref().is_some_and(|h| h.round == f.round) {
+        warn!(round = f.round, phase, "fault injection: exiting before sending");
+        std::process::exit(86);
+    }
+}
+
+/// A party's rows for a job: training, validation (both absent for benchmarks) and schema.
+type Loaded = (Option<Dataset>, Option<Dataset>, Vec<FeatureSpec>);
+
+/// Loads the party's table for `spec` and splits off its validation rows. Errors name the
+/// party, column and row; the file's location is logged here, not sent.
+fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Result<Loaded, String> {
+    if !spec.model.needs_data() {
+        return Ok((None, None, Vec::new()));
+    }
+    let path = data.path.display().to_string();
+    let name = data.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let private = |e: String| {
+        warn!(file = %path, error = %e, "the table does not fit the job");
+        let e = e.replace(&path, &format!("its table ({name})"));
+        format!("{me}: {e}")
+    };
     let mut t = TableSpec::new(&data.path, &spec.data.id).with_label(&spec.data.label);
     if !spec.data.features.is_empty() {
         t = t.with_features(spec.data.features.iter().cloned());
@@ -441,18 +589,20 @@ fn load(
     if let Some(c) = &data.categorical_columns {
         t = t.with_categorical(c.iter().cloned());
     }
-    let table = load_table(&t).map_err(|e| e.to_string())?;
+    let table = load_table(&t).map_err(|e| private(e.to_string()))?;
     let schema = table.features.specs.clone();
     let label = table.label.as_ref().map(|l| l.to_vec()).unwrap_or_default();
     let (train, valid) = if spec.data.validation_fraction > 0.0 {
         let split =
             stratified_split(&table.ids, &label, spec.data.validation_fraction, spec.data.seed)
-                .map_err(|e| e.to_string())?;
-        let valid = table.select_rows(&split.test).dataset().map_err(|e| e.to_string())?;
-        (table.select_rows(&split.train).dataset().map_err(|e| e.to_string())?, Some(valid))
+                .map_err(|e| private(e.to_string()))?;
+        let valid = table.select_rows(&split.test).dataset().map_err(|e| private(e.to_string()))?;
+        (
+            table.select_rows(&split.train).dataset().map_err(|e| private(e.to_string()))?,
+            Some(valid),
+        )
     } else {
-        (table.dataset().map_err(|e| e.to_string())?, None)
+        (table.dataset().map_err(|e| private(e.to_string()))?, None)
     };
-    let p = Participant::new(me.clone(), spec, Some(train), valid).map_err(|e| e.to_string())?;
-    Ok((p, schema))
+    Ok((Some(train), valid, schema))
 }

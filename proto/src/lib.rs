@@ -1,16 +1,15 @@
 //! Protocol buffers for fedcredit, compiled at build time with protox.
 //!
-//! The generated code stays behind [`pb`]; conversions between wire and domain
-//! types live beside it, never logic. Invariant: no message type can carry rows
-//! of data (see `proto/fedcredit/v1/*.proto`).
+//! The generated code stays behind [`pb`], with a few constructors; conversions to the
+//! federation's domain types live in `fedcredit_federation::wire`, so this crate depends on
+//! nothing of the project. Invariant: no message type can carry rows of data (see
+//! `proto/fedcredit/v1/*.proto`).
 
 /// Generated protobuf and gRPC types of package `fedcredit.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
 pub mod pb {
     tonic::include_proto!("fedcredit.v1");
 }
-
-pub mod convert;
 
 impl pb::Ack {
     /// An accepted message.

@@ -54,6 +54,7 @@ pub struct BenchJob {
     pub min_parties: Option<usize>,
     pub threshold: Option<usize>,
     pub phase_timeout_secs: u64,
+    pub grace_secs: u64,
 }
 
 impl BenchJob {
@@ -66,15 +67,17 @@ impl BenchJob {
             min_parties: None,
             threshold: None,
             phase_timeout_secs: 30,
+            grace_secs: 5,
         }
     }
 
     pub fn toml(&self) -> String {
         let names: Vec<String> = self.parties.iter().map(|p| format!("\"{p}\"")).collect();
         let mut t = format!(
-            "name = \"t\"\nparties = [{}]\nphase_timeout_secs = {}\n",
+            "name = \"t\"\nparties = [{}]\nphase_timeout_secs = {}\ngrace_secs = {}\n",
             names.join(", "),
-            self.phase_timeout_secs
+            self.phase_timeout_secs,
+            self.grace_secs
         );
         if let Some(m) = self.min_parties {
             t.push_str(&format!("min_parties = {m}\n"));
@@ -261,16 +264,37 @@ impl RawParty {
     pub fn close(self) {}
 }
 
-/// A `KeysAdvert` with the given header and key lengths.
+/// A `KeysAdvert` (unsigned) with the given header and key lengths, in a job message.
 pub fn keys_advert(
     header: pb::RoundHeader,
     c_len: usize,
     s_len: usize,
 ) -> pb::participant_message::Body {
-    pb::participant_message::Body::Secagg(pb::SecAggClientMessage {
+    let secagg = pb::SecAggClientMessage {
         msg: Some(pb::sec_agg_client_message::Msg::AdvertiseKeys(pb::KeysAdvert {
-            header: Some(header),
-            keys: Some(pb::PublicKeys { c: vec![9; c_len], s: vec![9; s_len] }),
+            header: Some(header.clone()),
+            keys: Some(pb::PublicKeys { c: vec![9; c_len], s: vec![10; s_len] }),
+            signature: vec![],
+        })),
+    };
+    pb::participant_message::Body::Job(pb::FromParty {
+        job_id: header.job,
+        body: Some(pb::from_party::Body::Protocol(pb::RoleMessage {
+            body: Some(pb::role_message::Body::Secagg(secagg)),
         })),
     })
+}
+
+/// The secure-aggregation setup of a horizontal step, if `m` is one.
+pub fn step_setup(m: &pb::CoordinatorMessage) -> Option<pb::RoundSetup> {
+    match &m.body {
+        Some(pb::coordinator_message::Body::Job(pb::ToParty {
+            body:
+                Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
+                    body: Some(pb::conductor_message::Body::Horizontal(s)),
+                })),
+            ..
+        })) => s.setup.clone(),
+        _ => None,
+    }
 }

@@ -6,6 +6,8 @@
 //! - [`frame`]: chunking of large protobuf payloads into bounded frames for bidi streams, and
 //!   their reassembly with limits.
 //! - [`stream`]: participant-stream messages as frames (whole, or chunked when large).
+//! - [`identity`]: a party's certificate key as the signer of what it sends through relays,
+//!   and the federation CA as the verifier of peers' signatures.
 //! - [`backoff`]: exponential reconnect backoff with jitter, after gRPC's connection-backoff
 //!   specification.
 //!
@@ -13,6 +15,7 @@
 
 pub mod backoff;
 pub mod frame;
+pub mod identity;
 pub mod stream;
 pub mod tls;
 

@@ -179,9 +179,9 @@ mod tests {
     fn large_messages_are_chunked_and_reassembled() {
         let big = pb::ParticipantMessage {
             seq: 9,
-            body: Some(pb::participant_message::Body::TaskFailed(pb::TaskFailed {
-                header: None,
+            body: Some(pb::participant_message::Body::JobReply(pb::JobReply {
                 reason: "x".repeat(3 * MAX_CHUNK + 17),
+                ..Default::default()
             })),
         };
         let small = pb::ParticipantMessage { seq: 1, body: None };

@@ -412,11 +412,11 @@ fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(), TransportE
         .map_err(|source| TransportError::Write { path: path.to_owned(), source })
 }
 
-fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportError> {
+pub(crate) fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportError> {
     fs::read(path).map_err(|source| TransportError::Read { what, path: path.to_owned(), source })
 }
 
-fn read_pem_text(what: &'static str, path: &Path) -> Result<String, TransportError> {
+pub(crate) fn read_pem_text(what: &'static str, path: &Path) -> Result<String, TransportError> {
     let bytes = read_file(what, path)?;
     String::from_utf8(bytes).map_err(|_| TransportError::NotPem {
         what,
@@ -426,7 +426,7 @@ fn read_pem_text(what: &'static str, path: &Path) -> Result<String, TransportErr
 }
 
 /// Reads a PEM file that must hold at least one certificate and nothing unparsable.
-fn read_certs(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportError> {
+pub(crate) fn read_certs(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportError> {
     let bytes = read_file(what, path)?;
     let not_pem = |reason: String| TransportError::NotPem { what, path: path.to_owned(), reason };
     let mut count = 0;

@@ -18,12 +18,13 @@ use super::keys::{self, PublicKeys};
 use super::masking::{MaskKind, MaskOp, MaskSeed, apply_mask, ring_mask};
 use super::party::UnmaskShares;
 use super::shamir::{self, Share};
-use super::{PartyIndex, RoundSpec, SecAggError, SecretKind};
+use super::{InputSpec, PartyIndex, RoundSpec, SecAggError, SecretKind};
 
 /// The server's running state for one round after all keys are known.
 #[derive(Debug)]
 pub struct Aggregator {
     spec: RoundSpec,
+    input: InputSpec,
     keys: BTreeMap<PartyIndex, PublicKeys>,
     sum: Vec<u64>,
     contributors: BTreeSet<PartyIndex>,
@@ -41,15 +42,18 @@ pub struct UnmaskPlan {
 }
 
 impl Aggregator {
-    /// Starts a round once every party's public keys are known.
+    /// Starts summing once every party's public keys and the round's vector are known.
     ///
     /// # Errors
     /// [`SecAggError::Missing`] when a party's keys are absent, [`SecAggError::UnexpectedParty`]
-    /// for an index outside the roster, [`SecAggError::DuplicateKey`] when keys coincide.
+    /// for an index outside the roster, [`SecAggError::DuplicateKey`] when keys coincide,
+    /// [`SecAggError::InvalidParam`] for an input spec the roster's sum does not fit.
     pub fn new(
         spec: RoundSpec,
         keys: BTreeMap<PartyIndex, PublicKeys>,
+        input: InputSpec,
     ) -> Result<Self, SecAggError> {
+        input.check(spec.n_parties())?;
         for &p in keys.keys() {
             spec.check_index(p)?;
         }
@@ -67,13 +71,18 @@ impl Aggregator {
                 seen.insert(key, p);
             }
         }
-        let sum = vec![0; spec.vector_len()];
-        Ok(Self { spec, keys, sum, contributors: BTreeSet::new() })
+        let sum = vec![0; input.vector_len];
+        Ok(Self { spec, input, keys, sum, contributors: BTreeSet::new() })
     }
 
     /// The round spec.
     pub fn spec(&self) -> &RoundSpec {
         &self.spec
+    }
+
+    /// The round's vector.
+    pub fn input(&self) -> &InputSpec {
+        &self.input
     }
 
     /// Adds one party's masked vector to the running sum.
@@ -92,7 +101,7 @@ impl Aggregator {
                 got: masked.len(),
             });
         }
-        let ring_bits = self.spec.fixed().ring_bits;
+        let ring_bits = self.input.fixed.ring_bits;
         let mask = ring_mask(ring_bits);
         if let Some(position) = masked.iter().position(|&x| x & !mask != 0) {
             return Err(SecAggError::OutOfRing { party: from, position, ring_bits });
@@ -228,7 +237,7 @@ impl Aggregator {
             self.check_response(plan, from, response)?;
         }
         let t = self.spec.threshold();
-        let ring_bits = self.spec.fixed().ring_bits;
+        let ring_bits = self.input.fixed.ring_bits;
         let graph = self.spec.graph();
         let collect = |owner: PartyIndex, kind: SecretKind| -> Vec<Share> {
             responses

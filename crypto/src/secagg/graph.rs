@@ -102,6 +102,37 @@ impl Graph {
         }
         out
     }
+
+    /// Whether the subgraph induced by `members` is connected (true for an empty set).
+    ///
+    /// A disconnected survivor graph would let the server unmask the sum of one component on
+    /// its own, since pairwise masks cancel within each component (Bell et al., CCS 2020,
+    /// §3: the graph must stay connected after dropouts).
+    pub fn connected_within(&self, members: &BTreeSet<PartyIndex>) -> bool {
+        let Some(&start) = members.iter().next() else { return true };
+        let mut seen = BTreeSet::from([start]);
+        let mut stack = vec![start];
+        while let Some(u) = stack.pop() {
+            for &v in self.neighbours(u) {
+                if members.contains(&v) && seen.insert(v) {
+                    stack.push(v);
+                }
+            }
+        }
+        seen.len() == members.len()
+    }
+
+    /// The fewest neighbours per party this implementation accepts for `n` parties:
+    /// `min(n − 1, 2⌈log₂ n⌉ + 2)`. Bell et al. (CCS 2020, Thm. 3.6) need `k = Ω(log n)`
+    /// for the graph to stay connected and every neighbourhood to keep an honest majority
+    /// after dropouts; this is a conservative concrete choice (20 parties: 12; 100: 16).
+    pub fn min_degree(n: usize) -> usize {
+        if n < 2 {
+            return 0;
+        }
+        let log = usize::BITS - (n - 1).leading_zeros();
+        (2 * log as usize + 2).min(n - 1)
+    }
 }
 
 /// Fisher–Yates over `0..n` with indices drawn by rejection from a ChaCha20 keystream.
@@ -136,6 +167,37 @@ fn seeded_permutation(n: usize, context: &RoundContext) -> Result<Vec<PartyIndex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connectivity_of_survivors_and_minimum_degree() {
+        let ctx = RoundContext([7; 32]);
+        let g = Graph::harary(20, 4, &ctx).unwrap();
+        let all: BTreeSet<PartyIndex> = (0..20).collect();
+        assert!(g.connected_within(&all));
+        // Cutting both sides of some position's ring neighbourhood isolates a group: find a
+        // separator by brute force over the graph's own ring order.
+        let mut isolated = false;
+        'outer: for a in 0..20u16 {
+            for b in 0..20u16 {
+                let mut keep = all.clone();
+                for &x in g.neighbours(a) {
+                    if x != b {
+                        keep.remove(&x);
+                    }
+                }
+                keep.remove(&b);
+                if !g.connected_within(&keep) {
+                    isolated = true;
+                    break 'outer;
+                }
+            }
+        }
+        assert!(isolated, "a degree-4 graph on 20 parties can be cut by a few dropouts");
+        assert!(Graph::complete(5).connected_within(&BTreeSet::from([1, 3])));
+        assert_eq!(Graph::min_degree(3), 2);
+        assert_eq!(Graph::min_degree(20), 12);
+        assert_eq!(Graph::min_degree(100), 16);
+    }
 
     fn ctx(byte: u8) -> RoundContext {
         RoundContext([byte; 32])

@@ -57,6 +57,14 @@ impl std::fmt::Debug for RoundKeys {
     }
 }
 
+/// Whether an X25519 public key is a point of small order, whose agreement with any secret
+/// is all zeros (non-contributory). Clamped X25519 scalars are multiples of the cofactor 8, so
+/// any fixed secret detects it.
+pub fn is_low_order(public: &[u8; 32]) -> bool {
+    let probe = StaticSecret::from([0x5au8; 32]);
+    !probe.diffie_hellman(&PublicKey::from(*public)).was_contributory()
+}
+
 impl RoundKeys {
     /// Draws both key pairs from a cryptographic RNG.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
@@ -133,6 +141,17 @@ pub(crate) fn share_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn low_order_points_are_detected() {
+        assert!(is_low_order(&[0u8; 32]));
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert!(is_low_order(&one));
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let k = RoundKeys::generate(&mut rng);
+        assert!(!is_low_order(&k.public().c));
+    }
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 

@@ -242,20 +242,60 @@ pub enum SecAggError {
     KeystreamExhausted,
 }
 
-/// What a job configures for secure aggregation. Validated against the roster by [`RoundSpec::new`].
+/// What a job configures for the keys of a round. Validated against the roster by
+/// [`RoundSpec::new`]. The vector itself ([`InputSpec`]) is fixed later, when the masked input
+/// is made, so the key phases of a round can run before its vector is known.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecAggParams {
-    /// Fixed-point code; its ring must hold the sum of all parties' vectors
-    /// (use [`FixedPoint::for_sum`] with the roster size).
-    pub fixed: FixedPoint,
-    /// Elements per vector.
-    pub vector_len: usize,
     /// Shamir threshold `t`, counted within a neighbourhood of `m` parties (a party and its
     /// neighbours). `None` means a majority, `⌊m/2⌋ + 1`. Must satisfy `2 ≤ t ≤ m`.
     pub threshold: Option<usize>,
     /// Neighbours per party for SecAgg+ (`k`); `None` (the default) or `k ≥ n − 1` is the
     /// complete graph of the original protocol. An odd `k` with an odd `n` is raised to `k + 1`.
     pub degree: Option<usize>,
+}
+
+/// The vector of a round: its length and fixed-point code. Both ends check it against the
+/// roster size ([`InputSpec::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputSpec {
+    /// Fixed-point code; its ring must hold the sum of all parties' vectors
+    /// (use [`FixedPoint::for_sum`] with the roster size).
+    pub fixed: FixedPoint,
+    /// Elements per vector.
+    pub vector_len: usize,
+}
+
+impl InputSpec {
+    /// Checks the spec for a sum of `n` parties' vectors.
+    ///
+    /// # Errors
+    /// [`SecAggError::InvalidParam`] naming `vector_len` or `fixed`.
+    pub fn check(&self, n: usize) -> Result<(), SecAggError> {
+        let invalid = |name, reason: String| SecAggError::InvalidParam { name, reason };
+        if self.vector_len == 0 || self.vector_len > MAX_VECTOR_LEN {
+            return Err(invalid(
+                "vector_len",
+                format!("{} elements; need 1 to {MAX_VECTOR_LEN}", self.vector_len),
+            ));
+        }
+        let fixed = self.fixed;
+        if !(1..=64).contains(&fixed.ring_bits) {
+            return Err(invalid("fixed.ring_bits", format!("{}; need 1 to 64", fixed.ring_bits)));
+        }
+        let needed = FixedPoint::for_sum(n, fixed.clip, fixed.frac_bits)
+            .map_err(|e| invalid("fixed", e.to_string()))?;
+        if needed.ring_bits > fixed.ring_bits {
+            return Err(invalid(
+                "fixed.ring_bits",
+                format!(
+                    "the sum of {n} vectors clipped to {} at {} fractional bits needs {} ring bits, got {}",
+                    fixed.clip, fixed.frac_bits, needed.ring_bits, fixed.ring_bits
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Everything a round's parties and server must agree on, derived deterministically.
@@ -320,27 +360,6 @@ impl RoundSpec {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(invalid("roster", format!("party {:?} is listed twice", w[0])));
         }
-        if params.vector_len == 0 || params.vector_len > MAX_VECTOR_LEN {
-            return Err(invalid(
-                "vector_len",
-                format!("{} elements; need 1 to {MAX_VECTOR_LEN}", params.vector_len),
-            ));
-        }
-        let fixed = params.fixed;
-        if !(1..=64).contains(&fixed.ring_bits) {
-            return Err(invalid("fixed.ring_bits", format!("{}; need 1 to 64", fixed.ring_bits)));
-        }
-        let needed = FixedPoint::for_sum(n, fixed.clip, fixed.frac_bits)
-            .map_err(|e| invalid("fixed", e.to_string()))?;
-        if needed.ring_bits > fixed.ring_bits {
-            return Err(invalid(
-                "fixed.ring_bits",
-                format!(
-                    "the sum of {n} vectors clipped to {} at {} fractional bits needs {} ring bits, got {}",
-                    fixed.clip, fixed.frac_bits, needed.ring_bits, fixed.ring_bits
-                ),
-            ));
-        }
         let degree = match params.degree {
             None => n - 1,
             Some(k) if k < 2 => {
@@ -363,7 +382,7 @@ impl RoundSpec {
         }
 
         let mut h = Sha256::new();
-        h.update(b"fedcredit secagg context v1");
+        h.update(b"fedcredit secagg context v2");
         put_bytes(&mut h, job.as_bytes());
         h.update(round.to_le_bytes());
         h.update(attempt.to_le_bytes());
@@ -371,10 +390,6 @@ impl RoundSpec {
         for name in roster {
             put_bytes(&mut h, name.as_ref().as_bytes());
         }
-        h.update(fixed.ring_bits.to_le_bytes());
-        h.update(fixed.frac_bits.to_le_bytes());
-        h.update(fixed.clip.to_bits().to_le_bytes());
-        h.update((params.vector_len as u64).to_le_bytes());
         h.update((threshold as u64).to_le_bytes());
         h.update((degree as u64).to_le_bytes());
         let context = RoundContext(h.finalize().into());
@@ -394,11 +409,6 @@ impl RoundSpec {
         &self.params
     }
 
-    /// The fixed-point code.
-    pub fn fixed(&self) -> &FixedPoint {
-        &self.params.fixed
-    }
-
     /// Number of parties in the roster.
     pub fn n_parties(&self) -> usize {
         self.n_parties
@@ -414,11 +424,6 @@ impl RoundSpec {
         &self.graph
     }
 
-    /// Elements per vector.
-    pub fn vector_len(&self) -> usize {
-        self.params.vector_len
-    }
-
     pub(crate) fn check_index(&self, party: PartyIndex) -> Result<(), SecAggError> {
         if (party as usize) < self.n_parties {
             Ok(())
@@ -432,13 +437,8 @@ impl RoundSpec {
 mod tests {
     use super::*;
 
-    fn params(n: usize) -> SecAggParams {
-        SecAggParams {
-            fixed: FixedPoint::for_sum(n, 4.0, 16).unwrap(),
-            vector_len: 8,
-            threshold: None,
-            degree: None,
-        }
+    fn params(_n: usize) -> SecAggParams {
+        SecAggParams { threshold: None, degree: None }
     }
 
     #[test]
@@ -454,8 +454,6 @@ mod tests {
             RoundSpec::new("job", 2, 0, &roster, params(3)).unwrap(),
             RoundSpec::new("job", 1, 1, &roster, params(3)).unwrap(),
             RoundSpec::new("job", 1, 0, &["a", "c", "b"], params(3)).unwrap(),
-            RoundSpec::new("job", 1, 0, &roster, SecAggParams { vector_len: 9, ..params(3) })
-                .unwrap(),
             RoundSpec::new("job", 1, 0, &roster, SecAggParams { threshold: Some(3), ..params(3) })
                 .unwrap(),
         ];
@@ -472,19 +470,17 @@ mod tests {
         };
         assert_eq!(err(RoundSpec::new("j", 0, 0, &["a"], params(1))), "roster");
         assert_eq!(err(RoundSpec::new("j", 0, 0, &["a", "a"], params(2))), "roster");
-        assert_eq!(
-            err(RoundSpec::new(
-                "j",
-                0,
-                0,
-                &["a", "b"],
-                SecAggParams { vector_len: 0, ..params(2) }
-            )),
-            "vector_len"
-        );
+        let input =
+            |n, len| InputSpec { fixed: FixedPoint::for_sum(n, 4.0, 16).unwrap(), vector_len: len };
+        let ierr = |r: Result<(), SecAggError>| match r {
+            Err(SecAggError::InvalidParam { name, .. }) => name,
+            other => panic!("expected InvalidParam, got {other:?}"),
+        };
+        assert_eq!(ierr(input(2, 0).check(2)), "vector_len");
         // Ring sized for 2 parties cannot hold the sum of 40.
+        assert_eq!(ierr(input(2, 8).check(40)), "fixed.ring_bits");
+        assert!(input(40, 8).check(40).is_ok());
         let roster: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
-        assert_eq!(err(RoundSpec::new("j", 0, 0, &roster, params(2))), "fixed.ring_bits");
         assert_eq!(
             err(RoundSpec::new(
                 "j",

@@ -24,7 +24,7 @@ use super::aead::{self, BUNDLE_LEN};
 use super::keys::{self, PublicKeys, RoundKeys};
 use super::masking::{MaskKind, MaskOp, MaskSeed, apply_mask, ring_mask};
 use super::shamir::{self, SECRET_LEN, Share};
-use super::{PartyIndex, RoundSpec, SecAggError, SecretKind};
+use super::{InputSpec, PartyIndex, RoundSpec, SecAggError, SecretKind};
 
 /// Step 1 (AdvertiseKeys): draws the round's key pairs for party `me`.
 ///
@@ -190,7 +190,7 @@ impl SharedState {
     }
 
     /// Step 3 (MaskedInput): decrypts the shares the neighbours sent and masks `input`
-    /// (fixed-point ring elements, see [`crate::FixedPoint::encode_vec`]).
+    /// (fixed-point ring elements of `input_spec`, see [`crate::FixedPoint::encode_vec`]).
     ///
     /// # Errors
     /// [`SecAggError`] when a neighbour's ciphertext is missing, unexpected or fails
@@ -199,15 +199,17 @@ impl SharedState {
         self,
         received: &BTreeMap<PartyIndex, Vec<u8>>,
         input: &[u64],
+        input_spec: &InputSpec,
     ) -> Result<(MaskedState, Vec<u64>), SecAggError> {
         let spec = &self.spec;
         let me = self.me;
-        let ring_bits = spec.fixed().ring_bits;
+        input_spec.check(spec.n_parties())?;
+        let ring_bits = input_spec.fixed.ring_bits;
         exact_keys(received, spec.graph().neighbours(me), "encrypted shares")?;
-        if input.len() != spec.vector_len() {
+        if input.len() != input_spec.vector_len {
             return Err(SecAggError::Length {
                 party: me,
-                expected: spec.vector_len(),
+                expected: input_spec.vector_len,
                 got: input.len(),
             });
         }

@@ -8,18 +8,39 @@ use rand_chacha::ChaCha20Rng;
 use super::*;
 use crate::FixedPoint;
 
-fn spec(n: usize, len: usize, degree: Option<usize>, threshold: Option<usize>) -> RoundSpec {
-    let roster: Vec<String> = (0..n).map(|i| format!("bank{i:02}")).collect();
-    let params = SecAggParams {
-        fixed: FixedPoint::for_sum(n, 8.0, 20).unwrap(),
-        vector_len: len,
-        threshold,
-        degree,
-    };
-    RoundSpec::new("job-1", 3, 0, &roster, params).unwrap()
+/// A round's keys and its vector, as the tests use them together.
+#[derive(Clone)]
+struct Spec {
+    round: RoundSpec,
+    input: InputSpec,
 }
 
-fn inputs(spec: &RoundSpec, rng: &mut ChaCha20Rng) -> Vec<Vec<u64>> {
+impl std::ops::Deref for Spec {
+    type Target = RoundSpec;
+    fn deref(&self) -> &RoundSpec {
+        &self.round
+    }
+}
+
+impl Spec {
+    fn fixed(&self) -> &FixedPoint {
+        &self.input.fixed
+    }
+    fn vector_len(&self) -> usize {
+        self.input.vector_len
+    }
+}
+
+fn spec(n: usize, len: usize, degree: Option<usize>, threshold: Option<usize>) -> Spec {
+    let roster: Vec<String> = (0..n).map(|i| format!("bank{i:02}")).collect();
+    let params = SecAggParams { threshold, degree };
+    Spec {
+        round: RoundSpec::new("job-1", 3, 0, &roster, params).unwrap(),
+        input: InputSpec { fixed: FixedPoint::for_sum(n, 8.0, 20).unwrap(), vector_len: len },
+    }
+}
+
+fn inputs(spec: &Spec, rng: &mut ChaCha20Rng) -> Vec<Vec<u64>> {
     use rand::RngExt;
     (0..spec.n_parties())
         .map(|_| {
@@ -30,7 +51,7 @@ fn inputs(spec: &RoundSpec, rng: &mut ChaCha20Rng) -> Vec<Vec<u64>> {
         .collect()
 }
 
-fn ring_sum(spec: &RoundSpec, vs: &[&Vec<u64>]) -> Vec<u64> {
+fn ring_sum(spec: &Spec, vs: &[&Vec<u64>]) -> Vec<u64> {
     let fp = spec.fixed();
     let mut out = vec![0u64; spec.vector_len()];
     for v in vs {
@@ -55,7 +76,7 @@ struct Transcript {
 }
 
 fn run(
-    spec: &RoundSpec,
+    spec: &Spec,
     xs: &[Vec<u64>],
     drops: &Dropouts,
     rng: &mut ChaCha20Rng,
@@ -68,7 +89,7 @@ fn run(
         states.insert(u, st);
         keys.insert(u, pk);
     }
-    let mut aggregator = Aggregator::new(spec.clone(), keys.clone())?;
+    let mut aggregator = Aggregator::new(spec.round.clone(), keys.clone(), spec.input)?;
     let mut shared = BTreeMap::new();
     let mut mailbox: BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>> = BTreeMap::new();
     for (u, st) in states {
@@ -85,7 +106,7 @@ fn run(
         if drops.before_mask.contains(&u) {
             continue;
         }
-        let (st, y) = st.mask_input(&mailbox[&u], &xs[u as usize])?;
+        let (st, y) = st.mask_input(&mailbox[&u], &xs[u as usize], &spec.input)?;
         aggregator.add_masked(u, &y)?;
         transcript.masked.insert(u, y);
         masked_states.insert(u, st);
@@ -202,11 +223,8 @@ fn too_many_dropouts_fail_with_a_typed_error() {
 #[allow(clippy::type_complexity)]
 fn shared_round(
     rng: &mut ChaCha20Rng,
-) -> (
-    RoundSpec,
-    BTreeMap<PartyIndex, SharedState>,
-    BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>>,
-) {
+) -> (Spec, BTreeMap<PartyIndex, SharedState>, BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>>)
+{
     let s = spec(3, 16, None, None);
     let mut keys = BTreeMap::new();
     let mut states = Vec::new();
@@ -237,17 +255,17 @@ fn tampered_or_misaddressed_ciphertexts_are_rejected() {
     // Flip one bit of the bundle from 1 to 0.
     let mut box0 = mailbox.remove(&0).unwrap();
     box0.get_mut(&1).unwrap()[3] ^= 0x20;
-    let err = shared.remove(&0).unwrap().mask_input(&box0, &x).unwrap_err();
+    let err = shared.remove(&0).unwrap().mask_input(&box0, &x, &s.input).unwrap_err();
     assert_eq!(err, SecAggError::Decryption { from: 1, to: 0 });
     // Party 1 is handed the ciphertext 2 sent to 0 in place of its own.
     let mut box1 = mailbox.remove(&1).unwrap();
     box1.insert(2, box0[&2].clone());
-    let err = shared.remove(&1).unwrap().mask_input(&box1, &x).unwrap_err();
+    let err = shared.remove(&1).unwrap().mask_input(&box1, &x, &s.input).unwrap_err();
     assert_eq!(err, SecAggError::Decryption { from: 2, to: 1 });
     // Missing and unexpected senders.
     let mut box2 = mailbox.remove(&2).unwrap();
     box2.remove(&0);
-    let err = shared.remove(&2).unwrap().mask_input(&box2, &x).unwrap_err();
+    let err = shared.remove(&2).unwrap().mask_input(&box2, &x, &s.input).unwrap_err();
     assert_eq!(err, SecAggError::Missing { party: 0, what: "encrypted shares" });
 }
 
@@ -257,7 +275,7 @@ fn ciphertexts_from_another_round_are_rejected() {
     let (_, _, mailbox_a) = shared_round(&mut rng);
     let (s, mut shared_b, _) = shared_round(&mut rng);
     let x = vec![0u64; s.vector_len()];
-    let err = shared_b.remove(&0).unwrap().mask_input(&mailbox_a[&0], &x).unwrap_err();
+    let err = shared_b.remove(&0).unwrap().mask_input(&mailbox_a[&0], &x, &s.input).unwrap_err();
     assert!(matches!(err, SecAggError::Decryption { to: 0, .. }), "{err:?}");
 }
 
@@ -268,7 +286,7 @@ fn unmask_never_reveals_both_shares_of_a_party() {
     let x = vec![1u64; s.vector_len()];
     let mut masked = BTreeMap::new();
     for u in 0..3 {
-        let (st, _) = shared.remove(&u).unwrap().mask_input(&mailbox[&u], &x).unwrap();
+        let (st, _) = shared.remove(&u).unwrap().mask_input(&mailbox[&u], &x, &s.input).unwrap();
         masked.insert(u, st);
     }
     let set = |v: &[PartyIndex]| v.iter().copied().collect::<BTreeSet<_>>();
@@ -293,7 +311,7 @@ fn server_refuses_shares_it_did_not_ask_for() {
     for u in 0..4 {
         keys.insert(u, advertise(&s, u, &mut rng).unwrap().1);
     }
-    let mut agg = Aggregator::new(s.clone(), keys).unwrap();
+    let mut agg = Aggregator::new(s.round.clone(), keys, s.input).unwrap();
     for u in 0..3 {
         agg.add_masked(u, &[0; 8]).unwrap();
     }
@@ -335,7 +353,10 @@ fn key_sets_are_checked() {
     );
     assert!(matches!(advertise(&s, 3, &mut rng), Err(SecAggError::UnexpectedParty { .. })));
     let keys: BTreeMap<PartyIndex, PublicKeys> = [(0, pk0), (1, pk1)].into_iter().collect();
-    assert!(matches!(Aggregator::new(s, keys), Err(SecAggError::Missing { party: 2, .. })));
+    assert!(matches!(
+        Aggregator::new(s.round, keys, s.input),
+        Err(SecAggError::Missing { party: 2, .. })
+    ));
 }
 
 #[test]

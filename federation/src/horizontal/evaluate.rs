@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use fedcredit_models::Dataset;
-use fedcredit_models::artifact::Model;
+use fedcredit_models::gbdt::BinMapper;
 use fedcredit_models::metrics::{auc_from_bucket_counts, ks_from_bucket_counts};
 
 use super::TrainError;
+use super::gbdt::BinNode;
+use super::lr::Design;
 
 /// Buckets of the logit scale.
 pub const BUCKETS: usize = 2000;
@@ -22,9 +24,57 @@ const LOGIT_RANGE: f64 = 10.0;
 
 /// Score your validation rows with this model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalTask {
-    /// `fedcredit_models::artifact::Model` as JSON.
-    pub model_json: String,
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum EvalTask {
+    /// Gradient-boosted trees in bin space.
+    Gbdt {
+        /// Bin edges (`BinMapper::from_edges` format).
+        edges: Vec<Vec<f64>>,
+        /// Initial raw score.
+        base_score: f64,
+        /// The trees.
+        trees: Vec<Vec<BinNode>>,
+    },
+    /// A linear model over a design: coefficients, then the intercept.
+    Linear {
+        /// The columns.
+        design: Design,
+        /// Coefficients then intercept.
+        theta: Vec<f64>,
+    },
+}
+
+/// The raw score (log-odds) of every row of `valid` under the model of `task`.
+fn logits(valid: &Dataset, task: &EvalTask) -> Result<Vec<f64>, TrainError> {
+    match task {
+        EvalTask::Gbdt { edges, base_score, trees } => {
+            let mapper = BinMapper::from_edges(valid.features.specs.clone(), edges.clone())?;
+            let binned = mapper.bin(&valid.features)?;
+            let mut z = vec![*base_score; valid.n_rows()];
+            for tree in trees {
+                for (r, zr) in z.iter_mut().enumerate() {
+                    if let Some(BinNode::Leaf { v }) =
+                        tree.get(super::gbdt::route(tree, &binned, r))
+                    {
+                        *zr += v;
+                    }
+                }
+            }
+            Ok(z)
+        }
+        EvalTask::Linear { design, theta } => {
+            let x = design.matrix(&valid.features)?;
+            let d = x.ncols();
+            if theta.len() != d + 1 {
+                return Err(TrainError::Protocol(format!(
+                    "evaluation has {} coefficients for {d} columns",
+                    theta.len()
+                )));
+            }
+            let beta = ndarray::ArrayView1::from(&theta[..d]);
+            Ok((x.dot(&beta) + theta[d]).to_vec())
+        }
+    }
 }
 
 /// Elements of an evaluation vector.
@@ -44,12 +94,10 @@ fn bucket(z: f64) -> usize {
 pub fn eval_vector(valid: Option<&Dataset>, task: &EvalTask) -> Result<Vec<f64>, TrainError> {
     let mut v = vec![0.0; vector_len()];
     let Some(valid) = valid.filter(|d| d.n_rows() > 0) else { return Ok(v) };
-    let model: Model = serde_json::from_str(&task.model_json)
-        .map_err(|e| TrainError::Protocol(format!("evaluation model cannot be read: {e}")))?;
-    let p = model.predict_proba(&valid.features)?;
+    let z = logits(valid, task)?;
     let mut loss = 0.0;
-    for (&p, &y) in p.iter().zip(&valid.label) {
-        let q = p.clamp(1e-15, 1.0 - 1e-15);
+    for (&z, &y) in z.iter().zip(&valid.label) {
+        let q = fedcredit_models::logistic::sigmoid(z).clamp(1e-15, 1.0 - 1e-15);
         let z = (q / (1.0 - q)).ln();
         let b = bucket(z);
         if y == 1.0 {

@@ -9,12 +9,15 @@
 //! per-bin `(grad, hess, count)` sums of the smaller child of every split whose children may
 //! split again. The trainer drives `gbdt::TreeGrowth`, the same level-wise core the centralized
 //! `gbdt::fit` uses, so with the same edges the federated model equals the centralized model on
-//! the pooled rows up to the rounding of the sums. Every task carries the edges, the base score
-//! and all finished trees (in bin space) plus the partial tree, so a restarted party recomputes
-//! its scores; a party caches its binned matrix and scores by number of trees.
+//! the pooled rows up to the rounding of the sums. The edges, the base score and each finished
+//! tree (in bin space) reach the banks once, as model updates they keep (see
+//! [`super::sync`]); a level's task carries only the partial tree. A party caches its binned
+//! matrix and scores by number of trees.
 //!
-//! When the contributors of a level differ from those the tree started with, the tree restarts
-//! from the root (histogram subtraction needs the same rows). Row subsampling is refused;
+//! When the contributors of a level differ from those the tree started with, the tree ends at
+//! that level (histogram subtraction needs the same rows, and re-asking the remaining banks
+//! for the same sums would reveal the missing bank's by difference); the next tree starts
+//! with the banks now contributing. Row subsampling is refused;
 //! column subsampling uses the trainer's seeded stream exactly as the centralized fit does.
 //!
 //! What the coordinator learns, per level: pooled per-bin gradient, hessian and row sums of
@@ -172,7 +175,7 @@ fn bin_nodes(nodes: &[fedcredit_models::gbdt::GrowNode]) -> Vec<BinNode> {
 }
 
 /// The node a row of `binned` reaches (bounded walk: a malformed tree cannot loop).
-fn route(nodes: &[BinNode], binned: &BinnedMatrix, r: usize) -> usize {
+pub(crate) fn route(nodes: &[BinNode], binned: &BinnedMatrix, r: usize) -> usize {
     let mut i = 0;
     for _ in 0..=nodes.len() {
         match nodes.get(i) {
@@ -334,7 +337,8 @@ pub struct GbdtTrainer {
     eval_pending: bool,
     evaluated_at: Option<usize>,
     metrics: BTreeMap<String, f64>,
-    restarts: u64,
+    /// Trees ended early because their contributors changed mid-tree.
+    cut_short: u64,
     rounds: u64,
 }
 
@@ -365,7 +369,7 @@ impl GbdtTrainer {
             eval_pending: false,
             evaluated_at: None,
             metrics: BTreeMap::new(),
-            restarts: 0,
+            cut_short: 0,
             rounds: 0,
         }
     }
@@ -426,11 +430,10 @@ impl GbdtTrainer {
                 .map(Request::Aggregate)
                 .ok_or_else(|| TrainError::Protocol("preprocessing has no next round".into())),
             Pending::Eval => Ok(Request::Aggregate(Aggregate {
-                task: Task::Evaluate(EvalTask {
-                    model_json: serde_json::to_string(&fedcredit_models::artifact::Model::Gbdt(
-                        self.model()?,
-                    ))
-                    .map_err(|e| TrainError::Protocol(e.to_string()))?,
+                task: Task::Evaluate(EvalTask::Gbdt {
+                    edges: self.edges.clone().unwrap_or_default(),
+                    base_score: self.base_score,
+                    trees: self.trees.iter().map(|t| bin_nodes(&t.nodes)).collect(),
                 }),
                 vector_len: evaluate::vector_len(),
                 clip: self.clip,
@@ -440,7 +443,7 @@ impl GbdtTrainer {
                 let mut metrics = self.metrics.clone();
                 metrics.insert("n_train".into(), self.n_train);
                 metrics.insert("trees".into(), self.trees.len() as f64);
-                metrics.insert("tree_restarts".into(), self.restarts as f64);
+                metrics.insert("trees_cut_short".into(), self.cut_short as f64);
                 metrics.insert("rounds".into(), self.rounds as f64);
                 let artifact = fedcredit_models::artifact::ModelArtifact::new(
                     fedcredit_models::artifact::Model::Gbdt(self.model()?),
@@ -634,9 +637,18 @@ impl GbdtTrainer {
                 let cur =
                     self.current.as_mut().ok_or_else(|| TrainError::Protocol("no tree".into()))?;
                 if cur.contributors != who {
-                    // Another set of banks: the parent histograms no longer subtract.
-                    cur.growth = None;
-                    self.restarts += 1;
+                    // Another set of banks: the parent histograms no longer subtract, and
+                    // asking the remaining banks for this tree's sums again would let their
+                    // difference reveal the missing bank's. The tree ends here, its open
+                    // nodes leaves; the next tree starts with the banks now contributing.
+                    let growth = cur
+                        .growth
+                        .as_mut()
+                        .ok_or_else(|| TrainError::Protocol("no tree".into()))?;
+                    growth.finish_now();
+                    let tree = growth.tree().ok_or_else(|| TrainError::Protocol("tree".into()))?;
+                    self.cut_short += 1;
+                    self.finish_tree(tree);
                     self.rounds += 1;
                     return Ok(());
                 }

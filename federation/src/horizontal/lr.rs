@@ -243,7 +243,7 @@ pub enum Design {
 }
 
 impl Design {
-    fn matrix(&self, f: &Features) -> Result<Array2<f64>, TrainError> {
+    pub(crate) fn matrix(&self, f: &Features) -> Result<Array2<f64>, TrainError> {
         Ok(match self {
             Design::Encoder(e) => e.transform(f)?,
             Design::Woe(b) => b.transform_woe(f)?,
@@ -728,21 +728,17 @@ impl LrEngine {
     }
 }
 
-/// The eval request for an artifact model.
-pub(crate) fn eval_request(
-    model: &fedcredit_models::artifact::Model,
-    clip: f64,
-    what: String,
-) -> Result<Aggregate, TrainError> {
-    Ok(Aggregate {
-        task: Task::Evaluate(EvalTask {
-            model_json: serde_json::to_string(model)
-                .map_err(|e| TrainError::Protocol(e.to_string()))?,
+/// The eval request for the engine's current coefficients.
+pub(crate) fn eval_request(engine: &LrEngine, clip: f64, what: String) -> Aggregate {
+    Aggregate {
+        task: Task::Evaluate(EvalTask::Linear {
+            design: engine.design().clone(),
+            theta: engine.theta.clone(),
         }),
         vector_len: evaluate::vector_len(),
         clip,
         what,
-    })
+    }
 }
 
 /// The coordinator's side of a `logistic` job.
@@ -895,10 +891,10 @@ pub(crate) fn training_request(
 ) -> Result<Request, TrainError> {
     if eval_pending {
         return Ok(Request::Aggregate(eval_request(
-            &model,
+            engine,
             clip,
             format!("validation after iteration {}", engine.iter),
-        )?));
+        )));
     }
     if engine.done {
         let mut metrics = metrics.clone();

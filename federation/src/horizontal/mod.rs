@@ -17,14 +17,17 @@
 //! process, with plaintext or real secure sums.
 
 pub mod bench;
+pub mod conductor;
 pub mod evaluate;
 pub mod gbdt;
 pub mod in_memory;
 pub mod lr;
 pub mod prep;
+pub mod role;
 pub mod scorecard;
+pub mod sync;
 
-use std::collections::BTreeMap;
+pub use crate::protocol::{Outcome, Progress};
 
 use fedcredit_models::{Dataset, FeatureSpec, ModelError};
 use serde::{Deserialize, Serialize};
@@ -61,6 +64,9 @@ pub enum ModelSpec {
     Scorecard(scorecard::ScorecardSpec),
     /// Histogram gradient-boosted trees.
     Gbdt(gbdt::GbdtSpec),
+    /// Streams a payload from one party to another through the coordinator: measures the
+    /// relay, trains nothing.
+    RelayBench(crate::relay_bench::RelayBenchSpec),
 }
 
 impl ModelSpec {
@@ -74,12 +80,19 @@ impl ModelSpec {
             ModelSpec::Gbdt(s) => s.validate(),
             ModelSpec::Logistic(s) => s.solver().validate(),
             ModelSpec::Scorecard(s) => s.validate(),
+            ModelSpec::RelayBench(s) => s.validate(),
         }
     }
 
     /// Whether participants need their table for this model.
     pub fn needs_data(&self) -> bool {
-        !matches!(self, ModelSpec::SecaggBench(_))
+        !matches!(self, ModelSpec::SecaggBench(_) | ModelSpec::RelayBench(_))
+    }
+
+    /// Whether this is a benchmark of the runtime rather than a model (hidden from model-kind
+    /// lists meant for people).
+    pub fn is_benchmark(&self) -> bool {
+        matches!(self, ModelSpec::SecaggBench(_) | ModelSpec::RelayBench(_))
     }
 
     /// Whether rounds run without secure aggregation: only the plaintext benchmark baseline.
@@ -94,6 +107,7 @@ impl ModelSpec {
             ModelSpec::Gbdt(_) => "gbdt",
             ModelSpec::Logistic(_) => "logistic",
             ModelSpec::Scorecard(_) => "scorecard",
+            ModelSpec::RelayBench(_) => "relay_bench",
         }
     }
 }
@@ -150,15 +164,6 @@ pub struct Aggregate {
     pub what: String,
 }
 
-/// A finished training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The model artifact as JSON (`fedcredit_models::artifact`), absent for benchmarks.
-    pub artifact_json: Option<String>,
-    /// Federated validation metrics (`auc`, `ks`, `log_loss`, …) and run figures.
-    pub metrics: BTreeMap<String, f64>,
-}
-
 /// What the trainer asks for next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -166,21 +171,6 @@ pub enum Request {
     Aggregate(Aggregate),
     /// Training is over.
     Finished(Box<Outcome>),
-}
-
-/// Where training stands, for progress bars and `fedcredit jobs show`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    /// Stage: "binning", "tree 12/100", "epoch 3/20", ….
-    pub stage: String,
-    /// Units of work done and in all (trees, rounds, …).
-    pub done: u64,
-    /// Total units of work.
-    pub total: u64,
-    /// Latest training loss, if the algorithm knows it.
-    pub loss: Option<f64>,
-    /// Latest federated validation AUC.
-    pub valid_auc: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +221,9 @@ impl Trainer {
             }
             ModelSpec::Logistic(l) => {
                 State::Logistic(Box::new(lr::LogisticTrainer::new(l, features.clone(), clip)))
+            }
+            ModelSpec::RelayBench(_) => {
+                return Err(TrainError::Spec("a relay benchmark trains no model".into()));
             }
             ModelSpec::Scorecard(c) => State::Scorecard(Box::new(
                 scorecard::ScorecardTrainer::new(c, features.clone(), clip),

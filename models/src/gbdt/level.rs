@@ -280,6 +280,14 @@ impl TreeGrowth {
         Ok(free)
     }
 
+    /// Stops growing now: every node without a split becomes a leaf. A federated tree whose
+    /// contributors change mid-tree ends this way (its parent histograms would no longer
+    /// subtract), rather than asking the same parties for the same sums again.
+    pub fn finish_now(&mut self) {
+        self.pending = None;
+        self.finish_leaves();
+    }
+
     fn finish_leaves(&mut self) {
         for node in &mut self.nodes {
             if node.split.is_none() {

@@ -1,5 +1,5 @@
 //! Conversions between the wire types of `secagg.proto` and the domain messages of
-//! `fedcredit_federation::secagg`.
+//! [`crate::secagg`].
 //!
 //! Decoding checks only shape (lengths of keys and shares, packed vector sizes, ring width);
 //! the round state machines check meaning. A message that fails here is rejected with a
@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 
 use fedcredit_crypto::secagg::{PublicKeys, SECRET_LEN, Share, pack_elements, unpack_elements};
-use fedcredit_federation::secagg::{
-    ClientMessage, ForwardedShares, KeysAdvert, MaskedInput, PeerKeys, RoundHeader, RoundSetup,
-    SecAggConfig, ServerMessage, ShareKeys, UnmaskRequest, UnmaskResponse,
-};
-use fedcredit_federation::{JobId, PartyId, RoundId};
+use fedcredit_proto::pb;
 
-use crate::pb;
+use crate::secagg::{
+    ClientMessage, ConsistencyCheck, ConsistencySignature, ForwardedShares, KeysAdvert,
+    MaskedInput, PeerKeys, RoundHeader, RoundSetup, SecAggConfig, ServerMessage, ShareKeys,
+    SignedKeys, UnmaskRequest, UnmaskResponse,
+};
+use crate::{JobId, PartyId, RoundId};
 
 /// A wire message that does not decode into a domain message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,11 +27,11 @@ pub struct WireError {
     pub reason: String,
 }
 
-fn wire(field: &'static str, reason: impl Into<String>) -> WireError {
+pub(crate) fn wire(field: &'static str, reason: impl Into<String>) -> WireError {
     WireError { field, reason: reason.into() }
 }
 
-fn required<T>(v: Option<T>, field: &'static str) -> Result<T, WireError> {
+pub(crate) fn required<T>(v: Option<T>, field: &'static str) -> Result<T, WireError> {
     v.ok_or_else(|| wire(field, "missing"))
 }
 
@@ -101,21 +102,16 @@ impl TryFrom<pb::RoundSetup> for RoundSetup {
     }
 }
 
-impl From<&PublicKeys> for pb::PublicKeys {
-    fn from(k: &PublicKeys) -> Self {
-        Self { c: k.c.to_vec(), s: k.s.to_vec() }
-    }
+fn keys_to_wire(k: &PublicKeys) -> pb::PublicKeys {
+    pb::PublicKeys { c: k.c.to_vec(), s: k.s.to_vec() }
 }
 
-impl TryFrom<pb::PublicKeys> for PublicKeys {
-    type Error = WireError;
-    fn try_from(k: pb::PublicKeys) -> Result<Self, WireError> {
-        let key = |v: Vec<u8>, field| {
-            <[u8; 32]>::try_from(v.as_slice())
-                .map_err(|_| wire(field, format!("{} bytes, an X25519 key has 32", v.len())))
-        };
-        Ok(Self { c: key(k.c, "keys.c")?, s: key(k.s, "keys.s")? })
-    }
+fn keys_from_wire(k: pb::PublicKeys) -> Result<PublicKeys, WireError> {
+    let key = |v: Vec<u8>, field| {
+        <[u8; 32]>::try_from(v.as_slice())
+            .map_err(|_| wire(field, format!("{} bytes, an X25519 key has 32", v.len())))
+    };
+    Ok(PublicKeys { c: key(k.c, "keys.c")?, s: key(k.s, "keys.s")? })
 }
 
 fn party_map<V, W>(
@@ -132,22 +128,15 @@ fn domain_map<V, W>(
     m.into_iter().map(|(p, v)| Ok((PartyId(p), f(v)?))).collect()
 }
 
-impl From<&Share> for pb::Share {
-    fn from(s: &Share) -> Self {
-        Self { x: u32::from(s.x()), y: s.y().to_vec() }
-    }
+fn share_to_wire(s: &Share) -> pb::Share {
+    pb::Share { x: u32::from(s.x()), y: s.y().to_vec() }
 }
 
-impl TryFrom<pb::Share> for Share {
-    type Error = WireError;
-    fn try_from(s: pb::Share) -> Result<Self, WireError> {
-        let x =
-            u16::try_from(s.x).map_err(|_| wire("share.x", format!("{} exceeds 16 bits", s.x)))?;
-        let y = <[u8; SECRET_LEN]>::try_from(s.y.as_slice()).map_err(|_| {
-            wire("share.y", format!("{} bytes, a share has {SECRET_LEN}", s.y.len()))
-        })?;
-        Ok(Share::from_parts(x, y))
-    }
+fn share_from_wire(s: pb::Share) -> Result<Share, WireError> {
+    let x = u16::try_from(s.x).map_err(|_| wire("share.x", format!("{} exceeds 16 bits", s.x)))?;
+    let y = <[u8; SECRET_LEN]>::try_from(s.y.as_slice())
+        .map_err(|_| wire("share.y", format!("{} bytes, a share has {SECRET_LEN}", s.y.len())))?;
+    Ok(Share::from_parts(x, y))
 }
 
 /// Encodes what a party sends. `ring_bits` is the round's ring width (for packing).
@@ -156,7 +145,12 @@ pub fn client_to_wire(msg: &ClientMessage, ring_bits: u32) -> pb::SecAggClientMe
     let msg = match msg {
         ClientMessage::AdvertiseKeys(m) => Msg::AdvertiseKeys(pb::KeysAdvert {
             header: Some((&m.header).into()),
-            keys: Some((&m.keys).into()),
+            keys: Some(keys_to_wire(&m.keys)),
+            signature: m.signature.clone(),
+        }),
+        ClientMessage::Consistency(m) => Msg::Consistency(pb::ConsistencySignature {
+            header: Some((&m.header).into()),
+            signature: m.signature.clone(),
         }),
         ClientMessage::ShareKeys(m) => Msg::ShareKeys(pb::SealedShares {
             header: Some((&m.header).into()),
@@ -170,8 +164,8 @@ pub fn client_to_wire(msg: &ClientMessage, ring_bits: u32) -> pb::SecAggClientMe
         }),
         ClientMessage::Unmask(m) => Msg::Unmask(pb::UnmaskResponse {
             header: Some((&m.header).into()),
-            self_mask_shares: party_map(m.self_mask_shares.clone(), |s| (&s).into()),
-            mask_key_shares: party_map(m.mask_key_shares.clone(), |s| (&s).into()),
+            self_mask_shares: party_map(m.self_mask_shares.clone(), |s| share_to_wire(&s)),
+            mask_key_shares: party_map(m.mask_key_shares.clone(), |s| share_to_wire(&s)),
         }),
     };
     pb::SecAggClientMessage { msg: Some(msg) }
@@ -186,7 +180,12 @@ pub fn client_from_wire(msg: pb::SecAggClientMessage) -> Result<ClientMessage, W
     Ok(match required(msg.msg, "secagg")? {
         Msg::AdvertiseKeys(m) => ClientMessage::AdvertiseKeys(KeysAdvert {
             header: header(m.header)?,
-            keys: required(m.keys, "keys")?.try_into()?,
+            keys: keys_from_wire(required(m.keys, "keys")?)?,
+            signature: m.signature,
+        }),
+        Msg::Consistency(m) => ClientMessage::Consistency(ConsistencySignature {
+            header: header(m.header)?,
+            signature: m.signature,
         }),
         Msg::ShareKeys(m) => ClientMessage::ShareKeys(ShareKeys {
             header: header(m.header)?,
@@ -211,8 +210,8 @@ pub fn client_from_wire(msg: pb::SecAggClientMessage) -> Result<ClientMessage, W
         }
         Msg::Unmask(m) => ClientMessage::Unmask(UnmaskResponse {
             header: header(m.header)?,
-            self_mask_shares: domain_map(m.self_mask_shares, Share::try_from)?,
-            mask_key_shares: domain_map(m.mask_key_shares, Share::try_from)?,
+            self_mask_shares: domain_map(m.self_mask_shares, share_from_wire)?,
+            mask_key_shares: domain_map(m.mask_key_shares, share_from_wire)?,
         }),
     })
 }
@@ -224,7 +223,14 @@ pub fn server_to_wire(msg: &ServerMessage) -> pb::SecAggServerMessage {
         ServerMessage::Setup(s) => Msg::Setup(s.into()),
         ServerMessage::PeerKeys(m) => Msg::PeerKeys(pb::PeerKeys {
             header: Some((&m.header).into()),
-            keys: party_map(m.keys.clone(), |k| (&k).into()),
+            keys: party_map(m.keys.clone(), |k| pb::SignedKeys {
+                keys: Some(keys_to_wire(&k.keys)),
+                signature: k.signature,
+            }),
+        }),
+        ServerMessage::Consistency(m) => Msg::Consistency(pb::ConsistencyCheck {
+            header: Some((&m.header).into()),
+            survivors: m.survivors.iter().map(|p| p.0.clone()).collect(),
         }),
         ServerMessage::Shares(m) => Msg::Shares(pb::SealedShares {
             header: Some((&m.header).into()),
@@ -234,6 +240,8 @@ pub fn server_to_wire(msg: &ServerMessage) -> pb::SecAggServerMessage {
             header: Some((&m.header).into()),
             survivors: m.survivors.iter().map(|p| p.0.clone()).collect(),
             dropped: m.dropped.iter().map(|p| p.0.clone()).collect(),
+            signed_survivors: m.all_survivors.iter().map(|p| p.0.clone()).collect(),
+            signatures: party_map(m.signatures.clone(), |s| s),
         }),
     };
     pb::SecAggServerMessage { msg: Some(msg) }
@@ -249,7 +257,16 @@ pub fn server_from_wire(msg: pb::SecAggServerMessage) -> Result<ServerMessage, W
         Msg::Setup(s) => ServerMessage::Setup(s.try_into()?),
         Msg::PeerKeys(m) => ServerMessage::PeerKeys(PeerKeys {
             header: header(m.header)?,
-            keys: domain_map(m.keys, PublicKeys::try_from)?,
+            keys: domain_map(m.keys, |k| {
+                Ok(SignedKeys {
+                    keys: keys_from_wire(required(k.keys, "keys")?)?,
+                    signature: k.signature,
+                })
+            })?,
+        }),
+        Msg::Consistency(m) => ServerMessage::Consistency(ConsistencyCheck {
+            header: header(m.header)?,
+            survivors: m.survivors.into_iter().map(PartyId).collect(),
         }),
         Msg::Shares(m) => ServerMessage::Shares(ForwardedShares {
             header: header(m.header)?,
@@ -259,6 +276,8 @@ pub fn server_from_wire(msg: pb::SecAggServerMessage) -> Result<ServerMessage, W
             header: header(m.header)?,
             survivors: m.survivors.into_iter().map(PartyId).collect(),
             dropped: m.dropped.into_iter().map(PartyId).collect(),
+            all_survivors: m.signed_survivors.into_iter().map(PartyId).collect(),
+            signatures: domain_map(m.signatures, Ok)?,
         }),
     })
 }
@@ -266,7 +285,7 @@ pub fn server_from_wire(msg: pb::SecAggServerMessage) -> Result<ServerMessage, W
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedcredit_federation::secagg::in_memory;
+    use crate::secagg::in_memory;
     use prost::Message;
     use rand::SeedableRng;
 
@@ -282,7 +301,7 @@ mod tests {
             .collect();
         let crashes = vec![in_memory::Crash {
             party: PartyId("bank3".into()),
-            before: fedcredit_federation::secagg::Phase::Unmask,
+            before: crate::secagg::Phase::Unmask,
         }];
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
         let run = in_memory::run(header, config, &updates, &crashes, 2, &mut rng);
@@ -317,6 +336,7 @@ mod tests {
             msg: Some(Msg::AdvertiseKeys(pb::KeysAdvert {
                 header: h.clone(),
                 keys: Some(pb::PublicKeys { c: vec![0; 31], s: vec![0; 32] }),
+                signature: vec![],
             })),
         };
         assert_eq!(client_from_wire(bad_key).unwrap_err().field, "keys.c");

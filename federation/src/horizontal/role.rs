@@ -1,0 +1,326 @@
+//! A bank's side of a horizontal job, as a protocol [`Role`]: it keeps the model between
+//! steps ([`PartyModel`], fed by the conductor's updates), computes its contribution to each
+//! step's secure sum with [`Participant::contribute`], and runs the participant's side of
+//! secure aggregation ([`SecAggClient`]).
+//!
+//! It checks every step against the job it accepted before it shares anything (the
+//! participant-side policy that keeps a deviating coordinator from learning more than an
+//! honest one; Bonawitz et al., CCS 2017, §6):
+//!
+//! - the roster is a subset of the job's parties, at least the job's `min_parties` (and 2);
+//! - the secure-aggregation settings are the job's: fraction bits, degree (SecAgg+ only with
+//!   at least [`Graph::min_degree`] neighbours) and a threshold `t > m/2` of the
+//!   neighbourhood size `m` (the condition under which no coordinator can collect both
+//!   shares of one party, see [`crate::secagg`]); an explicit job threshold must be met
+//!   exactly;
+//! - a step whose sum it already helped unmask is never answered again, in any attempt;
+//! - a task it already helped unmask under one roster is refused under any other roster
+//!   (the difference of two such sums is the missing party's contribution);
+//! - only the public benchmark vectors are ever sent unmasked.
+//!
+//! What it remembers for these checks is in its checkpoint, written before any unmask share
+//! leaves the process, so a restarted party keeps refusing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fedcredit_crypto::secagg::Graph;
+use fedcredit_proto::pb;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::sync::PartyModel;
+use super::{Participant, Task};
+use crate::ids::PartyId;
+use crate::job::JobSpec;
+use crate::protocol::{CsRng, PartyAuth, Role, RoleError, RoleOutbox};
+use crate::secagg::{ClientMessage, MaskedInput, RoundSetup, SecAggClient};
+use crate::wire::{client_to_wire, server_from_wire};
+
+/// What the party remembers to refuse repeats (kept in its checkpoint).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Policy {
+    /// Steps whose sum this party helped unmask.
+    unmasked_steps: BTreeSet<u64>,
+    /// Task digest → roster under which it was unmasked (hex digests).
+    unmasked_tasks: BTreeMap<String, Vec<PartyId>>,
+}
+
+/// The role's checkpoint: the policy. The model is the conductor's to resend (it is what
+/// every bank receives anyway), so a restarted party reports version 0 and gets it back.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    policy: Policy,
+}
+
+/// The open attempt.
+#[derive(Debug)]
+struct Current {
+    step: u64,
+    digest: String,
+    client: Option<SecAggClient>,
+    ring_bits: u32,
+}
+
+/// A bank in a horizontal job.
+#[derive(Debug)]
+pub struct HorizontalRole {
+    me: PartyId,
+    spec: JobSpec,
+    participant: Participant,
+    model: PartyModel,
+    policy: Policy,
+    current: Option<Current>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl HorizontalRole {
+    /// The role of `participant` in `spec`, restored from its checkpoint when there is one.
+    ///
+    /// # Errors
+    /// A message when the checkpoint cannot be read.
+    pub fn new(
+        spec: &JobSpec,
+        participant: Participant,
+        checkpoint: Option<&[u8]>,
+    ) -> Result<Self, String> {
+        let policy = match checkpoint {
+            Some(b) if !b.is_empty() => {
+                serde_json::from_slice::<Saved>(b)
+                    .map_err(|e| format!("horizontal role checkpoint: {e}"))?
+                    .policy
+            }
+            _ => Policy::default(),
+        };
+        Ok(Self {
+            me: participant.me().clone(),
+            spec: spec.clone(),
+            participant,
+            model: PartyModel::default(),
+            policy,
+            current: None,
+        })
+    }
+
+    /// Checks an attempt's setup against the job this party accepted.
+    fn check_setup(&self, setup: &RoundSetup, digest: &str) -> Result<(), String> {
+        let step = setup.header.round.0;
+        if self.policy.unmasked_steps.contains(&step) {
+            return Err(format!(
+                "step {step} was already unmasked with this party's shares; it is not answered again"
+            ));
+        }
+        let roster = &setup.roster;
+        if let Some(p) = roster.iter().find(|p| !self.spec.parties.contains(p)) {
+            return Err(format!("the roster names {p}, who is not a party of the job"));
+        }
+        let need = self.spec.min_parties().max(2);
+        if roster.len() < need {
+            return Err(format!(
+                "a roster of {} parties; the job needs at least {need}",
+                roster.len()
+            ));
+        }
+        let c = &setup.config;
+        let job = &self.spec.secagg;
+        if c.frac_bits != job.frac_bits {
+            return Err(format!("{} fraction bits; the job has {}", c.frac_bits, job.frac_bits));
+        }
+        if c.degree != job.degree {
+            return Err(format!("SecAgg+ degree {:?}; the job has {:?}", c.degree, job.degree));
+        }
+        let n = roster.len();
+        let degree = c.degree.map_or(n - 1, |k| k.min(n - 1));
+        if degree < n - 1 && degree < Graph::min_degree(n) {
+            return Err(format!(
+                "SecAgg+ degree {degree} for {n} parties; at least {} neighbours are needed",
+                Graph::min_degree(n)
+            ));
+        }
+        let m = degree + 1;
+        let t_min = m / 2 + 1;
+        match (c.threshold, job.threshold) {
+            (t, Some(want)) if t != Some(want) => {
+                return Err(format!("threshold {t:?}; the job has {want}"));
+            }
+            (Some(t), _) if t < t_min => {
+                return Err(format!(
+                    "threshold {t} for neighbourhoods of {m}; at least {t_min} (a majority) is needed"
+                ));
+            }
+            _ => {}
+        }
+        if let Some(prev) = self.policy.unmasked_tasks.get(digest)
+            && prev != roster
+        {
+            return Err(format!(
+                "this task was unmasked with [{}]; the same task with another roster would reveal a party's contribution",
+                prev.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn digest(&self, task: &pb::HorizontalTask) -> String {
+        let mut h = Sha256::new();
+        h.update(b"fedcredit horizontal task v1");
+        h.update(self.model.version.to_le_bytes());
+        h.update(task.encode_to_vec());
+        hex(&h.finalize())
+    }
+
+    fn fail(out: &mut RoleOutbox, step: u64, reason: String) {
+        out.send(pb::role_message::Body::Failed(pb::StepFailed { step, reason }));
+    }
+
+    fn step(
+        &mut self,
+        msg: pb::HorizontalStep,
+        auth: &PartyAuth<'_>,
+        rng: &mut CsRng,
+        out: &mut RoleOutbox,
+    ) -> Result<(), RoleError> {
+        let setup: RoundSetup = msg
+            .setup
+            .ok_or_else(|| RoleError("a step without a setup".into()))?
+            .try_into()
+            .map_err(|e: crate::wire::WireError| RoleError(e.to_string()))?;
+        let step = setup.header.round.0;
+        self.current = None;
+        for u in &msg.updates {
+            if let Err(e) = self.model.apply(u) {
+                Self::fail(out, step, e.to_string());
+                return Ok(());
+            }
+        }
+        let wire_task = msg.task.unwrap_or_default();
+        let digest = self.digest(&wire_task);
+        if let Err(reason) = self.check_setup(&setup, &digest) {
+            Self::fail(out, step, format!("refused: {reason}"));
+            return Ok(());
+        }
+        let task = match self.model.task(&wire_task) {
+            Ok(t) => t,
+            Err(e) => {
+                Self::fail(out, step, e.to_string());
+                return Ok(());
+            }
+        };
+        let vector = match self.participant.contribute(&task) {
+            Ok(v) => v,
+            Err(e) => {
+                Self::fail(out, step, e.to_string());
+                return Ok(());
+            }
+        };
+        let fixed = match setup.config.fixed_point(setup.roster.len()) {
+            Ok(f) => f,
+            Err(e) => {
+                Self::fail(out, step, e.to_string());
+                return Ok(());
+            }
+        };
+        if msg.plaintext {
+            // Only the benchmark's seeded vectors are public; everything else is masked.
+            if !matches!(task, Task::BenchVector(_)) {
+                Self::fail(out, step, "refusing to send an unmasked contribution".into());
+                return Ok(());
+            }
+            let m = ClientMessage::MaskedInput(MaskedInput {
+                header: setup.header.clone(),
+                masked: fixed.encode_vec(&vector),
+            });
+            out.send(pb::role_message::Body::Secagg(client_to_wire(&m, fixed.ring_bits)));
+            return Ok(());
+        }
+        match SecAggClient::new(self.me.clone(), &setup, &vector, auth, rng) {
+            Ok((client, advert)) => {
+                out.send(pb::role_message::Body::Secagg(client_to_wire(&advert, fixed.ring_bits)));
+                self.current = Some(Current {
+                    step,
+                    digest,
+                    client: Some(client),
+                    ring_bits: fixed.ring_bits,
+                });
+            }
+            Err(e) => Self::fail(out, step, e.to_string()),
+        }
+        Ok(())
+    }
+
+    fn secagg(
+        &mut self,
+        msg: pb::SecAggServerMessage,
+        auth: &PartyAuth<'_>,
+        rng: &mut CsRng,
+        out: &mut RoleOutbox,
+    ) -> Result<(), RoleError> {
+        let msg = server_from_wire(msg).map_err(|e| RoleError(e.to_string()))?;
+        let cur = self
+            .current
+            .as_mut()
+            .filter(|c| c.step == msg.header().round.0)
+            .ok_or_else(|| RoleError(format!("no open attempt for {}", msg.header())))?;
+        let client = cur.client.as_mut().ok_or_else(|| RoleError("attempt already over".into()))?;
+        match client.handle(&msg, auth, rng) {
+            Ok(reply) => {
+                if matches!(reply, ClientMessage::Unmask(_)) {
+                    // Remember before the shares leave: a restarted party keeps refusing.
+                    self.policy.unmasked_steps.insert(cur.step);
+                    self.policy.unmasked_tasks.insert(cur.digest.clone(), client.roster().to_vec());
+                    out.checkpoint = true;
+                }
+                out.send(pb::role_message::Body::Secagg(client_to_wire(&reply, cur.ring_bits)));
+                Ok(())
+            }
+            Err(e) => {
+                let step = cur.step;
+                let aborted = client.phase() == crate::secagg::Phase::Aborted;
+                if aborted {
+                    cur.client = None;
+                    Self::fail(out, step, e.to_string());
+                    Ok(())
+                } else {
+                    Err(RoleError(e.to_string()))
+                }
+            }
+        }
+    }
+}
+
+impl Role for HorizontalRole {
+    fn receive(
+        &mut self,
+        msg: pb::ConductorMessage,
+        auth: &PartyAuth<'_>,
+        rng: &mut CsRng,
+        out: &mut RoleOutbox,
+    ) -> Result<(), RoleError> {
+        match msg.body {
+            Some(pb::conductor_message::Body::Horizontal(step)) => self.step(step, auth, rng, out),
+            Some(pb::conductor_message::Body::Secagg(m)) => self.secagg(m, auth, rng, out),
+            _ => Err(RoleError("not a horizontal-job message".into())),
+        }
+    }
+
+    fn payload(
+        &mut self,
+        from: &PartyId,
+        _payload: pb::Payload,
+        _rng: &mut CsRng,
+        _out: &mut RoleOutbox,
+    ) -> Result<(), RoleError> {
+        Err(RoleError(format!("a horizontal job takes no payload (one came from {from})")))
+    }
+
+    fn state_version(&self) -> u64 {
+        self.model.version
+    }
+
+    fn checkpoint(&self) -> Vec<u8> {
+        serde_json::to_vec(&Saved { policy: self.policy.clone() }).unwrap_or_default()
+    }
+}

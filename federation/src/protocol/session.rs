@@ -1,0 +1,286 @@
+//! A party's session in one job: its [`Role`], its sealed channels and the verified directory
+//! of its peers. The daemon (and the in-memory federation) feed it every [`pb::ToParty`] of
+//! the job and send what it returns; sealing and opening happen here, so a role only ever
+//! sees typed payloads from authenticated peers.
+
+use std::sync::Arc;
+
+use fedcredit_crypto::channel::ChannelSecret;
+use fedcredit_proto::pb;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{CsRng, Role, RoleError, RoleOutbox};
+use crate::auth::{AuthError, Signer, Verifier};
+use crate::channel::{ChannelRefusal, Channels};
+use crate::ids::{JobId, PartyId};
+use crate::job::JobSpec;
+
+/// What a role needs to sign its statements and check its peers'.
+#[derive(Debug, Clone, Copy)]
+pub struct PartyAuth<'a> {
+    /// This party.
+    pub me: &'a PartyId,
+    /// Its certificate key (absent in an insecure federation).
+    pub signer: Option<&'a dyn Signer>,
+    /// The federation CA (absent in an insecure federation: nothing is checked then).
+    pub verifier: Option<&'a dyn Verifier>,
+    /// The verified directory (peers' certificates).
+    pub channels: &'a Channels,
+}
+
+impl PartyAuth<'_> {
+    /// Signs `message` (empty without a signer).
+    ///
+    /// # Errors
+    /// [`AuthError::Sign`].
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AuthError> {
+        match self.signer {
+            Some(s) => s.sign(message),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether peers' signatures are checked (a CA is configured).
+    pub fn checks(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// Checks `party`'s signature over `message` with the certificate in the verified
+    /// directory. Always succeeds without a verifier.
+    ///
+    /// # Errors
+    /// [`AuthError`] when the party has no verified certificate or the signature is bad.
+    pub fn verify_peer(
+        &self,
+        party: &PartyId,
+        message: &[u8],
+        signature: &[u8],
+        what: &'static str,
+    ) -> Result<(), AuthError> {
+        let Some(v) = self.verifier else { return Ok(()) };
+        if signature.is_empty() {
+            return Err(AuthError::Unsigned { party: party.clone(), what });
+        }
+        let cert = self.channels.certificate(party).ok_or_else(|| AuthError::Certificate {
+            party: party.clone(),
+            reason: "no verified certificate in the job's directory".into(),
+        })?;
+        v.verify(party, cert, message, signature, what)
+    }
+}
+
+/// A stream of payloads to other parties, pulled by the runtime one message at a time (so a
+/// large payload never sits whole in memory).
+pub struct OutStream {
+    /// Recipients.
+    pub to: Vec<PartyId>,
+    /// The messages, produced on demand.
+    pub source: Box<dyn Iterator<Item = pb::Payload> + Send>,
+}
+
+impl std::fmt::Debug for OutStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutStream").field("to", &self.to).finish_non_exhaustive()
+    }
+}
+
+/// A party's certificate key and the federation CA, as a session uses them (both absent in
+/// an insecure federation: nothing is signed or checked then).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// Signs with the party's certificate key.
+    pub signer: Option<Arc<dyn Signer>>,
+    /// Checks peers against the federation CA.
+    pub verifier: Option<Arc<dyn Verifier>>,
+}
+
+/// What the session asks the runtime to do.
+#[derive(Debug)]
+pub enum SessionOutput {
+    /// Send this message to the coordinator.
+    Send(pb::FromParty),
+    /// Pull this stream, seal each item with [`PartySession::seal`] under `stream` and send it
+    /// (the last item with `last = true`).
+    Stream {
+        /// Random stream id.
+        stream: u64,
+        /// The stream.
+        stream_out: OutStream,
+    },
+    /// The session's state changed: write [`PartySession::checkpoint`].
+    Checkpoint,
+}
+
+/// Why a message to the session was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    /// The directory or a sealed message was refused.
+    #[error(transparent)]
+    Channel(#[from] ChannelRefusal),
+    /// The role refused a message.
+    #[error(transparent)]
+    Role(#[from] RoleError),
+    /// The message does not belong to this session.
+    #[error("{0}")]
+    Wrong(String),
+}
+
+/// The session's own checkpoint: the channel secret and the role's state, kept by the party.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    channel_secret: [u8; 32],
+    role: Vec<u8>,
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.channel_secret);
+    }
+}
+
+/// Splits a saved session into the channel secret and the role's bytes.
+///
+/// # Errors
+/// A message when the bytes are not a session checkpoint.
+pub fn split_checkpoint(bytes: &[u8]) -> Result<(ChannelSecret, Vec<u8>), String> {
+    let mut saved: Saved =
+        serde_json::from_slice(bytes).map_err(|e| format!("session checkpoint: {e}"))?;
+    let role = std::mem::take(&mut saved.role);
+    Ok((ChannelSecret::from_bytes(saved.channel_secret), role))
+}
+
+/// One party's session in one job.
+#[derive(Debug)]
+pub struct PartySession {
+    job: JobId,
+    me: PartyId,
+    parties: Vec<PartyId>,
+    role: Box<dyn Role>,
+    channels: Channels,
+    signer: Option<Arc<dyn Signer>>,
+    verifier: Option<Arc<dyn Verifier>>,
+    rng: CsRng,
+}
+
+impl PartySession {
+    /// A session of `me` in the job `spec` (with id `job`) running `role`.
+    pub fn new(
+        job: JobId,
+        spec: &JobSpec,
+        me: PartyId,
+        role: Box<dyn Role>,
+        channel_secret: ChannelSecret,
+        identity: Identity,
+        rng: CsRng,
+    ) -> Self {
+        let channels = Channels::new(job.clone(), me.clone(), channel_secret);
+        let Identity { signer, verifier } = identity;
+        Self { job, me, parties: spec.parties.clone(), role, channels, signer, verifier, rng }
+    }
+
+    /// The job.
+    pub fn job(&self) -> &JobId {
+        &self.job
+    }
+
+    /// The role's state version (0 = fresh).
+    pub fn state_version(&self) -> u64 {
+        self.role.state_version()
+    }
+
+    /// This party's signed channel key, for its job reply.
+    ///
+    /// # Errors
+    /// [`AuthError::Sign`].
+    pub fn channel_key(&self) -> Result<pb::ChannelKey, AuthError> {
+        self.channels.my_key(self.signer.as_deref())
+    }
+
+    /// The session's checkpoint (channel secret and role state), for the party's state
+    /// directory only.
+    pub fn checkpoint(&self) -> Vec<u8> {
+        let saved = Saved {
+            channel_secret: *self.channels.secret().to_bytes(),
+            role: self.role.checkpoint(),
+        };
+        serde_json::to_vec(&saved).unwrap_or_default()
+    }
+
+    fn wrap(&self, body: pb::from_party::Body) -> pb::FromParty {
+        pb::FromParty { job_id: self.job.0.clone(), body: Some(body) }
+    }
+
+    /// Seals message `seq` of `stream` to `to`.
+    ///
+    /// # Errors
+    /// [`ChannelRefusal`] for a recipient without a verified key.
+    pub fn seal(
+        &self,
+        to: &[PartyId],
+        stream: u64,
+        seq: u32,
+        last: bool,
+        payload: &pb::Payload,
+    ) -> Result<pb::FromParty, ChannelRefusal> {
+        let sealed = self.channels.seal(to, stream, seq, last, payload)?;
+        Ok(self.wrap(pb::from_party::Body::Sealed(sealed)))
+    }
+
+    fn drain(&mut self, out: RoleOutbox) -> Result<Vec<SessionOutput>, SessionError> {
+        let mut res = Vec::new();
+        // The state is written before anything leaves: what a role remembers to refuse (an
+        // unmasked step) must survive a crash right after sending.
+        if out.checkpoint {
+            res.push(SessionOutput::Checkpoint);
+        }
+        for m in out.messages {
+            res.push(SessionOutput::Send(self.wrap(pb::from_party::Body::Protocol(m))));
+        }
+        for (to, payload) in out.payloads {
+            let stream = self.rng.next_u64();
+            res.push(SessionOutput::Send(self.seal(&to, stream, 0, true, &payload)?));
+        }
+        for s in out.streams {
+            res.push(SessionOutput::Stream { stream: self.rng.next_u64(), stream_out: s });
+        }
+        Ok(res)
+    }
+
+    /// Handles one message of the job from the coordinator.
+    ///
+    /// # Errors
+    /// [`SessionError`] when it is refused. A role reports a step it cannot do to the
+    /// conductor itself (a `StepFailed` in the outputs) and errs only on messages that
+    /// open no step, which callers log.
+    pub fn handle(&mut self, msg: pb::ToParty) -> Result<Vec<SessionOutput>, SessionError> {
+        if msg.job_id != self.job.0 {
+            return Err(SessionError::Wrong(format!(
+                "message for job {} reached the session of job {}",
+                msg.job_id, self.job
+            )));
+        }
+        let mut out = RoleOutbox::default();
+        match msg.body {
+            None => return Err(SessionError::Wrong("job message without a body".into())),
+            Some(pb::to_party::Body::Directory(dir)) => {
+                self.channels.accept_directory(&dir, self.verifier.as_deref(), &self.parties)?;
+                return Ok(Vec::new());
+            }
+            Some(pb::to_party::Body::Relayed(r)) => {
+                let (from, payload) = self.channels.open(&r)?;
+                self.role.payload(&from, payload, &mut self.rng, &mut out)?;
+            }
+            Some(pb::to_party::Body::Protocol(m)) => {
+                let auth = PartyAuth {
+                    me: &self.me,
+                    signer: self.signer.as_deref(),
+                    verifier: self.verifier.as_deref(),
+                    channels: &self.channels,
+                };
+                self.role.receive(m, &auth, &mut self.rng, &mut out)?;
+            }
+        }
+        self.drain(out)
+    }
+}
