@@ -107,19 +107,117 @@ fn intersections(c: &mut Criterion) {
     g.finish();
 }
 
-fn estimates(_: &mut Criterion) {
-    for threads in [1, 2] {
-        let m = measure_throughput(20_000, threads).expect("pool");
-        println!(
-            "psi {threads} thread(s): blind {:.0} ids/s, reblind {:.0} ids/s, tokens {:.0} ids/s; \
-             1M x 1M two-party estimate: ECDH {:.1} s, server-aided {:.2} s",
-            m.blind_per_s,
-            m.reblind_per_s,
-            m.tokens_per_s,
-            m.ecdh_two_party_seconds(1_000_000, 1_000_000),
-            m.server_aided_two_party_seconds(1_000_000, 1_000_000),
-        );
+/// CPU time of this process so far, in seconds: the sum of every thread's on-CPU time
+/// (`/proc/self/task/*/schedstat`, Linux). Rates per CPU-second stay meaningful when other
+/// processes share the cores; `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
     }
+    Some(ns as f64 * 1e-9)
+}
+
+/// Wall and CPU seconds of `f` on `pool` (kept alive across calls, so that no thread's
+/// CPU time leaves the sum while measuring).
+fn timed<T>(pool: &rayon::ThreadPool, f: impl FnOnce() -> T + Send) -> (f64, f64)
+where
+    T: Send,
+{
+    pool.install(|| {
+        let (cpu0, t0) = (process_cpu_seconds().unwrap_or(0.0), std::time::Instant::now());
+        black_box(f());
+        (t0.elapsed().as_secs_f64(), process_cpu_seconds().unwrap_or(0.0) - cpu0)
+    })
+}
+
+/// Wall seconds, on `pool`, of one party's alignment of 1M fully blinded values against
+/// 1M (half common), and of the server-aided set work at 1M × 1M (the coordinator's
+/// intersection of unsorted token sets plus both parties' alignments).
+fn set_operations_at_1m(pool: &rayon::ThreadPool) -> (f64, f64) {
+    use rand::Rng;
+    const M: usize = 1_000_000;
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let mut random = |k: usize| -> Vec<[u8; 32]> {
+        (0..k)
+            .map(|_| {
+                let mut v = [0u8; 32];
+                rng.fill_bytes(&mut v);
+                v
+            })
+            .collect()
+    };
+    let mine = random(M);
+    let mut theirs = random(M / 2);
+    theirs.extend_from_slice(&mine[M / 2..]);
+    let (align, _) = timed(pool, || align_rows(&mine, &[&theirs]));
+    let token_key = TokenKey::derive(&[1u8; 32], b"bench");
+    let ta = tokens(&synthetic_ids(0, M), &token_key);
+    let tb = tokens(&synthetic_ids(M as u64 / 2, M), &token_key);
+    let (server, _) = timed(pool, || {
+        let common = intersect_tokens(&[&ta, &tb]);
+        (align_rows(&ta, &[&common]), align_rows(&tb, &[&common]))
+    });
+    (align, server)
+}
+
+fn estimates(_: &mut Criterion) {
+    const N: usize = 40_000;
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let (ka, kb) = (PsiKey::random(&mut rng), PsiKey::random(&mut rng));
+    let dst = Dst::for_job("bench");
+    let (a, b) = (synthetic_ids(0, N), synthetic_ids(N as u64 / 2, N));
+    let (sent_a, sent_b) = (blind_ids(&a, &dst, &ka), blind_ids(&b, &dst, &kb));
+    let full_a = reblind(&sent_a, &kb).expect("valid");
+    let full_b = reblind(&sent_b, &ka).expect("valid");
+    let token_key = TokenKey::derive(&[1u8; 32], b"bench");
+    let (ta, tb) = (tokens(&a, &token_key), tokens(&b, &token_key));
+    let pools: Vec<rayon::ThreadPool> = [1, 2]
+        .iter()
+        .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("pool"))
+        .collect();
+    for pool in &pools {
+        let threads = pool.current_num_threads();
+        let blind = timed(pool, || blind_ids(&a, &dst, &ka));
+        let again = timed(pool, || reblind(&sent_b, &ka));
+        let align = timed(pool, || align_rows(&full_a, &[&full_b]));
+        let tok = timed(pool, || tokens(&a, &token_key));
+        let inter = timed(pool, || intersect_tokens(&[&ta, &tb]));
+        let per = |(wall, cpu): (f64, f64)| (N as f64 / wall, N as f64 / cpu);
+        println!(
+            "psi {threads} thread(s), {N} ids [per wall-s | per CPU-s]: blind {:.0} | {:.0}, \
+             reblind {:.0} | {:.0}, tokens {:.0} | {:.0}; align {:.3} s, token intersect {:.3} s (wall)",
+            per(blind).0,
+            per(blind).1,
+            per(again).0,
+            per(again).1,
+            per(tok).0,
+            per(tok).1,
+            align.0,
+            inter.0,
+        );
+        if threads == 1 {
+            // Two parties, 1M ids each, on two otherwise idle cores: the CPU work of both
+            // parties divided over two cores; the set operations measured at full size.
+            let (align_1m, tokens_1m) = set_operations_at_1m(&pools[1]);
+            let m = 1_000_000.0 / N as f64;
+            let ecdh = 2.0 * (blind.1 + again.1) * m / 2.0 + 2.0 * align_1m;
+            let aided = 2.0 * tok.1 * m / 2.0 + tokens_1m;
+            println!(
+                "psi 1M x 1M (half common), 2 parties on 2 idle cores, crypto from CPU time, set \
+                 operations measured on 2 threads: ECDH {ecdh:.1} s (align {align_1m:.2} s per \
+                 party), server-aided {aided:.2} s (coordinator intersection and both \
+                 alignments {tokens_1m:.2} s); no transfer"
+            );
+        }
+    }
+    let m = measure_throughput(20_000, 2).expect("pool");
+    println!(
+        "measure_throughput(20k, 2 threads), wall clock: 1M x 1M ECDH {:.1} s, server-aided {:.2} s",
+        m.ecdh_two_party_seconds(1_000_000, 1_000_000),
+        m.server_aided_two_party_seconds(1_000_000, 1_000_000),
+    );
 }
 
 criterion_group!(benches, estimates, parts, chunks, intersections);
