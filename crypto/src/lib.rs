@@ -9,11 +9,15 @@
 //!   graph of Bell et al., CCS 2020): X25519, HKDF, ChaCha20 masks, Shamir over GF(2^16),
 //!   ChaCha20-Poly1305 for relayed shares.
 //!
-//! ECDH PSI on ristretto255 and additive HE (Paillier / Okamoto–Uchiyama) follow in
-//! later issues; see ARCHITECTURE.md.
+//! - [`psi`]: private set intersection: ECDH-PSI over ristretto255 (Huberman, Franklin and
+//!   Hogg 1999; RFC 9496 and RFC 9380 hash to group) and server-aided PSI tokens (Kamara et
+//!   al., FC 2014), batched on all cores, with intersection and agreed-order helpers.
+//!
+//! Additive HE (Paillier / Okamoto–Uchiyama) follows in a later issue; see ARCHITECTURE.md.
 
 pub mod channel;
 pub mod fixed;
+pub mod psi;
 pub mod secagg;
 
 pub use fixed::{FixedPoint, FixedPointError};
