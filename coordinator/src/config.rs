@@ -49,6 +49,24 @@ pub struct TlsPaths {
     pub key: PathBuf,
 }
 
+/// How a deviating coordinator (`[fault]`, tests only) tampers with relayed payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayFault {
+    /// What it does to every relayed payload.
+    pub relay: RelayTamper,
+}
+
+/// A tampering of relayed payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayTamper {
+    /// Flip one bit of the ciphertext.
+    FlipBit,
+    /// Name another party of the job as the sender.
+    Resender,
+}
+
 /// The coordinator's configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +89,10 @@ pub struct CoordinatorConfig {
     /// set its own `grace_secs`. Default 60.
     #[serde(default = "default_grace")]
     pub grace_secs: u64,
+    /// Testing only: a coordinator that deviates when relaying sealed payloads, to show that
+    /// receivers refuse what it alters. Never set in production.
+    #[serde(default)]
+    pub fault: Option<RelayFault>,
     /// The federation's parties (certificate names). When set, jobs naming anyone else are
     /// refused at submission; when absent, a job may name only parties that have connected at
     /// least once.

@@ -19,6 +19,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::config::RelayTamper;
 use crate::driver::JobInput;
 use crate::store::Direction;
 use crate::{Shared, now_ms};
@@ -298,13 +299,27 @@ async fn relay(
     let mut lost = Vec::new();
     let mut recipients: Vec<(String, Vec<u8>)> = sealed.ciphertexts.into_iter().collect();
     recipients.sort_by(|a, b| a.0.cmp(&b.0));
-    for (to, ct) in recipients {
+    let mut from = party.0.clone();
+    for (to, mut ct) in recipients {
         let size = ct.len();
         let to = PartyId(to);
+        match shared.config.fault.map(|f| f.relay) {
+            Some(RelayTamper::FlipBit) => {
+                if let Some(b) = ct.get_mut(size / 2) {
+                    *b ^= 0x10;
+                }
+            }
+            Some(RelayTamper::Resender) => {
+                if let Some(other) = members.iter().find(|p| *p != party && **p != to) {
+                    from = other.0.clone();
+                }
+            }
+            None => {}
+        }
         let msg = coordinator_msg(pb::coordinator_message::Body::Job(pb::ToParty {
             job_id: job.0.clone(),
             body: Some(pb::to_party::Body::Relayed(pb::Relayed {
-                from: party.0.clone(),
+                from: from.clone(),
                 stream: sealed.stream,
                 seq: sealed.seq,
                 last: sealed.last,

@@ -296,6 +296,15 @@ impl LocalFederation {
         None
     }
 
+    /// The process id of `coordinator` or of a party's daemon, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        if name == "coordinator" {
+            self.coordinator.as_ref().map(Child::id)
+        } else {
+            self.participants.get(name).map(Child::id)
+        }
+    }
+
     /// The setup a party was started with.
     pub fn setup(&self, name: &str) -> Option<&PartySetup> {
         self.setups.get(name)
