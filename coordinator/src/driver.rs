@@ -79,7 +79,7 @@ fn failed(msg: impl Into<String>) -> JobError {
 #[derive(Debug, Clone)]
 struct Joined {
     schema: Vec<FeatureSpec>,
-    version: u64,
+    state: protocol::JoinState,
     key: Option<pb::ChannelKey>,
 }
 
@@ -203,6 +203,34 @@ impl Runner {
         }
     }
 
+    /// Checks the channel key a party joins with: signed by its certificate from the
+    /// federation CA, not a low-order point. Parties check it again themselves; checking here
+    /// keeps one bad key from making every honest party refuse the job's steps.
+    fn check_channel_key(
+        &self,
+        party: &PartyId,
+        key: Option<&pb::ChannelKey>,
+    ) -> Result<(), String> {
+        let Some(v) = &self.shared.verifier else { return Ok(()) };
+        let k = key.ok_or("the job reply carries no channel key")?;
+        let pk: [u8; 32] = k
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("the channel key has {} bytes, not 32", k.public_key.len()))?;
+        if fedcredit_crypto::secagg::keys::is_low_order(&pk) {
+            return Err("the channel key is a low-order point".into());
+        }
+        v.verify(
+            party,
+            &k.certificate,
+            &fedcredit_federation::channel::channel_key_statement(&self.job, party, &pk),
+            &k.signature,
+            "channel key",
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// Handles a job reply: a party joins (or rejoins), or declines and fails the job.
     async fn reply(
         &mut self,
@@ -219,6 +247,14 @@ impl Runner {
             .await;
             return Ok(());
         }
+        if reply.accepted
+            && let Err(why) = self.check_channel_key(&party, reply.channel_key.as_ref())
+        {
+            warn!(%party, %why, "job reply refused");
+            self.audit(&party, Direction::In, "job_reply", 0, &format!("rejected: {why}"));
+            self.ack(&party, pb::Ack::rejected(why).for_seq(seq)).await;
+            return Ok(());
+        }
         self.ack(&party, pb::Ack::accepted().for_seq(seq)).await;
         self.audit(
             &party,
@@ -231,7 +267,9 @@ impl Runner {
             return Err(failed(format!("{party} declined the job: {}", reply.reason)));
         }
         let schema = schema_from_wire(&reply.schema);
-        let joined = Joined { schema, version: reply.state_version, key: reply.channel_key };
+        let state =
+            protocol::JoinState { version: reply.state_version, next_step: reply.next_step };
+        let joined = Joined { schema, state, key: reply.channel_key };
         if self.conductor.is_some() {
             // Mid-job: the party must bring the columns the job started with.
             let first = self.ready.values().next().map(|j| j.schema.clone());
@@ -241,9 +279,9 @@ impl Runner {
                 self.left_out.insert(party);
                 return Ok(());
             }
-            info!(%party, version = joined.version, "party rejoined");
+            info!(%party, version = joined.state.version, "party rejoined");
             self.gone_since.remove(&party);
-            let version = joined.version;
+            let version = joined.state;
             self.ready.insert(party.clone(), joined);
             self.send_directory().await;
             let mut out = Outbox::default();
@@ -432,8 +470,8 @@ impl Runner {
         };
         self.conductor = Some(conductor);
         self.send_directory().await;
-        let versions: BTreeMap<PartyId, u64> =
-            self.ready.iter().map(|(p, j)| (p.clone(), j.version)).collect();
+        let versions: BTreeMap<PartyId, protocol::JoinState> =
+            self.ready.iter().map(|(p, j)| (p.clone(), j.state)).collect();
         let mut out = Outbox::default();
         if let Some(c) = &mut self.conductor {
             c.start(&versions, &mut out).map_err(failed)?;
@@ -514,8 +552,6 @@ fn transcript_of(msg: &pb::RoleMessage) -> (&'static str, u32, Vec<u8>) {
     match &msg.body {
         Some(pb::role_message::Body::Secagg(s)) => match &s.msg {
             Some(Msg::MaskedInput(m)) => ("masked_input", m.ring_bits, m.packed.clone()),
-            Some(Msg::AdvertiseKeys(_)) => ("advertise_keys", 0, prost::Message::encode_to_vec(s)),
-            Some(Msg::ShareKeys(_)) => ("share_keys", 0, prost::Message::encode_to_vec(s)),
             Some(Msg::Consistency(_)) => ("consistency", 0, prost::Message::encode_to_vec(s)),
             Some(Msg::Unmask(_)) => ("unmask", 0, prost::Message::encode_to_vec(s)),
             None => ("secagg", 0, prost::Message::encode_to_vec(s)),
@@ -532,8 +568,6 @@ fn header_of(msg: &pb::RoleMessage) -> (u64, u32) {
     use pb::sec_agg_client_message::Msg;
     let h = match &msg.body {
         Some(pb::role_message::Body::Secagg(s)) => match &s.msg {
-            Some(Msg::AdvertiseKeys(m)) => m.header.as_ref(),
-            Some(Msg::ShareKeys(m)) => m.header.as_ref(),
             Some(Msg::MaskedInput(m)) => m.header.as_ref(),
             Some(Msg::Consistency(m)) => m.header.as_ref(),
             Some(Msg::Unmask(m)) => m.header.as_ref(),

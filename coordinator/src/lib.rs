@@ -68,6 +68,9 @@ pub struct Shared {
     pub registry: Registry,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
+    /// The federation CA, to check the channel keys parties join jobs with (absent for an
+    /// insecure coordinator).
+    pub verifier: Option<Arc<dyn fedcredit_federation::auth::Verifier>>,
     jobs: Mutex<HashMap<JobId, JobHandle>>,
 }
 
@@ -92,15 +95,31 @@ pub(crate) fn job_info(r: &JobRecord, status: &str) -> pb::JobInfo {
 }
 
 impl Shared {
+    /// Shared state over an opened store, checking channel keys with `verifier`.
+    pub fn with_verifier(
+        config: CoordinatorConfig,
+        store: Store,
+        verifier: Option<Arc<dyn fedcredit_federation::auth::Verifier>>,
+    ) -> Arc<Self> {
+        let mut s = Self::build(config, store);
+        s.verifier = verifier;
+        Arc::new(s)
+    }
+
     /// Shared state over an opened store.
     pub fn new(config: CoordinatorConfig, store: Store) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(config, store))
+    }
+
+    fn build(config: CoordinatorConfig, store: Store) -> Self {
+        Self {
             config,
             store,
             registry: Registry::new(),
             shutdown: CancellationToken::new(),
+            verifier: None,
             jobs: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, JobHandle>> {

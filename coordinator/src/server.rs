@@ -69,7 +69,11 @@ pub async fn bind(config: CoordinatorConfig) -> Result<Bound, ServeError> {
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr =
         listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-    let shared = Shared::new(config, store);
+    let verifier: Option<Arc<dyn fedcredit_federation::auth::Verifier>> = match &config.tls {
+        Some(tls) => Some(Arc::new(fedcredit_transport::identity::CaVerifier::from_file(&tls.ca)?)),
+        None => None,
+    };
+    let shared = Shared::with_verifier(config, store, verifier);
     Ok(Bound { addr, listener, shared })
 }
 

@@ -12,6 +12,10 @@
 //! recipient, stream, index and the last-message flag, so a relayed message that is altered,
 //! re-addressed, reordered, replayed into another stream or cut short fails to open.
 //!
+//! The same agreement also gives the pair's symmetric root for secure aggregation
+//! ([`PairKeys::secagg_root`]), so a round of secure aggregation needs no key exchange of its
+//! own.
+//!
 //! Direction keys make the nonce spaces of `a → b` and `b → a` disjoint; random stream ids
 //! make a repeated nonce under one key a 2^-64-per-pair event even across restarts of a party
 //! that kept its channel secret.
@@ -25,6 +29,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 const INFO: &[u8] = b"fedcredit channel v1";
+const SECAGG_INFO: &[u8] = b"fedcredit channel secagg root v1";
 const AD_LABEL: &[u8] = b"fedcredit sealed v1";
 /// Bytes the seal adds to a plaintext (the Poly1305 tag).
 pub const SEAL_OVERHEAD: usize = 16;
@@ -128,12 +133,22 @@ impl ChannelSecret {
             let _ = hk.expand(&info, key.as_mut_slice());
             key
         };
+        // The secure-aggregation root is symmetric: both ends derive it from the ordered pair.
+        let (lo, hi) = if me < peer { (me, peer) } else { (peer, me) };
+        let mut info = SECAGG_INFO.to_vec();
+        for name in [lo, hi] {
+            info.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            info.extend_from_slice(name.as_bytes());
+        }
+        let mut root = Zeroizing::new([0u8; 32]);
+        let _ = hk.expand(&info, root.as_mut_slice());
         Ok(PairKeys {
             context: context.to_vec(),
             me: me.to_string(),
             peer: peer.to_string(),
             send: derive(me, peer),
             recv: derive(peer, me),
+            secagg_root: root,
         })
     }
 }
@@ -145,6 +160,7 @@ pub struct PairKeys {
     peer: String,
     send: Zeroizing<[u8; 32]>,
     recv: Zeroizing<[u8; 32]>,
+    secagg_root: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for PairKeys {
@@ -184,6 +200,12 @@ impl PairKeys {
     /// The peer of this pair.
     pub fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// The pair's root for secure aggregation in this job (the same at both ends), from which
+    /// every round's pairwise mask seed and share keys are derived.
+    pub fn secagg_root(&self) -> crate::secagg::PairRoot {
+        crate::secagg::PairRoot::from_bytes(*self.secagg_root)
     }
 
     /// Seals message `seq` of stream `stream` to the peer.
@@ -257,6 +279,9 @@ mod tests {
         assert!(bank.open(7, 1, false, &ct).is_err());
         assert!(bank.open(7, 0, true, &ct).is_err());
         assert!(tax.open(7, 0, false, &ct).is_err(), "the sender's own message in reverse");
+        // Both ends hold the same secure-aggregation root.
+        assert!(tax.secagg_root() == bank.secagg_root());
+        assert_eq!(format!("{:?}", tax.secagg_root()), "PairRoot(<redacted>)");
     }
 
     #[test]

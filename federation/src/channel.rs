@@ -178,6 +178,11 @@ impl Channels {
         self.peers.get(party).map(|p| p.certificate.as_slice())
     }
 
+    /// The secure-aggregation root shared with `peer` (from both channel keys).
+    pub fn secagg_root(&self, peer: &PartyId) -> Option<fedcredit_crypto::secagg::PairRoot> {
+        self.pairs.get(peer).map(PairKeys::secagg_root)
+    }
+
     /// Parties with a verified channel key (this party included).
     pub fn known(&self) -> impl Iterator<Item = &PartyId> {
         self.peers.keys()

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::ids::PartyId;
 use crate::job::JobSpec;
 use crate::protocol::{
-    Conductor, CsRng, OutStream, Outbox, Outcome, PartyAuth, Progress, Receipt, Rejection, Role,
-    RoleError, RoleOutbox,
+    Conductor, CsRng, JoinState, OutStream, Outbox, Outcome, PartyAuth, Progress, Receipt,
+    Rejection, Role, RoleError, RoleOutbox,
 };
 
 /// `[model] kind = "relay_bench"`: the job's first party streams `bytes` to its second.
@@ -112,7 +112,11 @@ impl RelayConductor {
 }
 
 impl Conductor for RelayConductor {
-    fn start(&mut self, parties: &BTreeMap<PartyId, u64>, out: &mut Outbox) -> Result<(), String> {
+    fn start(
+        &mut self,
+        parties: &BTreeMap<PartyId, JoinState>,
+        out: &mut Outbox,
+    ) -> Result<(), String> {
         let (Some(from), Some(to)) = (self.from.clone(), self.to.clone()) else {
             return Err("the relay conductor has no parties".into());
         };
@@ -166,7 +170,7 @@ impl Conductor for RelayConductor {
         }
     }
 
-    fn rejoin(&mut self, _party: &PartyId, _state_version: u64, _out: &mut Outbox) {}
+    fn rejoin(&mut self, _party: &PartyId, _state: JoinState, _out: &mut Outbox) {}
 
     fn left(&mut self, _party: &PartyId) {}
 

@@ -2,8 +2,9 @@
 //! coordinator, [`SecAggClient`] for each participant.
 //!
 //! The protocol is Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving
-//! Machine Learning" (CCS 2017), with the signed keys and consistency check of its actively
-//! secure variant against the server, and the optional sparse neighbour
+//! Machine Learning" (CCS 2017), with the consistency check of its actively secure variant
+//! against the server, round secrets derived from signed long-term pairwise keys (Ma et al.,
+//! "Flamingo", IEEE S&P 2023), and the optional sparse neighbour
 //! graph of Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic
 //! Overhead" (SecAgg+, CCS 2020); the cryptography is in [`fedcredit_crypto::secagg`].
 //! This module adds party names, typed phases, per-phase membership, deadlines as
@@ -14,30 +15,29 @@
 //!
 //! # Round flow
 //!
+//! Every pair of parties shares a root secret for the job, derived from their job channel
+//! keys (signed with their certificates, checked by each other: [`crate::channel`]); each
+//! round derives its pairwise mask seeds and share keys from it
+//! ([`fedcredit_crypto::secagg::keys`]), so a round needs no key exchange of its own:
+//!
 //! | phase | server sends | each party answers |
 //! |---|---|---|
-//! | setup | [`RoundSetup`] (header, config, roster) | [`SecAggClient::new`] → [`KeysAdvert`] (keys signed with its certificate key) |
-//! | [`Phase::AdvertiseKeys`] closes | [`PeerKeys`]: the neighbours' signed keys | checks each signature, then [`ShareKeys`]: one AEAD ciphertext per neighbour |
-//! | [`Phase::ShareKeys`] closes | [`ForwardedShares`]: the ciphertexts addressed to it | [`MaskedInput`]: its masked vector in `Z_{2^k}` |
+//! | setup | [`RoundSetup`] (header, config, roster) with the step's task | [`SecAggClient::new`] → [`MaskedInput`]: its masked vector and one sealed share of its self-mask seed per neighbour |
 //! | [`Phase::MaskedInput`] closes, someone dropped | [`ConsistencyCheck`]: the survivor set | [`ConsistencySignature`]: its signature over that set |
-//! | [`Phase::MaskedInput`] (nobody dropped) or [`Phase::Consistency`] closes | [`UnmaskRequest`]: survivors and dropped of its neighbourhood, the whole survivor set, and the survivors' signatures when someone dropped | [`UnmaskResponse`]: one share per neighbour, `b` or `s`, never both |
+//! | [`Phase::MaskedInput`] (nobody dropped) or [`Phase::Consistency`] closes | [`UnmaskRequest`]: survivors and dropped of its neighbourhood, the whole survivor set, the shares sealed to it, and the survivors' signatures when someone dropped | [`UnmaskResponse`]: a share of `b` per surviving neighbour, its own round seed with each dropped one, never both for one party |
 //! | [`Phase::Unmask`] closes | — | — ([`ServerStep::Done`] with the decoded sum) |
 //!
 //! Dropouts:
-//! - **before its shares went out** (missing at the close of AdvertiseKeys or ShareKeys):
-//!   the server answers [`ServerStep::Restart`] naming the parties to exclude, and
-//!   [`SecAggServer::retry`] starts the next attempt (attempt number + 1, so fresh keys,
-//!   masks and graph) without them. Restarting keeps every neighbourhood at full size,
-//!   which the sparse graph's guarantees assume.
-//! - **after its shares went out**: recovered in the unmask phase, after the consistency
-//!   check. A party that uploaded its masked vector is in the sum even if it vanishes
-//!   afterwards; one that did not is left out and its pairwise masks are removed.
-//! - **too many dropouts** (fewer than `t` holders of a needed secret): [`close_phase`]
-//!   returns [`SecAggRoundError::ThresholdNotMet`] and the server is [`Phase::Aborted`].
-//!   A failed attempt in which fewer than `t` parties answered the unmask request reveals
-//!   nothing, so [`SecAggServer::retry`] may resume with the parties still answering; once
-//!   `t` or more answered, no retry is offered (a retry's sum with another roster could be
-//!   subtracted from what the answers revealed).
+//! - **before the upload** (missing at the close of MaskedInput): recovered in the same
+//!   attempt, after the consistency check — its surviving neighbours reveal their round seeds
+//!   with it, so its pairwise masks come out of the sum.
+//! - **after the upload**: it is in the sum; its self mask is rebuilt from `t` shares.
+//! - **too many dropouts** (fewer than `t` holders of a needed secret, or a survivor with a
+//!   dropped neighbour vanishing before the unmask): [`close_phase`] returns an error and the
+//!   server is [`Phase::Aborted`]. A failed attempt in which fewer than `t` parties answered
+//!   the unmask request reveals nothing, so [`SecAggServer::retry`] may resume with the
+//!   parties still answering; once `t` or more answered, no retry is offered (a retry's sum
+//!   with another roster could be subtracted from what the answers revealed).
 //!
 //! Every message carries a [`RoundHeader`] (job, round, attempt); one for another round or
 //! attempt is rejected with [`SecAggRoundError::WrongRound`], a message from a party
@@ -50,28 +50,29 @@
 //! Semi-honest parties; a coordinator that may deviate from the protocol (substitute keys,
 //! tell parties different survivor sets, shrink the roster, repeat a step) but does not
 //! collude with parties. The transport's mutual TLS binds what the coordinator *receives*
-//! to a party; it does not bind what the coordinator *relays*. So a party's round keys are
-//! signed with its certificate key ([`crate::auth`]) and every neighbour checks the
-//! signature against the certificate in its verified job directory before it encrypts a
-//! share: a coordinator that handed party `u` its own keys in place of `v`'s would
-//! otherwise open `u`'s share bundles and unmask `u`'s vector in one attempt.
+//! to a party; it does not bind what the coordinator *relays*. So the keys that masks and
+//! shares derive from are the job channel keys each party signs with its certificate key and
+//! each peer checks against the federation CA before use ([`crate::channel`]): a coordinator
+//! cannot stand in for a neighbour (with fresh per-round keys relayed unsigned, a
+//! coordinator handing party `u` its own keys in place of `v`'s would open every share of
+//! `u` and unmask `u`'s vector in one attempt).
 //!
-//! When some party dropped after sharing, the survivors sign the survivor set
-//! (Bonawitz et al., §6, ConsistencyCheck) and a party releases any share only after it has
-//! seen, for every member `u` of its neighbourhood, at least `t` valid signatures from
-//! `u`'s neighbourhood on the very set it signed. A party answers one unmask request per
-//! attempt, either on this path or on the fast path (nobody in its neighbourhood dropped,
-//! only shares of `b`). A coordinator that wants both shares of some `u` needs `t` members
-//! of `u`'s neighbourhood releasing `b_u` and `t` other members that signed a set without
-//! `u`; with `t > m/2` (`m` the neighbourhood size) both groups cannot exist. Parties
-//! enforce that threshold themselves (see `crate::horizontal::role`). A party also
-//! refuses an unmask request whose survivor graph is disconnected (SecAgg+, where a
-//! component's own sum would unmask on its own) or thinner than the threshold.
+//! When some party dropped, the survivors sign the survivor set (Bonawitz et al., §6,
+//! ConsistencyCheck) and a party releases anything only after it has seen, for every member
+//! `u` of its neighbourhood, at least `t` valid signatures from `u`'s neighbourhood on the
+//! very set it signed. A party answers one unmask request per attempt, either on this path
+//! or on the fast path (nobody dropped, only shares of `b`). A coordinator that wants `u`'s
+//! vector needs `t` members of `u`'s neighbourhood releasing `b_u` and the others revealing
+//! their seeds with `u` (having signed a set without `u`); with `t > m/2` (`m` the
+//! neighbourhood size) both groups cannot exist. Parties enforce that threshold themselves
+//! (see `crate::horizontal::role`). A party also refuses an unmask request whose survivor
+//! graph is disconnected (SecAgg+, where a component's own sum would unmask on its own) or
+//! thinner than the threshold.
 //!
 //! | role | sees |
 //! |---|---|
-//! | coordinator | roster; signed public keys; share ciphertexts it cannot open (AEAD, bound to sender, recipient, job, round, attempt); masked vectors, each uniformly random in `Z_{2^k}` on its own; signed survivor sets; shares of `b` for survivors and of `s` for dropped parties, never both for one party; the decoded sum of the contributors' clipped vectors |
-//! | participant | its neighbours' names, certificates, signed public keys and survivor-set signatures; one share of each neighbour's `b` and `s` (below threshold); the survivor/dropout status of the round |
+//! | coordinator | roster; share ciphertexts it cannot open (AEAD, bound to sender, recipient, job, round, attempt); masked vectors, each uniformly random in `Z_{2^k}` on its own; signed survivor sets; shares of `b` for survivors and, for a dropped party, its surviving neighbours' round seeds with it, never both for one party; the decoded sum of the contributors' clipped vectors |
+//! | participant | its neighbours' names, certificates and survivor-set signatures; one share of each neighbour's `b` (below threshold); the survivor/dropout status of the round |
 //! | fewer than `t` colluding neighbours | nothing about another party's vector |
 //!
 //! [`close_phase`]: SecAggServer::close_phase
@@ -80,11 +81,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use fedcredit_crypto::FixedPoint;
-use fedcredit_crypto::secagg::aead::SEALED_BUNDLE_LEN;
-use fedcredit_crypto::secagg::keys::is_low_order;
 use fedcredit_crypto::secagg::{
-    self as sa, Aggregator, InputSpec, KeysState, MaskedState, PartyIndex, PublicKeys, RoundSpec,
-    SecAggError, SecAggParams, SecretKind, Share, SharedState, UnmaskPlan,
+    self as sa, Aggregator, InputSpec, MaskSeed, MaskedState, PairRoot, PartyIndex, RoundSpec,
+    SecAggError, SecAggParams, SecretKind, Share, UnmaskPlan,
 };
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -96,10 +95,13 @@ use crate::ids::{JobId, PartyId, RoundId};
 /// Largest roster a round accepts (a bound on the memory a roster can make anyone allocate).
 pub const MAX_ROSTER: usize = 1024;
 
-/// Signs and checks the statements of a round. The participant runtime implements it with
-/// the party's certificate key and its verified job directory
-/// ([`crate::protocol::PartyAuth`]); [`Unsigned`] is the insecure-federation stand-in.
+/// A party's keys for a round: its pair roots with its neighbours, and signatures over
+/// survivor sets. The participant runtime implements it with the party's verified job
+/// directory and certificate key ([`crate::protocol::PartyAuth`]); [`in_memory::Keyring`]
+/// is the stand-in for tests of the round logic alone.
 pub trait RoundAuth {
+    /// The job's pair root with `peer` (absent without a verified channel key of the peer).
+    fn pair_root(&self, peer: &PartyId) -> Option<PairRoot>;
     /// Signs `message`.
     ///
     /// # Errors
@@ -118,21 +120,10 @@ pub trait RoundAuth {
     ) -> Result<(), AuthError>;
 }
 
-/// No signatures: for federations without certificates (`insecure = true`) and tests of the
-/// round logic alone. Signs nothing and accepts everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unsigned;
-
-impl RoundAuth for Unsigned {
-    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, AuthError> {
-        Ok(Vec::new())
-    }
-    fn verify(&self, _: &PartyId, _: &[u8], _: &[u8], _: &'static str) -> Result<(), AuthError> {
-        Ok(())
-    }
-}
-
 impl RoundAuth for crate::protocol::PartyAuth<'_> {
+    fn pair_root(&self, peer: &PartyId) -> Option<PairRoot> {
+        self.channels.secagg_root(peer)
+    }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AuthError> {
         crate::protocol::PartyAuth::sign(self, message)
     }
@@ -145,14 +136,6 @@ impl RoundAuth for crate::protocol::PartyAuth<'_> {
     ) -> Result<(), AuthError> {
         self.verify_peer(party, message, signature, what)
     }
-}
-
-/// The statement a party signs for its round keys.
-pub fn keys_statement(spec: &RoundSpec, party: &PartyId, keys: &PublicKeys) -> Vec<u8> {
-    statement(
-        "fedcredit secagg keys v1",
-        &[spec.context().as_bytes(), party.0.as_bytes(), &keys.c, &keys.s],
-    )
 }
 
 /// The statement a survivor signs in the consistency check: the round and the sorted set.
@@ -254,11 +237,7 @@ impl SecAggConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Collecting public keys.
-    AdvertiseKeys,
-    /// Collecting encrypted shares.
-    ShareKeys,
-    /// Collecting masked vectors.
+    /// Collecting masked vectors (each with its sealed shares).
     MaskedInput,
     /// Collecting survivors' signatures over the survivor set (only when someone dropped).
     Consistency,
@@ -273,8 +252,6 @@ pub enum Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Phase::AdvertiseKeys => "advertise-keys",
-            Phase::ShareKeys => "share-keys",
             Phase::MaskedInput => "masked-input",
             Phase::Consistency => "consistency",
             Phase::Unmask => "unmask",
@@ -402,53 +379,6 @@ pub struct RoundSetup {
     pub roster: Vec<PartyId>,
 }
 
-/// Party → server, phase AdvertiseKeys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeysAdvert {
-    /// Job, round, attempt.
-    pub header: RoundHeader,
-    /// The party's two X25519 public keys.
-    pub keys: PublicKeys,
-    /// Its signature over [`keys_statement`] (empty in an insecure federation).
-    pub signature: Vec<u8>,
-}
-
-/// A party's keys with its signature, as relayed to its neighbours.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignedKeys {
-    /// The two public keys.
-    pub keys: PublicKeys,
-    /// The owner's signature over [`keys_statement`].
-    pub signature: Vec<u8>,
-}
-
-/// Server → party: the neighbours' public keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerKeys {
-    /// Job, round, attempt.
-    pub header: RoundHeader,
-    /// Neighbour → its signed public keys.
-    pub keys: BTreeMap<PartyId, SignedKeys>,
-}
-
-/// Party → server, phase ShareKeys: encrypted share bundles, one per neighbour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShareKeys {
-    /// Job, round, attempt.
-    pub header: RoundHeader,
-    /// Recipient → ChaCha20-Poly1305 ciphertext.
-    pub ciphertexts: BTreeMap<PartyId, Vec<u8>>,
-}
-
-/// Server → party: the bundles its neighbours encrypted to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ForwardedShares {
-    /// Job, round, attempt.
-    pub header: RoundHeader,
-    /// Sender → ciphertext.
-    pub ciphertexts: BTreeMap<PartyId, Vec<u8>>,
-}
-
 /// Party → server, phase MaskedInput.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaskedInput {
@@ -457,6 +387,9 @@ pub struct MaskedInput {
     /// The masked vector, elements of `Z_{2^k}` (pack with
     /// [`fedcredit_crypto::secagg::pack_elements`] for `⌈k/8⌉` bytes each on the wire).
     pub masked: Vec<u64>,
+    /// One sealed share of the sender's self-mask seed per neighbour (recipient →
+    /// ChaCha20-Poly1305 ciphertext); empty in the plaintext baseline.
+    pub bundles: BTreeMap<PartyId, Vec<u8>>,
 }
 
 /// Server → survivor, when some party dropped after sharing: the survivor set to sign.
@@ -491,6 +424,8 @@ pub struct UnmaskRequest {
     /// Survivors' signatures over `all_survivors` (after a consistency check; empty on the
     /// fast path, when nobody dropped).
     pub signatures: BTreeMap<PartyId, Vec<u8>>,
+    /// The shares its surviving neighbours sealed to it (sender → ciphertext).
+    pub bundles: BTreeMap<PartyId, Vec<u8>>,
 }
 
 /// Survivor → server, phase Unmask.
@@ -500,8 +435,8 @@ pub struct UnmaskResponse {
     pub header: RoundHeader,
     /// Survivor → share of its self-mask seed.
     pub self_mask_shares: BTreeMap<PartyId, Share>,
-    /// Dropped party → share of its masking key.
-    pub mask_key_shares: BTreeMap<PartyId, Share>,
+    /// Dropped neighbour → the sender's round seed with it.
+    pub pair_seeds: BTreeMap<PartyId, MaskSeed>,
 }
 
 /// Everything the server sends.
@@ -510,10 +445,6 @@ pub struct UnmaskResponse {
 pub enum ServerMessage {
     /// Start of an attempt.
     Setup(RoundSetup),
-    /// Neighbours' keys (AdvertiseKeys closed).
-    PeerKeys(PeerKeys),
-    /// Relayed share ciphertexts (ShareKeys closed).
-    Shares(ForwardedShares),
     /// The survivor set to sign (MaskedInput closed with dropouts).
     Consistency(ConsistencyCheck),
     /// Survivors and dropouts (MaskedInput or Consistency closed).
@@ -525,8 +456,6 @@ impl ServerMessage {
     pub fn header(&self) -> &RoundHeader {
         match self {
             ServerMessage::Setup(m) => &m.header,
-            ServerMessage::PeerKeys(m) => &m.header,
-            ServerMessage::Shares(m) => &m.header,
             ServerMessage::Consistency(m) => &m.header,
             ServerMessage::Unmask(m) => &m.header,
         }
@@ -535,9 +464,7 @@ impl ServerMessage {
     /// The client phase the message answers.
     pub fn phase(&self) -> Phase {
         match self {
-            ServerMessage::Setup(_) => Phase::AdvertiseKeys,
-            ServerMessage::PeerKeys(_) => Phase::ShareKeys,
-            ServerMessage::Shares(_) => Phase::MaskedInput,
+            ServerMessage::Setup(_) => Phase::MaskedInput,
             ServerMessage::Consistency(_) => Phase::Consistency,
             ServerMessage::Unmask(_) => Phase::Unmask,
         }
@@ -548,10 +475,6 @@ impl ServerMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientMessage {
-    /// Phase AdvertiseKeys.
-    AdvertiseKeys(KeysAdvert),
-    /// Phase ShareKeys.
-    ShareKeys(ShareKeys),
     /// Phase MaskedInput.
     MaskedInput(MaskedInput),
     /// Phase Consistency.
@@ -564,8 +487,6 @@ impl ClientMessage {
     /// The message's header.
     pub fn header(&self) -> &RoundHeader {
         match self {
-            ClientMessage::AdvertiseKeys(m) => &m.header,
-            ClientMessage::ShareKeys(m) => &m.header,
             ClientMessage::MaskedInput(m) => &m.header,
             ClientMessage::Consistency(m) => &m.header,
             ClientMessage::Unmask(m) => &m.header,
@@ -575,8 +496,6 @@ impl ClientMessage {
     /// The phase the message belongs to.
     pub fn phase(&self) -> Phase {
         match self {
-            ClientMessage::AdvertiseKeys(_) => Phase::AdvertiseKeys,
-            ClientMessage::ShareKeys(_) => Phase::ShareKeys,
             ClientMessage::MaskedInput(_) => Phase::MaskedInput,
             ClientMessage::Consistency(_) => Phase::Consistency,
             ClientMessage::Unmask(_) => Phase::Unmask,
@@ -592,15 +511,6 @@ pub struct Receipt {
     pub phase_complete: bool,
 }
 
-/// The parties to drop and to keep when a round restarts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Restart {
-    /// Parties that did not answer in time.
-    pub excluded: Vec<PartyId>,
-    /// Parties that answered; the next attempt's roster.
-    pub roster: Vec<PartyId>,
-}
-
 /// The result of a successful round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecAggOutput {
@@ -614,7 +524,7 @@ pub struct SecAggOutput {
     pub fixed: FixedPoint,
     /// Parties whose vectors are in the sum.
     pub contributors: Vec<PartyId>,
-    /// Parties that shared keys but whose vectors are not in the sum.
+    /// Parties of the roster whose vectors are not in the sum.
     pub dropped: Vec<PartyId>,
     /// `|sum − Σ clipped inputs| ≤ error_bound` element-wise.
     pub error_bound: f64,
@@ -625,9 +535,6 @@ pub struct SecAggOutput {
 pub enum ServerStep {
     /// Send these messages; the next phase is open.
     Send(Vec<(PartyId, ServerMessage)>),
-    /// Parties dropped before their shares went out: start the next attempt without them
-    /// ([`SecAggServer::retry`]).
-    Restart(Restart),
     /// The round is complete.
     Done(SecAggOutput),
 }
@@ -661,9 +568,6 @@ pub struct SecAggServer {
     responded: BTreeSet<PartyIndex>,
     /// Who completed each closed phase.
     completed: BTreeMap<Phase, Vec<PartyId>>,
-    keys: BTreeMap<PartyIndex, SignedKeys>,
-    /// Recipient → sender → ciphertext.
-    relay: BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>>,
     aggregator: Option<Aggregator>,
     plan: Option<UnmaskPlan>,
     /// The whole survivor set, once the masked inputs are in.
@@ -705,6 +609,7 @@ impl SecAggServer {
         let roster = sorted_roster(roster)?;
         let spec = config.spec(&header, &roster)?;
         let input = config.input(roster.len())?;
+        let aggregator = Aggregator::new(spec.clone(), input)?;
         let index = roster.iter().enumerate().map(|(i, p)| (p.clone(), i as PartyIndex)).collect();
         let setup = RoundSetup { header: header.clone(), config, roster: roster.clone() };
         let out = roster.iter().map(|p| (p.clone(), ServerMessage::Setup(setup.clone()))).collect();
@@ -715,12 +620,10 @@ impl SecAggServer {
             index,
             spec,
             input,
-            phase: Phase::AdvertiseKeys,
+            phase: Phase::MaskedInput,
             responded: BTreeSet::new(),
             completed: BTreeMap::new(),
-            keys: BTreeMap::new(),
-            relay: BTreeMap::new(),
-            aggregator: None,
+            aggregator: Some(aggregator),
             plan: None,
             survivor_set: Vec::new(),
             consistency: BTreeMap::new(),
@@ -768,7 +671,7 @@ impl SecAggServer {
     /// The parties expected to answer in the current phase.
     pub fn members(&self) -> Vec<PartyId> {
         match self.phase {
-            Phase::AdvertiseKeys | Phase::ShareKeys | Phase::MaskedInput => self.roster.clone(),
+            Phase::MaskedInput => self.roster.clone(),
             Phase::Consistency => self.survivor_set.clone(),
             Phase::Unmask => self.names(self.unmask_members.iter().copied()),
             Phase::Done | Phase::Aborted => Vec::new(),
@@ -777,7 +680,7 @@ impl SecAggServer {
 
     fn is_member(&self, me: PartyIndex) -> bool {
         match self.phase {
-            Phase::AdvertiseKeys | Phase::ShareKeys | Phase::MaskedInput => true,
+            Phase::MaskedInput => true,
             Phase::Consistency => self.plan.as_ref().is_some_and(|p| p.survivors.contains(&me)),
             Phase::Unmask => self.unmask_members.contains(&me),
             Phase::Done | Phase::Aborted => false,
@@ -811,19 +714,20 @@ impl SecAggServer {
         self.roster.get(i as usize).cloned().unwrap_or_else(|| PartyId(format!("#{i}")))
     }
 
-    /// The roster indices of the keys of `named`, or which name is unknown.
-    fn indices_of<V>(
+    /// Translates a map keyed by party names to roster indices.
+    fn to_index<V>(
         &self,
         sender: &PartyId,
-        named: &BTreeMap<PartyId, V>,
-    ) -> Result<BTreeSet<PartyIndex>, SecAggRoundError> {
+        named: BTreeMap<PartyId, V>,
+    ) -> Result<BTreeMap<PartyIndex, V>, SecAggRoundError> {
         named
-            .keys()
-            .map(|p| {
-                self.index.get(p).copied().ok_or_else(|| SecAggRoundError::InvalidMessage {
+            .into_iter()
+            .map(|(p, v)| match self.index.get(&p) {
+                Some(&i) => Ok((i, v)),
+                None => Err(SecAggRoundError::InvalidMessage {
                     party: sender.clone(),
                     reason: format!("names {p}, who is not in the roster"),
-                })
+                }),
             })
             .collect()
     }
@@ -873,76 +777,19 @@ impl SecAggServer {
         let invalid =
             |reason: String| SecAggRoundError::InvalidMessage { party: from.clone(), reason };
         match msg {
-            ClientMessage::AdvertiseKeys(m) => {
-                // Keys that would make honest neighbours abort are refused on arrival, so the
-                // sender is excluded at the phase's close instead of failing the round.
-                let k = m.keys;
-                if is_low_order(&k.c) || is_low_order(&k.s) {
-                    return Err(invalid("a public key is of low order".into()));
-                }
-                if k.c == k.s {
-                    return Err(invalid("its two public keys are equal".into()));
-                }
-                if let Some((&other, _)) = self
-                    .keys
-                    .iter()
-                    .find(|(_, o)| [o.keys.c, o.keys.s].iter().any(|x| *x == k.c || *x == k.s))
-                {
-                    return Err(invalid(format!(
-                        "a public key equals one {} advertised",
-                        self.name(other)
-                    )));
-                }
-                self.keys.insert(me, SignedKeys { keys: k, signature: m.signature });
-            }
-            ClientMessage::ShareKeys(m) => {
-                let recipients = self.indices_of(from, &m.ciphertexts)?;
-                let expected = self.spec.graph().neighbours(me);
-                if recipients.iter().copied().ne(expected.iter().copied()) {
-                    return Err(invalid(format!(
-                        "ciphertexts for {} parties, expected one for each of its {} neighbours",
-                        recipients.len(),
-                        expected.len()
-                    )));
-                }
-                if let Some((to, ct)) =
-                    m.ciphertexts.iter().find(|(_, ct)| ct.len() != SEALED_BUNDLE_LEN)
-                {
-                    return Err(invalid(format!(
-                        "ciphertext for {to} has {} bytes, expected {SEALED_BUNDLE_LEN}",
-                        ct.len()
-                    )));
-                }
-                for (to, ct) in m.ciphertexts {
-                    if let Some(&t) = self.index.get(&to) {
-                        self.relay.entry(t).or_default().insert(me, ct);
-                    }
-                }
-            }
             ClientMessage::MaskedInput(m) => {
+                let bundles = self.to_index(from, m.bundles)?;
                 let agg =
                     self.aggregator.as_mut().ok_or_else(|| invalid("no aggregator".into()))?;
-                agg.add_masked(me, &m.masked).map_err(|e| invalid(e.to_string()))?;
+                agg.add_masked(me, &m.masked, bundles).map_err(|e| invalid(e.to_string()))?;
             }
             ClientMessage::Consistency(m) => {
                 self.consistency.insert(me, m.signature);
             }
             ClientMessage::Unmask(m) => {
-                let to_index = |shares: BTreeMap<PartyId, Share>| -> Result<BTreeMap<PartyIndex, Share>, SecAggRoundError> {
-                    shares
-                        .into_iter()
-                        .map(|(p, s)| match self.index.get(&p) {
-                            Some(&i) => Ok((i, s)),
-                            None => Err(SecAggRoundError::InvalidMessage {
-                                party: from.clone(),
-                                reason: format!("share of {p}, who is not in the roster"),
-                            }),
-                        })
-                        .collect()
-                };
                 let shares = sa::UnmaskShares {
-                    self_mask: to_index(m.self_mask_shares)?,
-                    mask_key: to_index(m.mask_key_shares)?,
+                    self_mask: self.to_index(from, m.self_mask_shares)?,
+                    pair_seeds: self.to_index(from, m.pair_seeds)?,
                 };
                 let (agg, plan) = match (&self.aggregator, &self.plan) {
                     (Some(a), Some(p)) => (a, p),
@@ -970,21 +817,6 @@ impl SecAggServer {
         self.live = live;
         self.aggregator = None;
         self.responses.clear();
-        self.relay.clear();
-    }
-
-    fn restart_or_continue(&mut self) -> Result<Option<ServerStep>, SecAggRoundError> {
-        let done = self.finish_phase();
-        if done.len() == self.roster.len() {
-            return Ok(None);
-        }
-        let excluded: Vec<PartyId> =
-            self.roster.iter().filter(|p| !done.contains(p)).cloned().collect();
-        self.abort(done.clone());
-        if done.len() < 2 {
-            return Err(SecAggRoundError::TooFewParties { have: done.len(), need: 2 });
-        }
-        Ok(Some(ServerStep::Restart(Restart { excluded, roster: done })))
     }
 
     fn threshold_error(&self, e: SecAggError) -> SecAggRoundError {
@@ -1004,10 +836,16 @@ impl SecAggServer {
         members: &BTreeSet<PartyIndex>,
         signatures: &BTreeMap<PartyId, Vec<u8>>,
     ) -> Vec<(PartyId, ServerMessage)> {
+        let Some(agg) = &self.aggregator else { return Vec::new() };
         plan.requests
             .iter()
             .filter(|(u, _)| members.contains(u))
             .map(|(&u, (alive, gone))| {
+                let bundles = agg
+                    .bundles_for(plan, u)
+                    .into_iter()
+                    .map(|(f, ct)| (self.name(f), ct))
+                    .collect();
                 (
                     self.name(u),
                     ServerMessage::Unmask(UnmaskRequest {
@@ -1016,6 +854,7 @@ impl SecAggServer {
                         dropped: self.names(gone.iter().copied()),
                         all_survivors: self.survivor_set.clone(),
                         signatures: signatures.clone(),
+                        bundles,
                     }),
                 )
             })
@@ -1025,67 +864,12 @@ impl SecAggServer {
     /// Ends the current phase (its deadline passed, or everyone answered) and moves on.
     ///
     /// # Errors
-    /// [`SecAggRoundError::ThresholdNotMet`] or [`SecAggRoundError::TooFewParties`] when the
-    /// attempt cannot finish (the server is then [`Phase::Aborted`]; see
-    /// [`SecAggServer::retry`]), [`SecAggRoundError::Crypto`] when reconstruction fails,
+    /// [`SecAggRoundError::ThresholdNotMet`] or [`SecAggRoundError::Crypto`] when the attempt
+    /// cannot finish (the server is then [`Phase::Aborted`]; see [`SecAggServer::retry`]),
     /// [`SecAggRoundError::Refused`] when the survivors' graph is disconnected,
     /// [`SecAggRoundError::NotNow`] when the attempt is already over.
     pub fn close_phase(&mut self) -> Result<ServerStep, SecAggRoundError> {
         match self.phase {
-            Phase::AdvertiseKeys => {
-                if let Some(step) = self.restart_or_continue()? {
-                    return Ok(step);
-                }
-                let keys = self.keys.iter().map(|(&p, k)| (p, k.keys)).collect();
-                let aggregator = match Aggregator::new(self.spec.clone(), keys, self.input) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        self.abort(self.roster.clone());
-                        return Err(e.into());
-                    }
-                };
-                self.aggregator = Some(aggregator);
-                self.phase = Phase::ShareKeys;
-                let out = (0..self.roster.len() as PartyIndex)
-                    .map(|u| {
-                        let keys = self
-                            .spec
-                            .graph()
-                            .neighbours(u)
-                            .iter()
-                            .filter_map(|v| Some((self.name(*v), self.keys.get(v)?.clone())))
-                            .collect();
-                        (
-                            self.name(u),
-                            ServerMessage::PeerKeys(PeerKeys { header: self.header.clone(), keys }),
-                        )
-                    })
-                    .collect();
-                Ok(ServerStep::Send(out))
-            }
-            Phase::ShareKeys => {
-                if let Some(step) = self.restart_or_continue()? {
-                    return Ok(step);
-                }
-                self.phase = Phase::MaskedInput;
-                let relay = std::mem::take(&mut self.relay);
-                let out = (0..self.roster.len() as PartyIndex)
-                    .map(|v| {
-                        let ciphertexts = relay
-                            .get(&v)
-                            .map(|m| m.iter().map(|(&u, ct)| (self.name(u), ct.clone())).collect())
-                            .unwrap_or_default();
-                        (
-                            self.name(v),
-                            ServerMessage::Shares(ForwardedShares {
-                                header: self.header.clone(),
-                                ciphertexts,
-                            }),
-                        )
-                    })
-                    .collect();
-                Ok(ServerStep::Send(out))
-            }
             Phase::MaskedInput => {
                 let done = self.finish_phase();
                 let plan = match self.aggregator.as_ref().map(Aggregator::plan) {
@@ -1190,7 +974,7 @@ impl SecAggServer {
     }
 
     /// Starts the next attempt of the same round with the parties still answering, after a
-    /// [`ServerStep::Restart`] or a failed [`SecAggServer::close_phase`].
+    /// failed [`SecAggServer::close_phase`].
     ///
     /// # Errors
     /// [`SecAggRoundError::NotNow`] unless the attempt is [`Phase::Aborted`];
@@ -1214,8 +998,7 @@ impl SecAggServer {
 }
 
 enum ClientState {
-    AwaitPeerKeys(KeysState),
-    AwaitShares(SharedState),
+    /// Uploaded its masked vector; waits for the consistency check or the unmask request.
     AwaitUnmask(MaskedState),
     /// Signed this survivor set; only an unmask request carrying it (with signatures) is
     /// answered.
@@ -1227,17 +1010,15 @@ enum ClientState {
 /// A participant's state machine for one attempt of one round.
 ///
 /// # Security
-/// Holds the party's encoded update and round secrets; all are zeroized on drop and
-/// `Debug` prints only the party, round and phase. It checks every neighbour's key
-/// signature, signs at most one survivor set and answers at most one unmask request.
+/// Holds the party's round secrets; all are zeroized on drop and `Debug` prints only the
+/// party, round and phase. It signs at most one survivor set and answers at most one
+/// unmask request.
 pub struct SecAggClient {
     me: PartyId,
     header: RoundHeader,
     roster: Vec<PartyId>,
     index: BTreeMap<PartyId, PartyIndex>,
     spec: RoundSpec,
-    input_spec: InputSpec,
-    input: Zeroizing<Vec<u64>>,
     state: ClientState,
 }
 
@@ -1253,13 +1034,15 @@ impl fmt::Debug for SecAggClient {
 }
 
 impl SecAggClient {
-    /// Joins an attempt: encodes `update` (clipped to the config's bound), draws the round
-    /// keys and returns the key advertisement, signed through `auth`.
+    /// Joins an attempt: encodes `update` (clipped to the config's bound), masks it with the
+    /// round's seeds derived from the pair roots `auth` holds, and returns the upload (the
+    /// masked vector with one sealed share of the self-mask seed per neighbour).
     ///
     /// # Errors
     /// [`SecAggRoundError::NotAMember`] when `me` is not in the roster,
-    /// [`SecAggRoundError::Config`] when `update` has the wrong length or the config is
-    /// unusable, [`SecAggRoundError::Auth`] when signing fails.
+    /// [`SecAggRoundError::Config`] when `update` has the wrong length, the roster is not
+    /// sorted or the config is unusable, [`SecAggRoundError::Refused`] when a neighbour has
+    /// no verified channel key.
     pub fn new<R: CryptoRng + ?Sized>(
         me: PartyId,
         setup: &RoundSetup,
@@ -1272,8 +1055,8 @@ impl SecAggClient {
             return Err(SecAggRoundError::Config { reason: "the roster is not sorted".into() });
         }
         let my_index = roster.iter().position(|p| *p == me).ok_or_else(|| {
-            SecAggRoundError::NotAMember { party: me.clone(), phase: Phase::AdvertiseKeys }
-        })?;
+            SecAggRoundError::NotAMember { party: me.clone(), phase: Phase::MaskedInput }
+        })? as PartyIndex;
         if update.len() != setup.config.vector_len {
             return Err(SecAggRoundError::Config {
                 reason: format!(
@@ -1285,14 +1068,23 @@ impl SecAggClient {
         }
         let spec = setup.config.spec(&setup.header, &roster)?;
         let input_spec = setup.config.input(roster.len())?;
+        let mut roots = BTreeMap::new();
+        for &v in spec.graph().neighbours(my_index) {
+            let peer = &roster[v as usize];
+            let root = auth.pair_root(peer).ok_or_else(|| {
+                SecAggRoundError::Refused(format!("no verified channel key of {peer}"))
+            })?;
+            roots.insert(v, root);
+        }
         let input = Zeroizing::new(input_spec.fixed.encode_vec(update));
-        let (state, keys) = sa::advertise(&spec, my_index as PartyIndex, rng)?;
-        let signature = auth.sign(&keys_statement(&spec, &me, &keys))?;
+        let (state, masked, bundles) =
+            sa::mask_input(&spec, my_index, &roots, &input, &input_spec, rng)?;
+        let bundles = bundles.into_iter().map(|(v, ct)| (roster[v as usize].clone(), ct)).collect();
         let index = roster.iter().enumerate().map(|(i, p)| (p.clone(), i as PartyIndex)).collect();
-        let msg = ClientMessage::AdvertiseKeys(KeysAdvert {
+        let msg = ClientMessage::MaskedInput(MaskedInput {
             header: setup.header.clone(),
-            keys,
-            signature,
+            masked,
+            bundles,
         });
         Ok((
             Self {
@@ -1301,9 +1093,7 @@ impl SecAggClient {
                 roster,
                 index,
                 spec,
-                input_spec,
-                input,
-                state: ClientState::AwaitPeerKeys(state),
+                state: ClientState::AwaitUnmask(state),
             },
             msg,
         ))
@@ -1328,10 +1118,7 @@ impl SecAggClient {
     /// answered the unmask request, [`Phase::Aborted`] after an error.
     pub fn phase(&self) -> Phase {
         match self.state {
-            ClientState::AwaitPeerKeys(_) => Phase::ShareKeys,
-            ClientState::AwaitShares(_) => Phase::MaskedInput,
-            ClientState::AwaitUnmask(_) => Phase::Unmask,
-            ClientState::AwaitSignedUnmask(..) => Phase::Unmask,
+            ClientState::AwaitUnmask(_) | ClientState::AwaitSignedUnmask(..) => Phase::Unmask,
             ClientState::Done => Phase::Done,
             ClientState::Failed => Phase::Aborted,
         }
@@ -1340,21 +1127,6 @@ impl SecAggClient {
     /// Whether this client has released unmask shares.
     pub fn answered_unmask(&self) -> bool {
         matches!(self.state, ClientState::Done)
-    }
-
-    fn indices<V: Clone>(
-        &self,
-        m: &BTreeMap<PartyId, V>,
-    ) -> Result<BTreeMap<PartyIndex, V>, SecAggRoundError> {
-        m.iter()
-            .map(|(p, v)| match self.index.get(p) {
-                Some(&i) => Ok((i, v.clone())),
-                None => Err(SecAggRoundError::InvalidMessage {
-                    party: coordinator(),
-                    reason: format!("names {p}, who is not in the roster"),
-                }),
-            })
-            .collect()
     }
 
     fn index_set(&self, ps: &[PartyId]) -> Result<BTreeSet<PartyIndex>, SecAggRoundError> {
@@ -1447,15 +1219,15 @@ impl SecAggClient {
     ///
     /// # Errors
     /// [`SecAggRoundError::WrongRound`], [`SecAggRoundError::WrongPhase`],
-    /// [`SecAggRoundError::InvalidMessage`], [`SecAggRoundError::Auth`] (a neighbour's key
-    /// signature does not verify), [`SecAggRoundError::Refused`] (an inconsistent or unsafe
-    /// survivor set) or [`SecAggRoundError::Crypto`] (e.g. a share ciphertext failing
-    /// authentication, or both shares of one party requested).
+    /// [`SecAggRoundError::InvalidMessage`], [`SecAggRoundError::Refused`] (an inconsistent
+    /// or unsafe survivor set), [`SecAggRoundError::Auth`] (signing failed) or
+    /// [`SecAggRoundError::Crypto`] (e.g. a share ciphertext failing authentication, or both
+    /// secrets of one party requested).
     pub fn handle<R: CryptoRng + ?Sized>(
         &mut self,
         msg: &ServerMessage,
         auth: &dyn RoundAuth,
-        rng: &mut R,
+        _rng: &mut R,
     ) -> Result<ClientMessage, SecAggRoundError> {
         if msg.header() != &self.header {
             return Err(SecAggRoundError::WrongRound {
@@ -1466,9 +1238,7 @@ impl SecAggClient {
         let phase = self.phase();
         let fits = matches!(
             (&self.state, msg),
-            (ClientState::AwaitPeerKeys(_), ServerMessage::PeerKeys(_))
-                | (ClientState::AwaitShares(_), ServerMessage::Shares(_))
-                | (ClientState::AwaitUnmask(_), ServerMessage::Consistency(_))
+            (ClientState::AwaitUnmask(_), ServerMessage::Consistency(_))
                 | (ClientState::AwaitUnmask(_), ServerMessage::Unmask(_))
                 | (ClientState::AwaitSignedUnmask(..), ServerMessage::Unmask(_))
         );
@@ -1479,49 +1249,9 @@ impl SecAggClient {
                 phase,
             });
         }
-        // Names are translated before the state is consumed, so a message naming parties
-        // outside the roster changes nothing. A failed step leaves the client aborted.
         let header = self.header.clone();
         let state = std::mem::replace(&mut self.state, ClientState::Failed);
         let (next, reply) = match (state, msg) {
-            (ClientState::AwaitPeerKeys(st), ServerMessage::PeerKeys(m)) => {
-                let peers = match self.indices(&m.keys) {
-                    Ok(peers) => peers,
-                    Err(e) => {
-                        self.state = ClientState::AwaitPeerKeys(st);
-                        return Err(e);
-                    }
-                };
-                for (p, k) in &m.keys {
-                    auth.verify(
-                        p,
-                        &keys_statement(&self.spec, p, &k.keys),
-                        &k.signature,
-                        "round keys",
-                    )?;
-                }
-                let keys = peers.into_iter().map(|(i, k)| (i, k.keys)).collect();
-                let (next, cts) = st.share_keys(&keys, rng)?;
-                let ciphertexts = self.names(cts);
-                (
-                    ClientState::AwaitShares(next),
-                    ClientMessage::ShareKeys(ShareKeys { header, ciphertexts }),
-                )
-            }
-            (ClientState::AwaitShares(st), ServerMessage::Shares(m)) => {
-                let received = match self.indices(&m.ciphertexts) {
-                    Ok(received) => received,
-                    Err(e) => {
-                        self.state = ClientState::AwaitShares(st);
-                        return Err(e);
-                    }
-                };
-                let (next, masked) = st.mask_input(&received, &self.input, &self.input_spec)?;
-                (
-                    ClientState::AwaitUnmask(next),
-                    ClientMessage::MaskedInput(MaskedInput { header, masked }),
-                )
-            }
             (ClientState::AwaitUnmask(st), ServerMessage::Consistency(m)) => {
                 self.check_survivors(&m.survivors)?;
                 let signature = auth.sign(&survivors_statement(&self.spec, &m.survivors))?;
@@ -1588,11 +1318,19 @@ impl SecAggClient {
                 )));
             }
         }
-        let shares = st.unmask(&alive, &gone)?;
+        let mut bundles = BTreeMap::new();
+        for (p, ct) in &m.bundles {
+            let i = self.index.get(p).copied().ok_or_else(|| SecAggRoundError::InvalidMessage {
+                party: coordinator(),
+                reason: format!("a share from {p}, who is not in the roster"),
+            })?;
+            bundles.insert(i, ct.clone());
+        }
+        let shares = st.unmask(&bundles, &alive, &gone)?;
         Ok(UnmaskResponse {
             header: self.header.clone(),
             self_mask_shares: self.names(shares.self_mask),
-            mask_key_shares: self.names(shares.mask_key),
+            pair_seeds: self.names(shares.pair_seeds),
         })
     }
 }
@@ -1629,8 +1367,6 @@ pub mod in_memory {
     pub enum AttemptEnd {
         /// With a sum.
         Done,
-        /// Restarted without the parties that dropped before sharing.
-        Restart(Restart),
         /// Failed; the next attempt (if any) runs with the parties still answering.
         Failed(SecAggRoundError),
     }
@@ -1664,8 +1400,57 @@ pub mod in_memory {
     /// Optional interference with server → client messages (e.g. to tamper with a ciphertext).
     pub type Tamper<'a> = dyn FnMut(&PartyId, &mut ServerMessage) + 'a;
 
-    /// Each party's signer and view of its peers' certificates.
+    /// Each party's keys: pair roots, signer, view of its peers' certificates.
     pub type Auths<'b> = dyn Fn(&PartyId) -> &'b (dyn RoundAuth + 'b) + 'b;
+
+    /// One party's pair roots for in-memory rounds, without signatures (a stand-in for the
+    /// job directory of a federation without certificates).
+    #[derive(Debug, Clone)]
+    pub struct Keyring {
+        roots: BTreeMap<PartyId, PairRoot>,
+    }
+
+    impl Keyring {
+        /// Random pair roots among `parties`, one keyring per party.
+        pub fn for_parties<R: CryptoRng + ?Sized>(
+            parties: &[PartyId],
+            rng: &mut R,
+        ) -> BTreeMap<PartyId, Keyring> {
+            let mut out: BTreeMap<PartyId, Keyring> =
+                parties.iter().map(|p| (p.clone(), Keyring { roots: BTreeMap::new() })).collect();
+            for (i, a) in parties.iter().enumerate() {
+                for b in &parties[i + 1..] {
+                    let mut bytes = [0u8; 32];
+                    rng.fill_bytes(&mut bytes);
+                    if let Some(k) = out.get_mut(a) {
+                        k.roots.insert(b.clone(), PairRoot::from_bytes(bytes));
+                    }
+                    if let Some(k) = out.get_mut(b) {
+                        k.roots.insert(a.clone(), PairRoot::from_bytes(bytes));
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    impl RoundAuth for Keyring {
+        fn pair_root(&self, peer: &PartyId) -> Option<PairRoot> {
+            self.roots.get(peer).cloned()
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, AuthError> {
+            Ok(Vec::new())
+        }
+        fn verify(
+            &self,
+            _: &PartyId,
+            _: &[u8],
+            _: &[u8],
+            _: &'static str,
+        ) -> Result<(), AuthError> {
+            Ok(())
+        }
+    }
 
     struct Federation<'a, 'b, R: CryptoRng + ?Sized> {
         auth: &'b Auths<'b>,
@@ -1753,8 +1538,11 @@ pub mod in_memory {
         rng: &mut R,
         tamper: &mut Tamper<'_>,
     ) -> Run {
-        let unsigned = |_: &PartyId| -> &dyn RoundAuth { &Unsigned };
-        run_authenticated(header, config, updates, crashes, max_attempts, rng, &unsigned, tamper)
+        let parties: Vec<PartyId> = updates.keys().cloned().collect();
+        let keys = Keyring::for_parties(&parties, rng);
+        let none = Keyring { roots: BTreeMap::new() };
+        let auth = |p: &PartyId| -> &dyn RoundAuth { keys.get(p).unwrap_or(&none) };
+        run_authenticated(header, config, updates, crashes, max_attempts, rng, &auth, tamper)
     }
 
     /// [`run_with`] where each party signs and checks with `auth(party)`.
@@ -1800,13 +1588,9 @@ pub mod in_memory {
                 match server.close_phase() {
                     Ok(ServerStep::Send(msgs)) => fed.deliver(&mut server, &mut log, msgs, tamper),
                     Ok(ServerStep::Done(out)) => break Ok(out),
-                    Ok(ServerStep::Restart(r)) => {
-                        log.end = AttemptEnd::Restart(r);
-                        break Err(None);
-                    }
                     Err(e) => {
                         log.end = AttemptEnd::Failed(e.clone());
-                        break Err(Some(e));
+                        break Err(e);
                     }
                 }
             };
@@ -1815,10 +1599,6 @@ pub mod in_memory {
                 Ok(out) => return Run { outcome: Ok(out), attempts },
                 Err(e) => {
                     if attempts.len() >= max_attempts as usize {
-                        let e = e.unwrap_or(SecAggRoundError::NotNow {
-                            action: "another attempt",
-                            phase: Phase::Aborted,
-                        });
                         return Run { outcome: Err(e), attempts };
                     }
                     next = server.retry();

@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use fedcredit_crypto::secagg::{PublicKeys, SECRET_LEN, Share, pack_elements, unpack_elements};
+use fedcredit_crypto::secagg::{MaskSeed, SECRET_LEN, Share, pack_elements, unpack_elements};
 use fedcredit_proto::pb;
 
 use crate::secagg::{
-    ClientMessage, ConsistencyCheck, ConsistencySignature, ForwardedShares, KeysAdvert,
-    MaskedInput, PeerKeys, RoundHeader, RoundSetup, SecAggConfig, ServerMessage, ShareKeys,
-    SignedKeys, UnmaskRequest, UnmaskResponse,
+    ClientMessage, ConsistencyCheck, ConsistencySignature, MaskedInput, RoundHeader, RoundSetup,
+    SecAggConfig, ServerMessage, UnmaskRequest, UnmaskResponse,
 };
 use crate::{JobId, PartyId, RoundId};
 
@@ -102,18 +101,6 @@ impl TryFrom<pb::RoundSetup> for RoundSetup {
     }
 }
 
-fn keys_to_wire(k: &PublicKeys) -> pb::PublicKeys {
-    pb::PublicKeys { c: k.c.to_vec(), s: k.s.to_vec() }
-}
-
-fn keys_from_wire(k: pb::PublicKeys) -> Result<PublicKeys, WireError> {
-    let key = |v: Vec<u8>, field| {
-        <[u8; 32]>::try_from(v.as_slice())
-            .map_err(|_| wire(field, format!("{} bytes, an X25519 key has 32", v.len())))
-    };
-    Ok(PublicKeys { c: key(k.c, "keys.c")?, s: key(k.s, "keys.s")? })
-}
-
 fn party_map<V, W>(
     m: BTreeMap<PartyId, V>,
     f: impl Fn(V) -> W,
@@ -139,33 +126,39 @@ fn share_from_wire(s: pb::Share) -> Result<Share, WireError> {
     Ok(Share::from_parts(x, y))
 }
 
+fn seed_from_wire(b: Vec<u8>) -> Result<MaskSeed, WireError> {
+    let bytes = <[u8; 32]>::try_from(b.as_slice())
+        .map_err(|_| wire("pair_seeds", format!("{} bytes, a seed has 32", b.len())))?;
+    Ok(MaskSeed::from_bytes(&bytes))
+}
+
+fn names(ps: &[PartyId]) -> Vec<String> {
+    ps.iter().map(|p| p.0.clone()).collect()
+}
+
+fn parties(ps: Vec<String>) -> Vec<PartyId> {
+    ps.into_iter().map(PartyId).collect()
+}
+
 /// Encodes what a party sends. `ring_bits` is the round's ring width (for packing).
 pub fn client_to_wire(msg: &ClientMessage, ring_bits: u32) -> pb::SecAggClientMessage {
     use pb::sec_agg_client_message::Msg;
     let msg = match msg {
-        ClientMessage::AdvertiseKeys(m) => Msg::AdvertiseKeys(pb::KeysAdvert {
-            header: Some((&m.header).into()),
-            keys: Some(keys_to_wire(&m.keys)),
-            signature: m.signature.clone(),
-        }),
         ClientMessage::Consistency(m) => Msg::Consistency(pb::ConsistencySignature {
             header: Some((&m.header).into()),
             signature: m.signature.clone(),
-        }),
-        ClientMessage::ShareKeys(m) => Msg::ShareKeys(pb::SealedShares {
-            header: Some((&m.header).into()),
-            ciphertexts: party_map(m.ciphertexts.clone(), |c| c),
         }),
         ClientMessage::MaskedInput(m) => Msg::MaskedInput(pb::MaskedInput {
             header: Some((&m.header).into()),
             ring_bits,
             len: m.masked.len() as u64,
             packed: pack_elements(&m.masked, ring_bits),
+            bundles: party_map(m.bundles.clone(), |c| c),
         }),
         ClientMessage::Unmask(m) => Msg::Unmask(pb::UnmaskResponse {
             header: Some((&m.header).into()),
             self_mask_shares: party_map(m.self_mask_shares.clone(), |s| share_to_wire(&s)),
-            mask_key_shares: party_map(m.mask_key_shares.clone(), |s| share_to_wire(&s)),
+            pair_seeds: party_map(m.pair_seeds.clone(), |s| s.as_bytes().to_vec()),
         }),
     };
     pb::SecAggClientMessage { msg: Some(msg) }
@@ -178,18 +171,9 @@ pub fn client_to_wire(msg: &ClientMessage, ring_bits: u32) -> pb::SecAggClientMe
 pub fn client_from_wire(msg: pb::SecAggClientMessage) -> Result<ClientMessage, WireError> {
     use pb::sec_agg_client_message::Msg;
     Ok(match required(msg.msg, "secagg")? {
-        Msg::AdvertiseKeys(m) => ClientMessage::AdvertiseKeys(KeysAdvert {
-            header: header(m.header)?,
-            keys: keys_from_wire(required(m.keys, "keys")?)?,
-            signature: m.signature,
-        }),
         Msg::Consistency(m) => ClientMessage::Consistency(ConsistencySignature {
             header: header(m.header)?,
             signature: m.signature,
-        }),
-        Msg::ShareKeys(m) => ClientMessage::ShareKeys(ShareKeys {
-            header: header(m.header)?,
-            ciphertexts: domain_map(m.ciphertexts, Ok)?,
         }),
         Msg::MaskedInput(m) => {
             if !(1..=MAX_RING_BITS).contains(&m.ring_bits) {
@@ -206,12 +190,16 @@ pub fn client_from_wire(msg: pb::SecAggClientMessage) -> Result<ClientMessage, W
                     format!("says {} elements, the packed bytes hold {}", m.len, masked.len()),
                 ));
             }
-            ClientMessage::MaskedInput(MaskedInput { header: header(m.header)?, masked })
+            ClientMessage::MaskedInput(MaskedInput {
+                header: header(m.header)?,
+                masked,
+                bundles: domain_map(m.bundles, Ok)?,
+            })
         }
         Msg::Unmask(m) => ClientMessage::Unmask(UnmaskResponse {
             header: header(m.header)?,
             self_mask_shares: domain_map(m.self_mask_shares, share_from_wire)?,
-            mask_key_shares: domain_map(m.mask_key_shares, share_from_wire)?,
+            pair_seeds: domain_map(m.pair_seeds, seed_from_wire)?,
         }),
     })
 }
@@ -221,27 +209,17 @@ pub fn server_to_wire(msg: &ServerMessage) -> pb::SecAggServerMessage {
     use pb::sec_agg_server_message::Msg;
     let msg = match msg {
         ServerMessage::Setup(s) => Msg::Setup(s.into()),
-        ServerMessage::PeerKeys(m) => Msg::PeerKeys(pb::PeerKeys {
-            header: Some((&m.header).into()),
-            keys: party_map(m.keys.clone(), |k| pb::SignedKeys {
-                keys: Some(keys_to_wire(&k.keys)),
-                signature: k.signature,
-            }),
-        }),
         ServerMessage::Consistency(m) => Msg::Consistency(pb::ConsistencyCheck {
             header: Some((&m.header).into()),
-            survivors: m.survivors.iter().map(|p| p.0.clone()).collect(),
-        }),
-        ServerMessage::Shares(m) => Msg::Shares(pb::SealedShares {
-            header: Some((&m.header).into()),
-            ciphertexts: party_map(m.ciphertexts.clone(), |c| c),
+            survivors: names(&m.survivors),
         }),
         ServerMessage::Unmask(m) => Msg::Unmask(pb::UnmaskRequest {
             header: Some((&m.header).into()),
-            survivors: m.survivors.iter().map(|p| p.0.clone()).collect(),
-            dropped: m.dropped.iter().map(|p| p.0.clone()).collect(),
-            signed_survivors: m.all_survivors.iter().map(|p| p.0.clone()).collect(),
+            survivors: names(&m.survivors),
+            dropped: names(&m.dropped),
+            all_survivors: names(&m.all_survivors),
             signatures: party_map(m.signatures.clone(), |s| s),
+            bundles: party_map(m.bundles.clone(), |c| c),
         }),
     };
     pb::SecAggServerMessage { msg: Some(msg) }
@@ -255,29 +233,17 @@ pub fn server_from_wire(msg: pb::SecAggServerMessage) -> Result<ServerMessage, W
     use pb::sec_agg_server_message::Msg;
     Ok(match required(msg.msg, "secagg")? {
         Msg::Setup(s) => ServerMessage::Setup(s.try_into()?),
-        Msg::PeerKeys(m) => ServerMessage::PeerKeys(PeerKeys {
-            header: header(m.header)?,
-            keys: domain_map(m.keys, |k| {
-                Ok(SignedKeys {
-                    keys: keys_from_wire(required(k.keys, "keys")?)?,
-                    signature: k.signature,
-                })
-            })?,
-        }),
         Msg::Consistency(m) => ServerMessage::Consistency(ConsistencyCheck {
             header: header(m.header)?,
-            survivors: m.survivors.into_iter().map(PartyId).collect(),
-        }),
-        Msg::Shares(m) => ServerMessage::Shares(ForwardedShares {
-            header: header(m.header)?,
-            ciphertexts: domain_map(m.ciphertexts, Ok)?,
+            survivors: parties(m.survivors),
         }),
         Msg::Unmask(m) => ServerMessage::Unmask(UnmaskRequest {
             header: header(m.header)?,
-            survivors: m.survivors.into_iter().map(PartyId).collect(),
-            dropped: m.dropped.into_iter().map(PartyId).collect(),
-            all_survivors: m.signed_survivors.into_iter().map(PartyId).collect(),
+            survivors: parties(m.survivors),
+            dropped: parties(m.dropped),
+            all_survivors: parties(m.all_survivors),
             signatures: domain_map(m.signatures, Ok)?,
+            bundles: domain_map(m.bundles, Ok)?,
         }),
     })
 }
@@ -325,27 +291,28 @@ mod tests {
                 n_server += 1;
             }
         }
-        assert!(n_client >= 12 && n_server >= 12, "{n_client} {n_server}");
+        assert!(n_client >= 7 && n_server >= 8, "{n_client} {n_server}");
     }
 
     #[test]
     fn malformed_fields_are_named() {
         use pb::sec_agg_client_message::Msg;
         let h = Some(pb::RoundHeader { job: "j".into(), round: 0, attempt: 0 });
-        let bad_key = pb::SecAggClientMessage {
-            msg: Some(Msg::AdvertiseKeys(pb::KeysAdvert {
+        let bad_seed = pb::SecAggClientMessage {
+            msg: Some(Msg::Unmask(pb::UnmaskResponse {
                 header: h.clone(),
-                keys: Some(pb::PublicKeys { c: vec![0; 31], s: vec![0; 32] }),
-                signature: vec![],
+                self_mask_shares: Default::default(),
+                pair_seeds: [("b".to_string(), vec![0u8; 31])].into_iter().collect(),
             })),
         };
-        assert_eq!(client_from_wire(bad_key).unwrap_err().field, "keys.c");
+        assert_eq!(client_from_wire(bad_seed).unwrap_err().field, "pair_seeds");
         let bad_len = pb::SecAggClientMessage {
             msg: Some(Msg::MaskedInput(pb::MaskedInput {
                 header: h.clone(),
                 ring_bits: 20,
                 len: 4,
                 packed: vec![0; 9],
+                bundles: Default::default(),
             })),
         };
         assert_eq!(client_from_wire(bad_len).unwrap_err().field, "masked_input.len");
@@ -355,6 +322,7 @@ mod tests {
                 ring_bits: 20,
                 len: 1,
                 packed: vec![0; 3],
+                bundles: Default::default(),
             })),
         };
         assert_eq!(client_from_wire(no_header).unwrap_err().field, "header");
@@ -368,6 +336,7 @@ mod tests {
                 ring_bits: 65,
                 len: 0,
                 packed: vec![],
+                bundles: Default::default(),
             })),
         };
         assert_eq!(client_from_wire(big_ring).unwrap_err().field, "masked_input.ring_bits");

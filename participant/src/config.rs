@@ -66,7 +66,7 @@ pub struct DataConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultConfig {
-    /// `advertise-keys`, `share-keys`, `masked-input` or `unmask`.
+    /// `masked-input` or `unmask`.
     pub exit_before: String,
     /// The round (0-based) in which to exit.
     pub round: u64,
@@ -171,8 +171,7 @@ impl ParticipantConfig {
             ));
         }
         if let Some(f) = &cfg.fault
-            && !["advertise-keys", "share-keys", "masked-input", "unmask"]
-                .contains(&f.exit_before.as_str())
+            && !["masked-input", "unmask"].contains(&f.exit_before.as_str())
         {
             return Err(invalid(
                 "fault.exit_before",

@@ -359,8 +359,8 @@ impl Daemon {
             Ok(k) => Some(k),
             Err(e) => return decline(format!("{}: cannot sign its channel key: {e}", self.me)),
         };
-        let version = session.state_version();
-        info!(job = %job_id, columns = schema.len(), version, "joined the job");
+        let state = session.join_state();
+        info!(job = %job_id, columns = schema.len(), version = state.version, "joined the job");
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let cancel = CancellationToken::new();
         let worker = tokio::spawn(
@@ -376,7 +376,8 @@ impl Daemon {
                 reason: String::new(),
                 schema: schema_to_wire(&schema),
                 channel_key: key,
-                state_version: version,
+                state_version: state.version,
+                next_step: state.next_step,
             },
             Some(JobWorker { tx, cancel }),
         )
@@ -554,8 +555,6 @@ fn check_fault(f: &crate::config::FaultConfig, body: &pb::participant_message::B
         return;
     };
     let (phase, header) = match &s.msg {
-        Some(Msg::AdvertiseKeys(m)) => ("advertise-keys", &m.header),
-        Some(Msg::ShareKeys(m)) => ("share-keys", &m.header),
         Some(Msg::MaskedInput(m)) => ("masked-input", &m.header),
         Some(Msg::Unmask(m)) => ("unmask", &m.header),
         _ => return,

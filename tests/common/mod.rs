@@ -264,17 +264,20 @@ impl RawParty {
     pub fn close(self) {}
 }
 
-/// A `KeysAdvert` (unsigned) with the given header and key lengths, in a job message.
-pub fn keys_advert(
+/// A masked upload claiming `len` elements of a 20-bit ring in `packed` bytes (3 per element
+/// when consistent), in a job message.
+pub fn masked_upload(
     header: pb::RoundHeader,
-    c_len: usize,
-    s_len: usize,
+    len: u64,
+    packed: usize,
 ) -> pb::participant_message::Body {
     let secagg = pb::SecAggClientMessage {
-        msg: Some(pb::sec_agg_client_message::Msg::AdvertiseKeys(pb::KeysAdvert {
+        msg: Some(pb::sec_agg_client_message::Msg::MaskedInput(pb::MaskedInput {
             header: Some(header.clone()),
-            keys: Some(pb::PublicKeys { c: vec![9; c_len], s: vec![10; s_len] }),
-            signature: vec![],
+            ring_bits: 20,
+            len,
+            packed: vec![0; packed],
+            bundles: Default::default(),
         })),
     };
     pb::participant_message::Body::Job(pb::FromParty {

@@ -1,17 +1,15 @@
 //! Encryption of share bundles from one party to another, relayed by the server.
 //!
-//! Bonawitz et al. (CCS 2017, §4, round ShareKeys) encrypt each pair of shares
-//! `(b_u share, s_u share)` for its recipient under a key agreed with the `c` key pairs,
-//! so the server that relays them learns nothing. Here the cipher is ChaCha20-Poly1305
-//! (RFC 8439) under a direction-specific key `HKDF(X25519(c_u, c_v), salt = round
-//! context, info = "fedcredit secagg share key" || u || v)`. Each key encrypts one message,
-//! so the nonce is fixed at zero. The associated data is
-//! `"fedcredit secagg share v1" || round context || u || v`, binding the ciphertext to its
-//! sender, recipient, job, round and attempt: a ciphertext replayed to another party or
-//! into another round fails authentication.
+//! Bonawitz et al. (CCS 2017, §4, round ShareKeys) encrypt the shares a party hands its
+//! neighbours so the server that relays them learns nothing. Here each bundle holds one Shamir
+//! share of the sender's self-mask seed and is sealed with ChaCha20-Poly1305 (RFC 8439) under
+//! the direction-specific round key of the pair ([`super::keys::PairRoot::share_key`]). Each
+//! key seals one message, so the nonce is fixed at zero. The associated data is
+//! `"fedcredit secagg share v2" || round context || u || v`, binding the ciphertext to its
+//! sender, recipient, job, round and attempt: a ciphertext replayed to another party or into
+//! another round fails authentication.
 //!
-//! Plaintext: the 32-byte value of the self-mask share followed by the 32-byte value of
-//! the masking-key share; both have x-coordinate `v + 1`.
+//! Plaintext: the 32-byte value of the share (its x-coordinate is `v + 1`).
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -19,9 +17,9 @@ use zeroize::Zeroizing;
 
 use super::{PartyIndex, RoundContext, SecAggError};
 
-const AD_LABEL: &[u8] = b"fedcredit secagg share v1";
+const AD_LABEL: &[u8] = b"fedcredit secagg share v2";
 /// Plaintext length of a share bundle.
-pub const BUNDLE_LEN: usize = 64;
+pub const BUNDLE_LEN: usize = 32;
 /// Ciphertext length of a share bundle (plaintext + 16-byte tag).
 pub const SEALED_BUNDLE_LEN: usize = BUNDLE_LEN + 16;
 

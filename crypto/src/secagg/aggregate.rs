@@ -2,32 +2,34 @@
 //!
 //! Bonawitz et al. (CCS 2017, Fig. 4, "Server" column, round Unmasking): the server adds
 //! the masked inputs of the survivors `U3` as they arrive (one running sum, so memory does
-//! not grow with the number of parties), then reconstructs `b_u` for every survivor and
-//! `s_d` for every dropped party that had surviving neighbours, and computes
-//! `Σ_{u∈U3} y_u − Σ_{u∈U3} PRG(b_u) ± Σ_{d dropped, v∈N(d)∩U3} PRG(s_dv)` in `Z_{2^k}`.
+//! not grow with the number of parties) and keeps the sealed shares each upload carries for
+//! the uploader's neighbours. After the upload closes it asks every survivor for the shares
+//! of its surviving neighbours' self-mask seeds and for its own pairwise seed with each
+//! dropped neighbour, reconstructs `b_u` for every survivor, and computes
+//! `Σ_{u∈U3} y_u − Σ_{u∈U3} PRG(b_u) ± Σ_{d dropped, v∈N(d)∩U3} PRG(s_vd)` in `Z_{2^k}`.
 //! With the SecAgg+ graph (Bell et al., CCS 2020) only neighbours' masks appear.
 //!
 //! The server never asks for, and [`Aggregator::unmask`] refuses, a share of `b` for a
-//! dropped party or of `s` for a survivor. A reconstructed `s_d` is checked against
-//! `d`'s advertised public key, and shares beyond the threshold are checked to lie on
-//! the same polynomial.
+//! dropped party or a pairwise seed with a survivor. Shares beyond the threshold are checked
+//! to lie on the same polynomial.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::keys::{self, PublicKeys};
+use super::aead::SEALED_BUNDLE_LEN;
 use super::masking::{MaskKind, MaskOp, MaskSeed, apply_mask, ring_mask};
 use super::party::UnmaskShares;
 use super::shamir::{self, Share};
 use super::{InputSpec, PartyIndex, RoundSpec, SecAggError, SecretKind};
 
-/// The server's running state for one round after all keys are known.
+/// The server's running state for one round.
 #[derive(Debug)]
 pub struct Aggregator {
     spec: RoundSpec,
     input: InputSpec,
-    keys: BTreeMap<PartyIndex, PublicKeys>,
     sum: Vec<u64>,
     contributors: BTreeSet<PartyIndex>,
+    /// Recipient → sender → sealed share.
+    bundles: BTreeMap<PartyIndex, BTreeMap<PartyIndex, Vec<u8>>>,
 }
 
 /// What to ask each survivor in the unmask step.
@@ -35,44 +37,21 @@ pub struct Aggregator {
 pub struct UnmaskPlan {
     /// Parties whose masked vectors are in the sum.
     pub survivors: BTreeSet<PartyIndex>,
-    /// Parties that shared keys but whose masked vectors are missing.
+    /// Parties of the roster whose masked vectors are missing.
     pub dropped: BTreeSet<PartyIndex>,
     /// Per survivor: the survivors and the dropped parties of its neighbourhood.
     pub requests: BTreeMap<PartyIndex, (BTreeSet<PartyIndex>, BTreeSet<PartyIndex>)>,
 }
 
 impl Aggregator {
-    /// Starts summing once every party's public keys and the round's vector are known.
+    /// Starts a round of `spec` over vectors of `input`.
     ///
     /// # Errors
-    /// [`SecAggError::Missing`] when a party's keys are absent, [`SecAggError::UnexpectedParty`]
-    /// for an index outside the roster, [`SecAggError::DuplicateKey`] when keys coincide,
     /// [`SecAggError::InvalidParam`] for an input spec the roster's sum does not fit.
-    pub fn new(
-        spec: RoundSpec,
-        keys: BTreeMap<PartyIndex, PublicKeys>,
-        input: InputSpec,
-    ) -> Result<Self, SecAggError> {
+    pub fn new(spec: RoundSpec, input: InputSpec) -> Result<Self, SecAggError> {
         input.check(spec.n_parties())?;
-        for &p in keys.keys() {
-            spec.check_index(p)?;
-        }
-        for p in 0..spec.n_parties() as PartyIndex {
-            if !keys.contains_key(&p) {
-                return Err(SecAggError::Missing { party: p, what: "public keys" });
-            }
-        }
-        let mut seen: BTreeMap<[u8; 32], PartyIndex> = BTreeMap::new();
-        for (&p, pk) in &keys {
-            for key in [pk.c, pk.s] {
-                if let Some(&first) = seen.get(&key) {
-                    return Err(SecAggError::DuplicateKey { first, second: p });
-                }
-                seen.insert(key, p);
-            }
-        }
         let sum = vec![0; input.vector_len];
-        Ok(Self { spec, input, keys, sum, contributors: BTreeSet::new() })
+        Ok(Self { spec, input, sum, contributors: BTreeSet::new(), bundles: BTreeMap::new() })
     }
 
     /// The round spec.
@@ -85,11 +64,18 @@ impl Aggregator {
         &self.input
     }
 
-    /// Adds one party's masked vector to the running sum.
+    /// Adds one party's upload: its masked vector to the running sum, its sealed shares
+    /// (recipient → ciphertext, one per neighbour) to the mailbox.
     ///
     /// # Errors
-    /// [`SecAggError`] for an unknown or repeated party, a wrong length, or an element outside the ring.
-    pub fn add_masked(&mut self, from: PartyIndex, masked: &[u64]) -> Result<(), SecAggError> {
+    /// [`SecAggError`] for an unknown or repeated party, a wrong length, an element outside
+    /// the ring, or shares not sealed exactly to its neighbours.
+    pub fn add_masked(
+        &mut self,
+        from: PartyIndex,
+        masked: &[u64],
+        bundles: BTreeMap<PartyIndex, Vec<u8>>,
+    ) -> Result<(), SecAggError> {
         self.spec.check_index(from)?;
         if self.contributors.contains(&from) {
             return Err(SecAggError::DuplicateContribution { party: from });
@@ -106,8 +92,25 @@ impl Aggregator {
         if let Some(position) = masked.iter().position(|&x| x & !mask != 0) {
             return Err(SecAggError::OutOfRing { party: from, position, ring_bits });
         }
+        let neighbours = self.spec.graph().neighbours(from);
+        if bundles.keys().copied().ne(neighbours.iter().copied()) {
+            return Err(SecAggError::UnexpectedParty {
+                party: from,
+                reason: "sealed shares are not addressed exactly to its neighbours",
+            });
+        }
+        if let Some(ct) = bundles.values().find(|ct| ct.len() != SEALED_BUNDLE_LEN) {
+            return Err(SecAggError::ShareFormat {
+                from,
+                got: ct.len(),
+                expected: SEALED_BUNDLE_LEN,
+            });
+        }
         for (s, &y) in self.sum.iter_mut().zip(masked) {
             *s = s.wrapping_add(y) & mask;
+        }
+        for (to, ct) in bundles {
+            self.bundles.entry(to).or_default().insert(from, ct);
         }
         self.contributors.insert(from);
         Ok(())
@@ -118,11 +121,25 @@ impl Aggregator {
         &self.contributors
     }
 
-    /// Decides whom to ask for which shares, once no more masked vectors will be accepted.
+    /// The shares sealed to `to` by the survivors of `plan` (sender → ciphertext).
+    pub fn bundles_for(&self, plan: &UnmaskPlan, to: PartyIndex) -> BTreeMap<PartyIndex, Vec<u8>> {
+        self.bundles
+            .get(&to)
+            .map(|m| {
+                m.iter()
+                    .filter(|(from, _)| plan.survivors.contains(from))
+                    .map(|(&f, ct)| (f, ct.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Decides whom to ask for what, once no more masked vectors will be accepted.
     ///
     /// # Errors
-    /// [`SecAggError::ThresholdNotMet`] when some needed secret has fewer than `t` surviving
-    /// holders (the round cannot finish and should be retried), or nobody contributed.
+    /// [`SecAggError::ThresholdNotMet`] when some survivor has fewer than `t` surviving
+    /// holders of its self-mask seed (the round cannot finish and should be retried), or
+    /// nobody contributed.
     pub fn plan(&self) -> Result<UnmaskPlan, SecAggError> {
         let graph = self.spec.graph();
         let t = self.spec.threshold();
@@ -138,23 +155,11 @@ impl Aggregator {
             });
         }
         for &u in &survivors {
-            let holders = graph.neighbourhood(u).into_iter().filter(|h| survivors.contains(h));
-            let got = holders.count();
+            let got = graph.neighbourhood(u).into_iter().filter(|h| survivors.contains(h)).count();
             if got < t {
                 return Err(SecAggError::ThresholdNotMet {
                     party: u,
                     kind: SecretKind::SelfMask,
-                    got,
-                    need: t,
-                });
-            }
-        }
-        for &d in &dropped {
-            let got = graph.neighbours(d).iter().filter(|h| survivors.contains(h)).count();
-            if got > 0 && got < t {
-                return Err(SecAggError::ThresholdNotMet {
-                    party: d,
-                    kind: SecretKind::MaskKey,
                     got,
                     need: t,
                 });
@@ -174,9 +179,10 @@ impl Aggregator {
     /// Checks one survivor's answer against the plan, before it is kept.
     ///
     /// # Errors
-    /// [`SecAggError::UnexpectedParty`] when the responder was not asked or a share is for a
-    /// party it was not asked about (in particular a `b` share of a dropped party or an `s`
-    /// share of a survivor), [`SecAggError::Missing`] when an asked-for share is absent.
+    /// [`SecAggError::UnexpectedParty`] when the responder was not asked or answers for a
+    /// party it was not asked about (in particular a `b` share of a dropped party or a
+    /// pairwise seed with a survivor), [`SecAggError::Missing`] when an asked-for value is
+    /// absent.
     pub fn check_response(
         &self,
         plan: &UnmaskPlan,
@@ -187,36 +193,42 @@ impl Aggregator {
             .requests
             .get(&from)
             .ok_or(SecAggError::UnexpectedParty { party: from, reason: "not asked to unmask" })?;
-        let check = |got: &BTreeMap<PartyIndex, Share>, want: &BTreeSet<PartyIndex>, what| {
-            for (&p, share) in got {
-                if !want.contains(&p) {
-                    return Err(SecAggError::UnexpectedParty {
-                        party: p,
-                        reason: "share of a secret that was not requested",
-                    });
-                }
-                if share.x() != from + 1 {
-                    return Err(SecAggError::UnexpectedParty {
-                        party: from,
-                        reason: "share x-coordinate does not match the sender",
-                    });
-                }
+        for (&p, share) in &response.self_mask {
+            if !alive.contains(&p) {
+                return Err(SecAggError::UnexpectedParty {
+                    party: p,
+                    reason: "share of a secret that was not requested",
+                });
             }
-            match want.iter().find(|p| !got.contains_key(p)) {
-                Some(&party) => Err(SecAggError::Missing { party, what }),
-                None => Ok(()),
+            if share.x() != from + 1 {
+                return Err(SecAggError::UnexpectedParty {
+                    party: from,
+                    reason: "share x-coordinate does not match the sender",
+                });
             }
-        };
-        check(&response.self_mask, alive, "self-mask share")?;
-        check(&response.mask_key, gone, "masking-key share")
+        }
+        if let Some(&party) = alive.iter().find(|p| !response.self_mask.contains_key(p)) {
+            return Err(SecAggError::Missing { party, what: "self-mask share" });
+        }
+        if let Some(&p) = response.pair_seeds.keys().find(|p| !gone.contains(p)) {
+            return Err(SecAggError::UnexpectedParty {
+                party: p,
+                reason: "pairwise seed that was not requested",
+            });
+        }
+        if let Some(&party) = gone.iter().find(|p| !response.pair_seeds.contains_key(p)) {
+            return Err(SecAggError::Missing { party, what: "pairwise seed" });
+        }
+        Ok(())
     }
 
     /// Removes all masks and returns the sum of the survivors' encoded vectors.
     ///
     /// # Errors
-    /// [`SecAggError::ThresholdNotMet`] when fewer than `t` shares of a needed secret came
-    /// back, [`SecAggError::Shamir`] for inconsistent shares, [`SecAggError::KeyMismatch`]
-    /// when a reconstructed key is wrong, and any error of [`Aggregator::check_response`].
+    /// [`SecAggError::ThresholdNotMet`] when fewer than `t` shares of a self-mask seed came
+    /// back, [`SecAggError::Missing`] when a survivor with a dropped neighbour did not answer
+    /// (its pairwise mask with it cannot be removed), [`SecAggError::Shamir`] for
+    /// inconsistent shares, and any error of [`Aggregator::check_response`].
     pub fn unmask(
         self,
         plan: &UnmaskPlan,
@@ -239,65 +251,34 @@ impl Aggregator {
         let t = self.spec.threshold();
         let ring_bits = self.input.fixed.ring_bits;
         let graph = self.spec.graph();
-        let collect = |owner: PartyIndex, kind: SecretKind| -> Vec<Share> {
-            responses
-                .values()
-                .filter_map(|r| match kind {
-                    SecretKind::SelfMask => r.self_mask.get(&owner),
-                    SecretKind::MaskKey => r.mask_key.get(&owner),
-                })
-                .cloned()
-                .collect()
-        };
-        let reconstruct = |owner: PartyIndex, kind: SecretKind| {
-            let shares = collect(owner, kind);
+        let mut sum = self.sum;
+        for &u in &plan.survivors {
+            let shares: Vec<Share> =
+                responses.values().filter_map(|r| r.self_mask.get(&u)).cloned().collect();
             if shares.len() < t {
                 return Err(SecAggError::ThresholdNotMet {
-                    party: owner,
-                    kind,
+                    party: u,
+                    kind: SecretKind::SelfMask,
                     got: shares.len(),
                     need: t,
                 });
             }
-            shamir::reconstruct(&shares, t).map_err(|source| SecAggError::Shamir {
-                party: owner,
-                kind,
+            let secret = shamir::reconstruct(&shares, t).map_err(|source| SecAggError::Shamir {
+                party: u,
+                kind: SecretKind::SelfMask,
                 source,
-            })
-        };
-
-        let mut sum = self.sum;
-        for &u in &plan.survivors {
-            let seed = MaskSeed::from_bytes(&*reconstruct(u, SecretKind::SelfMask)?);
+            })?;
+            let seed = MaskSeed::from_bytes(&secret);
             apply_mask(&mut sum, &seed, MaskKind::SelfMask, ring_bits, MaskOp::Sub)?;
         }
         for &d in &plan.dropped {
-            let alive: Vec<PartyIndex> = graph
-                .neighbours(d)
-                .iter()
-                .copied()
-                .filter(|v| plan.survivors.contains(v))
-                .collect();
-            if alive.is_empty() {
-                continue;
-            }
-            let secret = reconstruct(d, SecretKind::MaskKey)?;
-            let advertised =
-                self.keys.get(&d).ok_or(SecAggError::Missing { party: d, what: "public keys" })?;
-            if keys::public_of(&secret) != advertised.s {
-                return Err(SecAggError::KeyMismatch { party: d });
-            }
-            let s_d = x25519_dalek::StaticSecret::from(*secret);
-            for v in alive {
-                let pk = self
-                    .keys
-                    .get(&v)
-                    .ok_or(SecAggError::Missing { party: v, what: "public keys" })?;
-                let shared = keys::agree(&s_d, &pk.s, v)?;
-                let seed = keys::pairwise_mask_seed(&shared, self.spec.context());
+            for &v in graph.neighbours(d).iter().filter(|v| plan.survivors.contains(v)) {
+                let seed = responses.get(&v).and_then(|r| r.pair_seeds.get(&d)).ok_or(
+                    SecAggError::Missing { party: v, what: "pairwise seed with a dropped party" },
+                )?;
                 // v added the mask if v < d and subtracted it otherwise; undo that.
                 let op = if v < d { MaskOp::Sub } else { MaskOp::Add };
-                apply_mask(&mut sum, &seed, MaskKind::Pairwise, ring_bits, op)?;
+                apply_mask(&mut sum, seed, MaskKind::Pairwise, ring_bits, op)?;
             }
         }
         Ok(sum)

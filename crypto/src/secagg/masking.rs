@@ -27,7 +27,7 @@ const CHUNK_BYTES: usize = 4096;
 ///
 /// # Security
 /// Whoever holds it can remove the mask. Zeroized on drop; `Debug` prints `<redacted>`.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop, serde::Serialize, serde::Deserialize)]
 pub struct MaskSeed([u8; 32]);
 
 impl std::fmt::Debug for MaskSeed {
@@ -49,16 +49,9 @@ impl MaskSeed {
         Self(*bytes)
     }
 
-    pub(crate) fn zero() -> Self {
-        Self([0; 32])
-    }
-
-    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+    /// The seed's bytes (for the wire, when the protocol reveals it).
+    pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
-    }
-
-    pub(crate) fn as_mut_bytes(&mut self) -> &mut [u8; 32] {
-        &mut self.0
     }
 }
 

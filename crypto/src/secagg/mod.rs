@@ -13,45 +13,47 @@
 //! 0. **Setup.** Everyone derives the same [`RoundSpec`] from the job id, round number,
 //!    attempt number, roster and [`SecAggParams`]: a 32-byte round context (SHA-256 of all
 //!    of them) and the neighbour [`Graph`] (complete by default; a `k`-regular Harary
-//!    graph over a permutation seeded by the round context for SecAgg+).
-//! 1. **AdvertiseKeys.** Party `u` draws two X25519 key pairs `(c_u, s_u)`
-//!    ([`RoundKeys`]) and sends both public keys.
-//! 2. **ShareKeys.** `u` draws a 32-byte self-mask seed `b_u`, splits `b_u` and the secret
-//!    key `s_u` with Shamir `t`-of-`m` over GF(2^16) ([`shamir`]) among its neighbourhood
-//!    (its `m - 1` neighbours and itself), and encrypts each neighbour's pair of shares
-//!    with ChaCha20-Poly1305 under `HKDF(X25519(c_u, c_v))` ([`aead`]); the associated
-//!    data binds sender, recipient and round context. The server only relays these.
-//! 3. **MaskedInput.** `u` decrypts the shares it received and uploads
+//!    graph over a permutation seeded by the round context for SecAgg+). Every pair of
+//!    neighbours already shares a root secret for the job ([`PairRoot`], from the parties'
+//!    signed job channel keys), from which the round's pairwise seed `s_uv` and share keys
+//!    are derived ([`keys`]; the multi-round key setup of Ma et al., "Flamingo", IEEE S&P
+//!    2023).
+//! 1. **MaskedInput.** Party `u` draws a 32-byte self-mask seed `b_u`, splits it with
+//!    Shamir `t`-of-`m` over GF(2^16) ([`shamir`]) among its neighbourhood, seals each
+//!    neighbour's share with ChaCha20-Poly1305 under the pair's round share key ([`aead`]),
+//!    and uploads the sealed shares with
 //!    `y_u = x_u + PRG(b_u) + Σ_{v∈N(u), u<v} PRG(s_uv) − Σ_{v∈N(u), u>v} PRG(s_uv)`
 //!    in `Z_{2^k}` ([`masking`]), where `x_u` is the fixed-point encoding of its vector
-//!    ([`crate::FixedPoint`], clipped) and `s_uv = HKDF(X25519(s_u, s_v))`. PRG is the
-//!    ChaCha20 keystream keyed by the seed.
-//! 4. **Unmask.** The server names the survivors (who uploaded) and the dropped. Each
-//!    survivor returns, for each neighbour, the share of `b` if that neighbour survived
-//!    or the share of `s` if it dropped, never both ([`MaskedState::unmask`] consumes the
-//!    state, so a party answers once). The server ([`Aggregator`]) reconstructs, removes
-//!    the self masks of survivors and the pairwise masks between dropped and surviving
-//!    parties, and decodes the sum.
+//!    ([`crate::FixedPoint`], clipped) and PRG is the ChaCha20 keystream keyed by the seed.
+//! 2. **Unmask.** The server names the survivors (who uploaded) and the dropped, and hands
+//!    each survivor the shares its surviving neighbours sealed to it. Each survivor returns,
+//!    for each member of its neighbourhood, the share of `b` if it survived or its own
+//!    pairwise seed with it if it dropped, never both ([`MaskedState::unmask`] consumes the
+//!    state, so a party answers once). The server ([`Aggregator`]) reconstructs each `b_u`,
+//!    removes the self masks of survivors and the pairwise masks between dropped and
+//!    surviving parties, and decodes the sum.
 //!
-//! A dropout after step 2 is recovered in step 4 as long as `t` shares of every needed
-//! secret come back. A dropout before step 2 completes is handled one level up: the
-//! round restarts without that party (new attempt number, so new keys and masks).
+//! A dropout before the upload is recovered in step 2 (its surviving neighbours reveal their
+//! round seeds with it); after the upload, as long as `t` shares of its `b` come back. A
+//! round in which a party dropped before the upload *and* one of its surviving neighbours
+//! vanishes before the unmask cannot finish (that neighbour's seed with it is needed) and is
+//! retried.
 //!
 //! # Security model and what each role sees
 //!
-//! Semi-honest parties and server; the server does not collude with participants.
-//! There are no signatures: the transport is mutual TLS, which binds each message to
-//! the party in the certificate, so the server cannot forge a party's key advertisement
-//! and a party can act only as itself.
+//! Semi-honest parties; the server does not collude with participants. The pair roots come
+//! from job channel keys that every party signs with its certificate key and every peer
+//! checks, so the server cannot stand in for a neighbour. A server that lies about who
+//! dropped is caught by the consistency check one level up (`fedcredit_federation::secagg`).
 //!
 //! | role | sees |
 //! |---|---|
-//! | server | public keys; AEAD ciphertexts of shares (cannot read them); masked vectors `y_u` (uniform in `Z_{2^k}` on their own); for each survivor `t` or more shares of `b_u` and for each dropped party `t` or more shares of `s_u`, never both for one party; the sum of the survivors' clipped, encoded vectors |
-//! | participant | its own secrets; its neighbours' public keys; one share of each neighbour's `b` and `s` (fewer than `t`, so nothing) |
-//! | `t − 1` colluding neighbours of `u` | nothing about `x_u` (fewer than `t` shares of each secret) |
+//! | server | AEAD ciphertexts of shares (cannot read them); masked vectors `y_u` (uniform in `Z_{2^k}` on their own); for each survivor `t` or more shares of `b_u`, and for each dropped party its surviving neighbours' round seeds with it, never both for one party; the sum of the survivors' clipped, encoded vectors |
+//! | participant | its own secrets; one share of each neighbour's `b` (fewer than `t`, so nothing) |
+//! | `t − 1` colluding neighbours of `u` | nothing about `x_u` (fewer than `t` shares of `b_u`) |
 //!
 //! Masks come from ChaCha20 keyed by 256-bit seeds, never from a statistical RNG. All
-//! secrets ([`RoundKeys`], [`MaskSeed`], [`Share`]) zeroize on drop and print as
+//! secrets ([`PairRoot`], [`MaskSeed`], [`Share`]) zeroize on drop and print as
 //! `<redacted>`.
 
 pub mod aead;
@@ -73,9 +75,9 @@ use crate::FixedPoint;
 
 pub use aggregate::{Aggregator, UnmaskPlan};
 pub use graph::Graph;
-pub use keys::{PublicKeys, RoundKeys};
+pub use keys::PairRoot;
 pub use masking::{MaskSeed, pack_elements, unpack_elements};
-pub use party::{KeysState, MaskedState, SharedState, UnmaskShares, advertise};
+pub use party::{Masked, MaskedState, UnmaskShares, mask_input};
 pub use shamir::{SECRET_LEN, ShamirError, Share};
 
 /// Largest roster: Shamir x-coordinates are the nonzero elements of GF(2^16).
@@ -93,15 +95,15 @@ pub type PartyIndex = u16;
 pub enum SecretKind {
     /// The self-mask seed `b_u`, revealed for survivors.
     SelfMask,
-    /// The masking secret key `s_u`, revealed for dropped parties.
-    MaskKey,
+    /// A pairwise round seed `s_vd`, revealed by survivors for dropped neighbours.
+    PairSeed,
 }
 
 impl std::fmt::Display for SecretKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             SecretKind::SelfMask => "self-mask seed",
-            SecretKind::MaskKey => "masking key",
+            SecretKind::PairSeed => "pairwise seed",
         })
     }
 }
@@ -136,20 +138,6 @@ pub enum SecAggError {
         party: PartyIndex,
         /// What is missing.
         what: &'static str,
-    },
-    /// Two parties advertised the same public key.
-    #[error("parties {first} and {second} advertised the same public key")]
-    DuplicateKey {
-        /// Lower index.
-        first: PartyIndex,
-        /// Higher index.
-        second: PartyIndex,
-    },
-    /// An X25519 agreement gave the all-zero secret (low-order public key).
-    #[error("the public key of party {party} is of low order (non-contributory X25519 agreement)")]
-    NonContributoryKey {
-        /// The party whose key is bad.
-        party: PartyIndex,
     },
     /// An encrypted share failed authentication.
     #[error("encrypted shares from party {from} to party {to} failed authentication")]
@@ -204,12 +192,6 @@ pub enum SecAggError {
         kind: SecretKind,
         /// What went wrong.
         source: ShamirError,
-    },
-    /// A reconstructed masking key does not match the advertised public key.
-    #[error("reconstructed masking key of party {party} does not match its advertised public key")]
-    KeyMismatch {
-        /// The party.
-        party: PartyIndex,
     },
     /// A vector has the wrong length.
     #[error("vector from party {party} has {got} elements, expected {expected}")]

@@ -3,10 +3,12 @@
 //! ([`SecAggServer`]) over the parties active now; a step's message to a party carries the
 //! model updates that party lacks ([`super::sync::updates_for`]) and the slim typed task.
 //!
-//! Attempts: a party missing before its shares went out restarts the attempt without it; a
-//! party that rejoins (a restarted participant) while its attempt has released no unmask
-//! share restarts the attempt with it, so the step's sum is the one an uninterrupted run
-//! gets; fewer than the job's `min_parties` fail the job, naming who is missing. After every
+//! Attempts: a party missing at the upload is dropped and recovered within the attempt
+//! ([`crate::secagg`]); a party that rejoins (a restarted participant) while its attempt is
+//! still collecting uploads restarts the attempt with it, so the step's sum is the one an
+//! uninterrupted run gets; an attempt that fails is retried with the parties still answering
+//! unless shares were released; fewer than the job's `min_parties` fail the job, naming who
+//! is missing. After every
 //! step the conductor's checkpoint is written with the step record.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +21,8 @@ use super::{Aggregate, Request, Trainer};
 use crate::ids::{JobId, PartyId, RoundId};
 use crate::job::JobSpec;
 use crate::protocol::{
-    Conductor, Outbox, Progress, Receipt, Rejection, Schemas, StepRecord, schema_difference,
+    Conductor, JoinState, Outbox, Progress, Receipt, Rejection, Schemas, StepRecord,
+    schema_difference,
 };
 use crate::secagg::{
     ClientMessage, RoundHeader, RoundSetup, SecAggConfig, SecAggOutput, SecAggRoundError,
@@ -58,7 +61,10 @@ pub struct HorizontalConductor {
     job: JobId,
     spec: JobSpec,
     trainer: Trainer,
+    /// Protocol step number of the next step (never reused, also across restarts).
     next_step: u64,
+    /// Completed steps (the record numbers, contiguous).
+    steps_done: u64,
     /// Model version each party holds, as far as the conductor knows.
     held: BTreeMap<PartyId, u64>,
     /// Parties connected and in the job.
@@ -97,6 +103,7 @@ impl HorizontalConductor {
             spec: spec.clone(),
             trainer,
             next_step: 0,
+            steps_done: 0,
             held: BTreeMap::new(),
             active: BTreeSet::new(),
             open: None,
@@ -226,13 +233,14 @@ impl HorizontalConductor {
         let mut dropped = open.dropped;
         dropped.extend(output.dropped);
         out.step_done(StepRecord {
-            step: open.step,
+            step: self.steps_done,
             what: open.agg.what,
             attempts: open.attempts,
             contributors: output.contributors,
             dropped: dropped.into_iter().collect(),
         });
         self.next_step = open.step + 1;
+        self.steps_done += 1;
         self.open_next(out)
     }
 
@@ -335,9 +343,18 @@ fn rejection(e: &SecAggRoundError) -> Rejection {
 }
 
 impl Conductor for HorizontalConductor {
-    fn start(&mut self, parties: &BTreeMap<PartyId, u64>, out: &mut Outbox) -> Result<(), String> {
+    fn start(
+        &mut self,
+        parties: &BTreeMap<PartyId, JoinState>,
+        out: &mut Outbox,
+    ) -> Result<(), String> {
         self.active = parties.keys().cloned().collect();
-        self.held = parties.clone();
+        self.held = parties.iter().map(|(p, s)| (p.clone(), s.version)).collect();
+        // A step the parties already answered (the coordinator stopped before recording it)
+        // runs again under a new number: they never answer a step number twice, and the same
+        // task with the same roster gives the same sum.
+        let answered = parties.values().map(|s| s.next_step).max().unwrap_or(0);
+        self.next_step = self.next_step.max(answered);
         self.open = None;
         self.open_next(out)
     }
@@ -386,19 +403,18 @@ impl Conductor for HorizontalConductor {
         }
     }
 
-    fn rejoin(&mut self, party: &PartyId, state_version: u64, out: &mut Outbox) {
-        self.held.insert(party.clone(), state_version);
+    fn rejoin(&mut self, party: &PartyId, state: JoinState, out: &mut Outbox) {
+        self.held.insert(party.clone(), state.version);
+        self.next_step = self.next_step.max(state.next_step);
         self.active.insert(party.clone());
-        // A party that restarted mid-attempt lost its round keys: restart the attempt with it,
-        // unless unmask shares have already been released (then it counts as dropped).
+        // A party that restarted mid-attempt lost its round secrets. While the attempt is still
+        // collecting uploads (no unmask request has gone out, so no party has released or is
+        // about to release anything), restart it with the party; later, the party counts as
+        // dropped after its upload and the attempt finishes without its answer.
         let restart = match &self.open {
             Some(Open { summing: Summing::Secure(server), .. }) => {
                 server.roster().contains(party)
-                    && !server.released_shares()
-                    && !matches!(
-                        server.phase(),
-                        crate::secagg::Phase::Done | crate::secagg::Phase::Aborted
-                    )
+                    && server.phase() == crate::secagg::Phase::MaskedInput
             }
             _ => false,
         };
@@ -451,10 +467,6 @@ impl Conductor for HorizontalConductor {
                     );
                 }
                 Ok(())
-            }
-            Ok(ServerStep::Restart(r)) => {
-                let names: Vec<&str> = r.excluded.iter().map(|p| p.0.as_str()).collect();
-                self.attempt_failed(format!("no answer from {}", names.join(", ")), out)
             }
             Ok(ServerStep::Done(output)) => self.finish_step(output, out),
             Err((phase, e)) => self.attempt_failed(format!("phase {phase}: {e}"), out),

@@ -232,6 +232,7 @@ impl HorizontalRole {
             let m = ClientMessage::MaskedInput(MaskedInput {
                 header: setup.header.clone(),
                 masked: fixed.encode_vec(&vector),
+                bundles: Default::default(),
             });
             out.send(pb::role_message::Body::Secagg(client_to_wire(&m, fixed.ring_bits)));
             return Ok(());
@@ -318,6 +319,10 @@ impl Role for HorizontalRole {
 
     fn state_version(&self) -> u64 {
         self.model.version
+    }
+
+    fn next_step(&self) -> u64 {
+        self.policy.unmasked_steps.iter().next_back().map_or(0, |s| s + 1)
     }
 
     fn checkpoint(&self) -> Vec<u8> {

@@ -143,7 +143,7 @@ impl Federation {
         for (p, s) in &self.sessions {
             let key = s.channel_key().map_err(|e| e.to_string())?;
             peers.push(pb::PeerEntry { party: p.0.clone(), key: Some(key) });
-            versions.insert(p.clone(), s.state_version());
+            versions.insert(p.clone(), s.join_state());
         }
         let dir = pb::PeerDirectory { peers };
         let parties: Vec<PartyId> = self.sessions.keys().cloned().collect();
@@ -163,7 +163,7 @@ impl Federation {
     /// and the conductor is told.
     pub fn rejoin(&mut self, party: PartyId, session: PartySession, hook: &mut Intercept<'_>) {
         self.crashed.remove(&party);
-        let version = session.state_version();
+        let version = session.join_state();
         self.sessions.insert(party.clone(), session);
         let peers = self
             .sessions
@@ -299,11 +299,11 @@ impl Federation {
             if let Some(o) = self.outcome.take() {
                 return Ok(o);
             }
+            if !self.queue.is_empty() && deliveries >= self.max_deliveries {
+                return Err(format!("no outcome after {deliveries} deliveries"));
+            }
             if let Some((to, msg)) = self.queue.pop_front() {
                 deliveries += 1;
-                if deliveries > self.max_deliveries {
-                    return Err(format!("no outcome after {deliveries} deliveries"));
-                }
                 self.deliver(to, msg, hook);
                 idle_closes = 0;
                 continue;

@@ -131,14 +131,27 @@ impl Outbox {
     }
 }
 
+/// What a party reports when it (re)joins a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JoinState {
+    /// The version of the state it holds (0 = fresh).
+    pub version: u64,
+    /// The first step it has not answered (0 = none answered).
+    pub next_step: u64,
+}
+
 /// The coordinator's side of a protocol.
 pub trait Conductor: Send + Sync + std::fmt::Debug {
-    /// Starts (or, after a restore, resumes) with the parties ready now: each party's reported
-    /// state version (0 = no checkpoint). Restarts the current step if one was open.
+    /// Starts (or, after a restore, resumes) with the parties ready now and what each
+    /// reported. A step that was open runs again under a new step number.
     ///
     /// # Errors
     /// A message for the operator when the protocol cannot run with these parties.
-    fn start(&mut self, parties: &BTreeMap<PartyId, u64>, out: &mut Outbox) -> Result<(), String>;
+    fn start(
+        &mut self,
+        parties: &BTreeMap<PartyId, JoinState>,
+        out: &mut Outbox,
+    ) -> Result<(), String>;
 
     /// A party message; accepted or rejected (and then nothing changed).
     ///
@@ -151,9 +164,9 @@ pub trait Conductor: Send + Sync + std::fmt::Debug {
         out: &mut Outbox,
     ) -> Result<Receipt, Rejection>;
 
-    /// A party (re)joined mid-job with its reported state version; the conductor may restart
-    /// the open step with it.
-    fn rejoin(&mut self, party: &PartyId, state_version: u64, out: &mut Outbox);
+    /// A party (re)joined mid-job with what it reported; the conductor may restart the open
+    /// step with it.
+    fn rejoin(&mut self, party: &PartyId, state: JoinState, out: &mut Outbox);
 
     /// A party disconnected: later steps go on without it until it rejoins (the open phase
     /// still waits for it, up to the driver's grace period).
@@ -234,6 +247,12 @@ pub trait Role: Send + std::fmt::Debug {
 
     /// The version of the state the role holds (0 = fresh), reported when (re)joining.
     fn state_version(&self) -> u64;
+
+    /// The first protocol step the role has not answered (0 by default), reported when
+    /// (re)joining so a resumed coordinator never reuses a step number.
+    fn next_step(&self) -> u64 {
+        0
+    }
 
     /// The role's state for the party's own checkpoint (never sent anywhere).
     fn checkpoint(&self) -> Vec<u8>;

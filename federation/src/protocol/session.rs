@@ -189,6 +189,11 @@ impl PartySession {
         self.role.state_version()
     }
 
+    /// What the party reports when it (re)joins.
+    pub fn join_state(&self) -> super::JoinState {
+        super::JoinState { version: self.role.state_version(), next_step: self.role.next_step() }
+    }
+
     /// This party's signed channel key, for its job reply.
     ///
     /// # Errors
