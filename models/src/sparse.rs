@@ -305,6 +305,28 @@ impl<'a> Design<'a> {
         }
     }
 
+    /// `out_j = Σ_i w_i x_ij²` for every column.
+    ///
+    /// # Panics
+    /// When the lengths of `w` or `out` do not fit.
+    pub fn weighted_col_squares(&self, w: &Array1<f64>, mut out: ArrayViewMut1<'_, f64>) {
+        out.fill(0.0);
+        let d = self.n_dense();
+        for (row, &wi) in self.dense.rows().into_iter().zip(w) {
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o += wi * x * x;
+            }
+        }
+        if let Some(s) = self.sparse {
+            for (i, &wi) in w.iter().enumerate() {
+                let (idx, val) = s.row(i);
+                for (&j, &v) in idx.iter().zip(val) {
+                    out[d + j as usize] += wi * v * v;
+                }
+            }
+        }
+    }
+
     /// The whole design as one dense matrix (dense columns, then sparse ones).
     pub fn to_dense(&self) -> Array2<f64> {
         match self.sparse {
@@ -403,6 +425,10 @@ mod tests {
         for (a, b) in g3.iter().zip(&g_expected) {
             assert!((a - b).abs() < 1e-12);
         }
+        let w = array![1.0, 2.0, 0.5];
+        let mut sq = Array1::zeros(5);
+        x.weighted_col_squares(&w, sq.view_mut());
+        assert_eq!(sq, full.mapv(|v| v * v).t().dot(&w));
         let short = CsrMatrix::empty(2);
         assert!(Design::new(dense.view(), &short).is_err());
         // A sparse block without columns is no sparse block.
