@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fedcredit_benches::accuracy::{self, AccuracyConfig, ModelName};
 
+mod bars;
 mod ops;
 
 /// Federated credit-risk modelling: train joint credit models across a bank, a tax
@@ -33,7 +34,8 @@ enum Command {
     /// Accuracy and speed comparisons against centralized and single-party models.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Work with data files: generate the synthetic ecosystem, inspect a table.
+    /// Work with data files: inspect a table, generate the synthetic ecosystem or an
+    /// application table.
     #[command(subcommand)]
     Data(DataCommand),
     /// Provision the federation's certificate authority and certificates.
@@ -146,8 +148,46 @@ struct DemoArgs {
 
 #[derive(Debug, Subcommand)]
 enum DataCommand {
+    /// Summarise a table: columns, the kind each is read as, missing cells, the levels of text
+    /// columns and repeated ids.
+    Inspect(InspectArgs),
     /// Generate the synthetic enterprise ecosystem: bank.csv, tax.csv, platform.csv.
     Generate(GenerateArgs),
+    /// Generate a credit-application table with high-cardinality text columns (the shape of
+    /// real application data; the reference script reads it).
+    Applications(ApplicationsArgs),
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The table (CSV, TSV or Parquet).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Id column: checked for repeated and missing ids.
+    #[arg(long, value_name = "COL")]
+    id: Option<String>,
+    /// Most frequent levels listed per text column.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    top: usize,
+}
+
+#[derive(Debug, Args)]
+struct ApplicationsArgs {
+    /// Output CSV file (id column `id`, label column `default`).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Rows.
+    #[arg(long, default_value_t = 50_000)]
+    rows: usize,
+    /// Numeric feature columns (at least 6).
+    #[arg(long, default_value_t = 39)]
+    numeric: usize,
+    /// Text feature columns (at most 13).
+    #[arg(long, default_value_t = 13)]
+    text: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +261,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Accuracy(args)) => bench_accuracy(args),
         Command::Bench(BenchCommand::Secagg(args)) => ops::bench_secagg(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
+        Command::Data(DataCommand::Inspect(args)) => data_inspect(args),
+        Command::Data(DataCommand::Applications(args)) => data_applications(args),
         Command::Certs(c) => ops::certs(c),
         Command::Coordinator(c) => ops::coordinator(c),
         Command::Participant(c) => ops::participant(c),
@@ -269,10 +311,7 @@ fn bench_horizontal(args: AccuracyArgs) -> anyhow::Result<()> {
         dir: args.workdir,
         gbdt_trees: args.trees,
     };
-    let started = std::time::Instant::now();
-    let rows = horizontal::run(&cfg, |line| {
-        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
-    })?;
+    let rows = horizontal::run(&cfg, bars::FitBars::new())?;
     print!("{}", accuracy::render_table(&rows));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&rows)?)
@@ -284,10 +323,7 @@ fn bench_horizontal(args: AccuracyArgs) -> anyhow::Result<()> {
 
 /// Runs the accuracy comparison with progress on stderr, prints the table, optionally writes JSON.
 fn run_accuracy(cfg: &AccuracyConfig, json: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let rows = accuracy::run(cfg, |line| {
-        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
-    })?;
+    let rows = accuracy::run(cfg, bars::FitBars::new())?;
     print!("{}", accuracy::render_table(&rows));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&rows)?;
@@ -307,9 +343,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         banks: 3,
     };
     let started = std::time::Instant::now();
-    let report = demo::run(&cfg, |line| {
-        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
-    })?;
+    let report = demo::run(&cfg, bars::FitBars::new())?;
     println!(
         "\nHorizontal: three banks, same columns, different enterprises (held-out rows of all banks)"
     );
@@ -351,6 +385,36 @@ fn data_generate(args: GenerateArgs) -> anyhow::Result<()> {
         args.enterprises,
         args.months,
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn data_inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let summary = fedcredit_datasets::inspect_table(&args.file, args.id.as_deref(), args.top)?;
+    print!("{}", summary.render());
+    Ok(())
+}
+
+fn data_applications(args: ApplicationsArgs) -> anyhow::Result<()> {
+    use fedcredit_datasets::applications::{ID_COLUMN, LABEL_COLUMN, applications_table};
+    use fedcredit_models::testdata::ApplicationsConfig;
+    let cfg = ApplicationsConfig {
+        rows: args.rows,
+        numeric: args.numeric,
+        text: args.text,
+        seed: args.seed,
+    };
+    let table = applications_table(&cfg)?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    table.write_csv(&args.out, ID_COLUMN, None, Some(LABEL_COLUMN))?;
+    println!("{}", args.out.display());
+    eprintln!(
+        "{} applications × {} features ({} text), id `{ID_COLUMN}`, label `{LABEL_COLUMN}`",
+        table.n_rows(),
+        table.features.n_features(),
+        cfg.text
     );
     Ok(())
 }

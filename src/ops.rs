@@ -273,26 +273,31 @@ pub fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
         match cmd {
             JobsCommand::List { connect } => {
                 let mut c = ControlClient::connect(&connect.config()).await?;
+                // Fetch first: a refused call must not leave a header without rows.
+                let jobs = c.jobs().await?;
                 println!("{:<28} {:<12} {:<10} {:>7}  NAME", "JOB", "MODEL", "STATE", "ROUNDS");
-                for j in c.jobs().await? {
-                    println!("{:<28} {:<12} {:<10} {:>7}  {}", j.id, j.model_kind, j.state, j.rounds_done, j.name);
+                for j in jobs {
+                    println!(
+                        "{:<28} {:<12} {:<10} {:>7}  {}",
+                        j.id, j.model_kind, j.state, j.rounds_done, j.name
+                    );
                 }
             }
             JobsCommand::Show { id, connect, rounds } => {
                 let mut c = ControlClient::connect(&connect.config()).await?;
-                print_job(&c.job(&id).await?);
-                if rounds {
-                    for r in c.rounds(&id).await? {
-                        println!(
-                            "  round {:>4}  {:>6} ms  attempts {}  contributors {}  dropped [{}]  {}",
-                            r.round,
-                            r.finished_ms - r.started_ms,
-                            r.attempts,
-                            r.contributors.len(),
-                            r.dropped.join(", "),
-                            r.what
-                        );
-                    }
+                let job = c.job(&id).await?;
+                let rounds = if rounds { c.rounds(&id).await? } else { Vec::new() };
+                print_job(&job);
+                for r in rounds {
+                    println!(
+                        "  round {:>4}  {:>6} ms  attempts {}  contributors {}  dropped [{}]  {}",
+                        r.round,
+                        r.finished_ms - r.started_ms,
+                        r.attempts,
+                        r.contributors.len(),
+                        r.dropped.join(", "),
+                        r.what
+                    );
                 }
             }
             JobsCommand::Watch { id, connect } => {
@@ -349,8 +354,9 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         match cmd {
             ModelsCommand::List { connect } => {
                 let mut c = ControlClient::connect(&connect.config()).await?;
+                let models = c.models().await?;
                 println!("{:<34} {:<10} {:<28} METRICS", "MODEL", "KIND", "JOB");
-                for m in c.models().await? {
+                for m in models {
                     println!("{:<34} {:<10} {:<28} {}", m.id, m.kind, m.job_id, m.metrics_json);
                 }
             }

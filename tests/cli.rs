@@ -181,6 +181,126 @@ fn train_jobs_and_models_commands_work_end_to_end() {
     assert!(stderr.contains("bad.toml") && stderr.contains("bins"), "{stderr}");
     let (ok, _, stderr) = run(&["jobs", "show", "job-nope"]);
     assert!(!ok && stderr.contains("no job `job-nope`"), "{stderr}");
+
+    // A party's certificate in the operator's place: refused, and no table header before the
+    // error; the error is not prefixed twice.
+    let wrong = dir.path().join("wrong-certs");
+    std::fs::create_dir_all(&wrong).unwrap();
+    std::fs::copy(certs.join("ca.pem"), wrong.join("ca.pem")).unwrap();
+    std::fs::copy(certs.join("bank1.pem"), wrong.join("operator.pem")).unwrap();
+    std::fs::copy(certs.join("bank1.key"), wrong.join("operator.key")).unwrap();
+    for cmd in [["jobs", "list"], ["models", "list"]] {
+        let out = fedcredit()
+            .args(cmd)
+            .arg("--coordinator")
+            .arg(fed.url())
+            .arg("--certs")
+            .arg(&wrong)
+            .output()
+            .unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success());
+        assert!(stdout.is_empty(), "{cmd:?} printed before failing: {stdout}");
+        assert!(stderr.contains("permission denied") && stderr.contains("bank1"), "{stderr}");
+        assert!(!stderr.contains("error: error"), "{stderr}");
+    }
+}
+
+/// `data inspect`: columns, the kind each is read as, missing cells, levels of text columns
+/// and repeated ids, from a file with all of them.
+#[test]
+fn data_inspect_summarises_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("applicants.csv");
+    std::fs::write(
+        &path,
+        "id,income,city,score,zip\n\
+         a1,1200.5,Lyon,1,007\n\
+         a2,,Paris,2,75\n\
+         a3,800,Paris,NA,75\n\
+         a2,950,,3,13\n\
+         a5,1000,Paris,4,75\n",
+    )
+    .unwrap();
+    let out =
+        fedcredit().args(["data", "inspect"]).arg(&path).args(["--id", "id"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("5 rows, 5 columns"), "{stdout}");
+    assert!(stdout.contains("4 distinct ids"), "{stdout}");
+    assert!(
+        stdout.contains("1 rows repeat an earlier id (first: `a2` at data rows 2 and 4)"),
+        "{stdout}"
+    );
+    let line = |name: &str| {
+        stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {stdout}"))
+    };
+    assert!(line("income").contains("numeric") && line("income").contains("1 (20.0%)"), "{stdout}");
+    assert!(line("income").contains("min 800, max 1200.5"), "{stdout}");
+    let city = line("city");
+    assert!(city.contains("text") && city.contains("2 levels: Paris (3), Lyon (1)"), "{stdout}");
+    assert!(line("score").contains("numeric") && line("score").contains("1 (20.0%)"), "{stdout}");
+    // Numbers in text form are numeric (a leading zero does not make `zip` text).
+    assert!(line("zip").contains("numeric"), "{stdout}");
+
+    // Without --id every column is listed; a missing file names it.
+    let out = fedcredit().args(["data", "inspect"]).arg(&path).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("id ")));
+    let out = fedcredit().args(["data", "inspect", "nope.csv"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.csv"));
+    let out = fedcredit().args(["data", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("inspect") && help.contains("applications"), "{help}");
+}
+
+/// `data applications` writes the generated high-cardinality table; `inspect` reads it.
+#[test]
+fn data_applications_writes_a_high_cardinality_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apps.csv");
+    let out = fedcredit()
+        .args(["data", "applications", "--rows", "3000", "--numeric", "8", "--text", "4"])
+        .arg("--out")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        fedcredit().args(["data", "inspect"]).arg(&path).args(["--id", "id"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3000 rows, 14 columns") && stdout.contains("no duplicates"),
+        "{stdout}"
+    );
+    let city = stdout.lines().find(|l| l.starts_with("city")).unwrap();
+    assert!(city.contains("text") && city.contains("levels"), "{stdout}");
+}
+
+/// A type error in job.toml names the file and the key path, not just the table header; the
+/// internal benchmark kind is not offered. (Checked before any connection.)
+#[test]
+fn job_toml_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("job.toml");
+    let base = "name = \"x\"\nparties = [\"bank1\", \"bank2\"]\n[data]\nid = \"id\"\nlabel = \"y\"\n[model]\n";
+    std::fs::write(&bad, format!("{base}kind = \"gbdt\"\nn_trees = \"sixty\"\n")).unwrap();
+    let out = fedcredit()
+        .arg("train")
+        .arg(&bad)
+        .args(["--coordinator", "https://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("job.toml") && stderr.contains("`model.n_trees` (line 8)"), "{stderr}");
+    assert!(stderr.contains("\"sixty\""), "{stderr}");
+    std::fs::write(&bad, format!("{base}kind = \"svm\"\n")).unwrap();
+    let out = fedcredit().arg("train").arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`model.kind`") && stderr.contains("`gbdt`"), "{stderr}");
+    assert!(!stderr.contains("secagg_bench"), "{stderr}");
 }
 
 /// The README's first command, on a smaller ecosystem: exits 0, runs the federation of processes

@@ -21,11 +21,24 @@ models are compared against (see benches/reference/README.md):
 * horizontal data: train on the three homo files pooled (and on each alone), evaluate on
   default_credit_homo_test.csv.
 
+With --applications, instead: references on a generated credit-application table with
+high-cardinality text columns (`fedcredit data applications`, run by this script so the
+recorded generator settings and the table agree): scikit-learn logistic regression on
+exactly fedcredit's encoding (mean imputation + missing indicators + z-scores; one-hot with
+levels seen fewer than 50 times pooled into one column that also takes unseen levels, plus a
+missing column), LightGBM matched with the text columns as categoricals (its own categorical
+binning) and with fedcredit's 255-bin categorical binning (the 254 most frequent training
+levels and one "other" level), and single-thread fit times on the whole table.
+
 Usage (from the repository root):
 
     python3 benches/reference/make_reference.py \
         --data-dir ../shared/datasets/default_credit \
         --out benches/reference/default_credit.json
+
+    python3 benches/reference/make_reference.py --applications applications_50k \
+        --fedcredit target/release/fedcredit --rows 50000 --numeric 39 --text 13 --seed 7 \
+        --out benches/reference/applications_50k.json
 
 The split definition (identical in Rust, fedcredit-datasets):
     key(id) = first 8 bytes, big-endian u64, of
@@ -48,7 +61,9 @@ import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
@@ -63,7 +78,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import log_loss, roc_auc_score, roc_curve  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import KBinsDiscretizer, StandardScaler  # noqa: E402
+from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder, StandardScaler  # noqa: E402
 
 SPLIT_KIND = "fedcredit-split-v1"
 TEST_FRACTION = 0.2
@@ -453,7 +468,7 @@ def split_summary(ids, y, train_idx, test_idx):
         "train_positives": int(y[train_idx].sum()),
         # Cross-check of the exact test set: sum of the integer ids, and SHA-256 (hex) of
         # the test id strings sorted by byte order and joined with "\n" (no trailing "\n").
-        "test_id_sum": int(sum(int(i) for i in test_ids)),
+        "test_id_sum": int(sum(int(i) for i in test_ids)) if all(i.isdigit() for i in test_ids) else None,
         "test_ids_sha256": hashlib.sha256("\n".join(sorted(test_ids)).encode()).hexdigest(),
     }
 
@@ -537,11 +552,288 @@ def cpu_model():
 # --------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------
+# Generated application tables with high-cardinality text columns
+# --------------------------------------------------------------------------------------
+
+# fedcredit's reading of a CSV (fedcredit-datasets `load_table`): these cell texts are missing.
+MISSING_TOKENS = ["", "NA", "NaN", "nan", "null"]
+# fedcredit's `EncoderOptions::default().min_frequency`.
+MIN_FREQUENCY = 50
+# fedcredit's GBDT bins: at most 255 value bins per feature; a categorical feature with more
+# levels keeps the 254 most frequent training levels (ties: level name order) and one "other".
+MAX_BINS = 255
+APP_TIMING_RUNS = 5
+
+APP_LOGISTIC_PARAMS = {
+    "preprocess": "fedcredit's encoder: numeric columns mean-imputed (training mean), a 0/1 "
+    "indicator when the training column has missing cells, z-scored with the population std "
+    "of the imputed training column; text columns one-hot over the levels seen at least "
+    f"{MIN_FREQUENCY} times in training, one column for the rarer levels that also takes "
+    "levels unseen in training (OneHotEncoder(min_frequency=50, "
+    "handle_unknown='infrequent_if_exist'); checked against it), and a missing column when "
+    "training has missing cells",
+    "min_frequency": MIN_FREQUENCY,
+    "C": 1.0,
+    "penalty": "l2",
+    "solver": "lbfgs",
+    "max_iter": 10000,
+    "tol": 1e-8,
+    "fit_intercept": True,
+}
+
+LIGHTGBM_CATEGORICAL_DEFAULTS = {
+    "min_data_per_group": 100,
+    "cat_smooth": 10.0,
+    "cat_l2": 10.0,
+    "max_cat_threshold": 32,
+    "max_cat_to_onehot": 4,
+}
+
+
+def read_applications(path):
+    """The CSV as fedcredit reads it: ids as text, a column numeric when every non-missing
+    cell parses as a number, text otherwise; returns (ids, y, X DataFrame, text columns)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=MISSING_TOKENS)
+    ids = df["id"].tolist()
+    y = df["default"].astype(float).astype(np.int64).to_numpy()
+    feat = [c for c in df.columns if c not in ("id", "default")]
+    text = []
+    X = pd.DataFrame(index=df.index)
+    for c in feat:
+        num = pd.to_numeric(df[c], errors="coerce")
+        if (num.isna() == df[c].isna()).all():
+            X[c] = num.astype(np.float64)
+        else:
+            X[c] = df[c]
+            text.append(c)
+    return ids, y, X, text
+
+
+class FedcreditEncoder:
+    """fedcredit's LinearEncoder with its default options, producing a CSR design."""
+
+    def fit(self, X, text):
+        self.num = [c for c in X.columns if c not in text]
+        self.text = text
+        Xn = X[self.num].to_numpy(np.float64)
+        count = (~np.isnan(Xn)).sum(axis=0)
+        self.mean = np.where(count > 0, np.nansum(Xn, axis=0) / np.maximum(count, 1), 0.0)
+        filled = np.where(np.isnan(Xn), self.mean, Xn)
+        std = filled.std(axis=0)  # population std of the imputed column
+        tiny = 10.0 * np.finfo(float).eps * np.maximum(np.abs(self.mean), 1.0)
+        self.scale = np.where(std > tiny, std, 1.0)
+        self.indicator = np.isnan(Xn).any(axis=0)
+        self.levels = {}
+        for c in text:
+            counts = X[c].value_counts(dropna=True)
+            kept = sorted(counts[counts >= MIN_FREQUENCY].index)
+            rare = sorted(counts[(counts > 0) & (counts < MIN_FREQUENCY)].index)
+            self.levels[c] = (
+                {level: k for k, level in enumerate(kept)},
+                len(rare) > 0,
+                bool(X[c].isna().any()),
+                rare,
+            )
+            # Cross-check with scikit-learn's infrequent-category pooling.
+            nonmissing = X[c].dropna().to_numpy().reshape(-1, 1)
+            ohe = OneHotEncoder(
+                min_frequency=MIN_FREQUENCY, handle_unknown="infrequent_if_exist"
+            ).fit(nonmissing)
+            inf = ohe.infrequent_categories_[0]
+            sk_rare = sorted([] if inf is None else list(inf))
+            if sk_rare != rare:
+                raise AssertionError(f"{c}: infrequent levels differ from OneHotEncoder's")
+        return self
+
+    def transform(self, X):
+        n = len(X)
+        Xn = X[self.num].to_numpy(np.float64)
+        miss = np.isnan(Xn)
+        dense = (np.where(miss, self.mean, Xn) - self.mean) / self.scale
+        blocks = [scipy.sparse.csr_matrix(dense)]
+        if self.indicator.any():
+            blocks.append(scipy.sparse.csr_matrix(miss[:, self.indicator].astype(np.float64)))
+        for c in self.text:
+            index, other, missing, _ = self.levels[c]
+            width = len(index) + int(other) + int(missing)
+            s = X[c].astype(object)
+            kept = s.map(index).to_numpy(dtype=np.float64)  # NaN: missing, rare or unseen
+            missing_pos = len(index) + int(other) if missing else -1
+            other_pos = len(index) if other else -1
+            col = np.where(
+                ~np.isnan(kept),
+                np.nan_to_num(kept, nan=-1.0),
+                np.where(s.isna().to_numpy(), missing_pos, other_pos),
+            ).astype(np.int64)
+            rows = np.nonzero(col >= 0)[0]
+            blocks.append(
+                scipy.sparse.csr_matrix(
+                    (np.ones(len(rows)), (rows, col[rows])), shape=(n, width)
+                )
+            )
+        return scipy.sparse.hstack(blocks, format="csr")
+
+
+def fit_app_logistic(X, y, text):
+    enc = FedcreditEncoder().fit(X, text)
+    lr = _lr().fit(enc.transform(X), y)
+    return lambda Z: lr.predict_proba(enc.transform(Z))[:, 1]
+
+
+def as_categoricals(X_train, X_other, text, binned):
+    """Text columns as pandas categoricals with the training levels (unseen levels -> NaN).
+    With `binned`, a column with more than MAX_BINS levels in the whole table keeps its
+    MAX_BINS - 1 most frequent training levels and pools the rest into "__other__"."""
+    A, B = X_train.copy(), X_other.copy()
+    for c in text:
+        all_levels = sorted(set(X_train[c].dropna()) | set(X_other[c].dropna()))
+        if binned and len(all_levels) > MAX_BINS:
+            counts = X_train[c].value_counts(dropna=True)
+            order = sorted(all_levels, key=lambda level: (-int(counts.get(level, 0)), level))
+            keep = set(order[: MAX_BINS - 1])
+
+            def pool(s):
+                s = s.astype(object)
+                return s.where(s.isna() | s.isin(keep), "__other__")
+
+            A[c], B[c] = pool(A[c]), pool(B[c])
+            cats = sorted(keep) + ["__other__"]
+        else:
+            cats = sorted(set(X_train[c].dropna()))
+        # Levels outside `cats` (unseen in training) become missing, as in LightGBM.
+        A[c] = pd.Categorical(A[c].where(A[c].isin(cats)), categories=cats)
+        B[c] = pd.Categorical(B[c].where(B[c].isin(cats)), categories=cats)
+    return A, B
+
+
+def fit_app_lightgbm(X_train, y, X_test, text, binned):
+    A, B = as_categoricals(X_train, X_test, text, binned)
+    model = lightgbm.LGBMClassifier(**LIGHTGBM_PARAMS).fit(A, y)
+    return model.predict_proba(B)[:, 1]
+
+
+def applications_main(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = os.path.join(tmp, "applications.csv")
+        cmd = [
+            args.fedcredit, "data", "applications", "--out", csv,
+            "--rows", str(args.rows), "--numeric", str(args.numeric),
+            "--text", str(args.text), "--seed", str(args.seed),
+        ]
+        print(" ".join(cmd), file=sys.stderr)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        ids, y, X, text = read_applications(csv)
+    print(f"{args.applications}: {len(ids)} rows, {X.shape[1]} features ({len(text)} text), "
+          f"{int(y.sum())} defaults", file=sys.stderr)
+    train_idx, test_idx = fedcredit_split(ids, y, TEST_FRACTION, SEED)
+    split = {"kind": SPLIT_KIND, "test_fraction": TEST_FRACTION, "seed": SEED}
+    split.update(split_summary(ids, y, train_idx, test_idx))
+    del split["test_id_sum"]  # the ids are not integers
+    Xtr, Xte = X.iloc[train_idx].reset_index(drop=True), X.iloc[test_idx].reset_index(drop=True)
+    ytr, yte = y[train_idx], y[test_idx]
+
+    results = []
+
+    def record(name, params, proba, seconds):
+        m = metrics(yte, proba)
+        row = {"model": name, "setting": "centralized", **m, "train_seconds": seconds,
+               "n_train": int(len(ytr)), "n_test": int(len(yte)),
+               "n_features": int(X.shape[1]), "params": params}
+        results.append(row)
+        print(f"  {name:17s} auc={m['auc']:.4f} ks={m['ks']:.4f} logloss={m['log_loss']:.4f} "
+              f"{seconds:7.3f}s", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    predict = fit_app_logistic(Xtr, ytr, text)
+    seconds = time.perf_counter() - t0
+    record("logistic", APP_LOGISTIC_PARAMS, predict(Xte), seconds)
+    lgb_params = {**LIGHTGBM_PARAMS, **LIGHTGBM_CATEGORICAL_DEFAULTS,
+                  "categorical": "text columns as pandas categoricals (training levels)"}
+    for name, binned in (("lightgbm", False), ("lightgbm_binned", True)):
+        params = dict(lgb_params)
+        if binned:
+            params["categorical"] += (f"; a column with more than {MAX_BINS} levels keeps its "
+                                      f"{MAX_BINS - 1} most frequent training levels, the rest "
+                                      "pooled into one level (fedcredit's categorical bins)")
+        t0 = time.perf_counter()
+        proba = fit_app_lightgbm(Xtr, ytr, Xte, text, binned)
+        record(name, params, proba, time.perf_counter() - t0)
+
+    # Timing on the whole table, one thread.
+    load_before = os.getloadavg()
+    timing = {}
+    A, _ = as_categoricals(X, X.iloc[:0], text, False)
+    Ab, _ = as_categoricals(X, X.iloc[:0], text, True)
+    for key, data in (("lightgbm", A), ("lightgbm_binned", Ab)):
+        wall, cpu = time_fits(lambda: lightgbm.LGBMClassifier(**LIGHTGBM_PARAMS), data, y,
+                              APP_TIMING_RUNS)
+        timing[f"{key}_fit_seconds_median"] = statistics.median(wall)
+        timing[f"{key}_fit_seconds_min"] = min(wall)
+        timing[f"{key}_fit_cpu_seconds_median"] = statistics.median(cpu)
+        print(f"  timing {key}: median {statistics.median(wall):.3f}s min {min(wall):.3f}s",
+              file=sys.stderr)
+    wall = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fit_app_logistic(X, y, text)
+        wall.append(time.perf_counter() - t0)
+    timing["sklearn_logistic_fit_seconds_median"] = statistics.median(wall)
+    print(f"  timing sklearn logistic (encode + fit): median {statistics.median(wall):.3f}s",
+          file=sys.stderr)
+    timing.update({
+        "rows": int(len(y)), "features": int(X.shape[1]),
+        "n_trees": LIGHTGBM_PARAMS["n_estimators"], "max_depth": LIGHTGBM_PARAMS["max_depth"],
+        "max_bin": LIGHTGBM_PARAMS["max_bin"], "threads": 1, "runs": APP_TIMING_RUNS,
+        "what": "wall seconds on the whole table (all rows), one thread: LGBMClassifier.fit "
+        "including Dataset construction; scikit-learn's encoding + LogisticRegression.fit "
+        "(lbfgs, tol 1e-8; scikit-learn's lbfgs may use more than one thread through its BLAS)",
+        "loadavg_1min_before": load_before[0], "loadavg_1min_after": os.getloadavg()[0],
+    })
+    out = {
+        "dataset": args.applications,
+        "generated_by": "benches/reference/make_reference.py --applications",
+        "generator": {"command": "fedcredit data applications", "rows": args.rows,
+                      "numeric": args.numeric, "text": args.text, "seed": args.seed},
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": {
+            "python": platform.python_version(), "sklearn": sklearn.__version__,
+            "lightgbm": lightgbm.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scipy": scipy.__version__,
+        },
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "columns": {"text": text, "numeric": [c for c in X.columns if c not in text],
+                    "id": "id", "label": "default"},
+        "split": split,
+        "results": results,
+        "timing": timing,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-dir", required=True, help="folder holding the default_credit CSV files")
+    ap.add_argument("--data-dir", help="folder holding the default_credit CSV files")
     ap.add_argument("--out", required=True, help="JSON file to write")
+    ap.add_argument("--applications", metavar="NAME",
+                    help="make the references of a generated application table named NAME")
+    ap.add_argument("--fedcredit", default="target/release/fedcredit",
+                    help="the fedcredit binary that generates the table")
+    ap.add_argument("--rows", type=int, default=50000)
+    ap.add_argument("--numeric", type=int, default=39)
+    ap.add_argument("--text", type=int, default=13)
+    ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    if args.applications:
+        applications_main(args)
+        return
+    if not args.data_dir:
+        ap.error("--data-dir is required (or --applications)")
 
     tv_train, tv_test = fedcredit_split(
         TEST_VECTOR["ids"], TEST_VECTOR["labels"], TEST_VECTOR["test_fraction"], TEST_VECTOR["seed"]

@@ -15,13 +15,14 @@ use fedcredit_datasets::{TableSpec, join_vertical, load_table, stratified_split}
 use fedcredit_models::gbdt::{self, GbdtParams};
 use fedcredit_models::logistic::{LogisticParams, LogisticPipeline};
 use fedcredit_models::metrics::Metrics;
-use fedcredit_models::preprocess::EncoderParams;
 use fedcredit_models::scorecard::{Scorecard, ScorecardParams};
 use fedcredit_models::{Dataset, Features, ModelError};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
-use crate::BenchError;
+use crate::{BenchError, Observer};
+use fedcredit_models::FitProgress;
+use fedcredit_models::preprocess::EncoderOptions;
 
 /// The models the runner compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,25 +104,43 @@ pub fn fit_and_predict(
     test: &Features,
     seed: u64,
 ) -> Result<(Array1<f64>, f64), ModelError> {
+    fit_and_predict_with_progress(model, train, test, seed, &GbdtParams::default(), &mut |_| {})
+}
+
+/// [`fit_and_predict`] with the GBDT parameters (`seed` replaces theirs), reporting the fit's
+/// progress (solver iterations, trees) to `progress`. The models use their defaults: the
+/// `logistic` encoder pools levels seen fewer than 50 times (`EncoderOptions::default()`).
+///
+/// # Errors
+/// The model's own error.
+pub fn fit_and_predict_with_progress(
+    model: ModelName,
+    train: &Dataset,
+    test: &Features,
+    seed: u64,
+    gbdt_params: &GbdtParams,
+    progress: &mut dyn FnMut(FitProgress),
+) -> Result<(Array1<f64>, f64), ModelError> {
     let start = Instant::now();
     let (proba, fit_seconds) = match model {
         ModelName::Logistic => {
-            let m = LogisticPipeline::fit(
+            let m = LogisticPipeline::fit_with_progress(
                 train,
-                &EncoderParams::default(),
+                &EncoderOptions::default(),
                 &LogisticParams::default(),
+                progress,
             )?;
             let t = start.elapsed().as_secs_f64();
             (m.predict_proba(test)?, t)
         }
         ModelName::Scorecard => {
-            let m = Scorecard::fit(train, &ScorecardParams::default())?;
+            let m = Scorecard::fit_with_progress(train, &ScorecardParams::default(), progress)?;
             let t = start.elapsed().as_secs_f64();
             (m.predict_proba(test)?, t)
         }
         ModelName::Gbdt => {
-            let params = GbdtParams { seed, ..GbdtParams::default() };
-            let m = gbdt::fit(train, None, &params)?;
+            let params = GbdtParams { seed, ..gbdt_params.clone() };
+            let m = gbdt::fit_with_progress(train, None, &params, progress)?;
             let t = start.elapsed().as_secs_f64();
             (m.predict_proba(test)?, t)
         }
@@ -129,13 +148,34 @@ pub fn fit_and_predict(
     Ok((proba, fit_seconds))
 }
 
-/// Runs the comparison. `progress` receives one line per step.
+/// [`fit_and_predict_with_progress`] between `observer`'s `fit_started` and `fit_finished`.
+///
+/// # Errors
+/// The model's own error.
+pub fn observed_fit(
+    observer: &mut impl Observer,
+    model: ModelName,
+    setting: &str,
+    train: &Dataset,
+    test: &Features,
+    seed: u64,
+    gbdt_params: &GbdtParams,
+) -> Result<(Array1<f64>, f64), ModelError> {
+    observer.fit_started(model.as_str(), setting);
+    let out = fit_and_predict_with_progress(model, train, test, seed, gbdt_params, &mut |p| {
+        observer.fit_progress(p)
+    });
+    observer.fit_finished();
+    out
+}
+
+/// Runs the comparison. `progress` receives one line per step and the progress of each fit.
 ///
 /// # Errors
 /// [`BenchError`] naming the file, column or model that failed.
 pub fn run(
     cfg: &AccuracyConfig,
-    mut progress: impl FnMut(&str),
+    mut progress: impl Observer,
 ) -> Result<Vec<AccuracyRow>, BenchError> {
     if cfg.data.is_empty() {
         return Err(BenchError::Config("give at least one --data file".into()));
@@ -158,7 +198,7 @@ pub fn run(
             label_column: has_label.then(|| cfg.label.clone()),
             ..TableSpec::new(path.clone(), cfg.id.clone())
         };
-        progress(&format!("loading {}", path.display()));
+        progress.line(&format!("loading {}", path.display()));
         tables.push(load_table(&spec)?);
     }
     if label_files.is_empty() {
@@ -177,7 +217,7 @@ pub fn run(
     let joined = join_vertical(&tables)?;
     let full = joined.dataset()?;
     let split = stratified_split(&joined.ids, &full.label.to_vec(), cfg.test_fraction, cfg.seed)?;
-    progress(&format!(
+    progress.line(&format!(
         "{} rows after joining on `{}`: {} train, {} test",
         joined.ids.len(),
         cfg.id,
@@ -200,7 +240,7 @@ pub fn run(
                 Dataset { features: full.features.select_columns(cols), label: full.label.clone() };
             let train = data.select_rows(&split.train);
             let test = data.select_rows(&split.test);
-            progress(&format!(
+            progress.line(&format!(
                 "training {} on {} ({} features)",
                 model.as_str(),
                 setting,
@@ -211,8 +251,16 @@ pub fn run(
                 setting: setting.clone(),
                 source,
             };
-            let (proba, train_seconds) =
-                fit_and_predict(model, &train, &test.features, cfg.seed).map_err(err)?;
+            let (proba, train_seconds) = observed_fit(
+                &mut progress,
+                model,
+                setting,
+                &train,
+                &test.features,
+                cfg.seed,
+                &GbdtParams::default(),
+            )
+            .map_err(err)?;
             let m = Metrics::compute(&proba.to_vec(), &test.label.to_vec()).map_err(err)?;
             rows.push(AccuracyRow {
                 model: model.as_str().to_owned(),

@@ -19,9 +19,9 @@ use fedcredit_datasets::partition_horizontal;
 use fedcredit_datasets::synthetic::{EcosystemConfig, generate};
 use serde::Serialize;
 
-use crate::BenchError;
 use crate::accuracy::{self, AccuracyConfig, AccuracyRow, ModelName};
 use crate::horizontal::{self, HorizontalConfig};
+use crate::{BenchError, Forward, Observer};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -47,17 +47,17 @@ pub struct DemoReport {
     pub vertical_preview: Vec<AccuracyRow>,
 }
 
-/// Runs the demo; `say` gets progress lines.
+/// Runs the demo; `say` gets progress lines and the progress of the local fits.
 ///
 /// # Errors
 /// [`BenchError`] naming the step that failed.
-pub fn run(cfg: &DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoReport, BenchError> {
+pub fn run(cfg: &DemoConfig, mut say: impl Observer) -> Result<DemoReport, BenchError> {
     let eco_cfg = EcosystemConfig {
         n_enterprises: cfg.enterprises,
         seed: cfg.seed,
         ..EcosystemConfig::default()
     };
-    say(&format!(
+    say.line(&format!(
         "generating a synthetic ecosystem: {} enterprises, {} months, {} core enterprises",
         eco_cfg.n_enterprises, eco_cfg.n_months, eco_cfg.n_cores
     ));
@@ -77,7 +77,7 @@ pub fn run(cfg: &DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoReport, Be
         bank.select_rows(rows).write_csv(&path, "id", None, Some(&label))?;
         files.push(path);
     }
-    say(&format!(
+    say.line(&format!(
         "split the bank's month-{month} table ({} enterprises) into {} banks: {}",
         bank.n_rows(),
         cfg.banks,
@@ -99,9 +99,9 @@ pub fn run(cfg: &DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoReport, Be
         std::fs::remove_dir_all(&hcfg.dir)
             .map_err(|e| BenchError::Config(format!("clearing {}: {e}", hcfg.dir.display())))?;
     }
-    let horizontal = horizontal::run(&hcfg, &mut say)?;
+    let horizontal = horizontal::run(&hcfg, Forward(&mut say))?;
 
-    say(
+    say.line(
         "vertical preview: bank, tax bureau and platform columns together vs each alone (centralized)",
     );
     let files = eco.write_csv(&cfg.out.join("data"), Some(month))?;
@@ -113,13 +113,13 @@ pub fn run(cfg: &DemoConfig, mut say: impl FnMut(&str)) -> Result<DemoReport, Be
         seed: cfg.seed,
         models: vec![ModelName::Gbdt, ModelName::Scorecard],
     };
-    let vertical_preview = accuracy::run(&acc, &mut say)?;
+    let vertical_preview = accuracy::run(&acc, Forward(&mut say))?;
     let report = DemoReport { horizontal, vertical_preview };
     let json = cfg.out.join("results.json");
     let text =
         serde_json::to_string_pretty(&report).map_err(|e| BenchError::Config(e.to_string()))?;
     std::fs::write(&json, text)
         .map_err(|e| BenchError::Config(format!("writing {}: {e}", json.display())))?;
-    say(&format!("wrote {}", json.display()));
+    say.line(&format!("wrote {}", json.display()));
     Ok(report)
 }

@@ -20,8 +20,8 @@ use fedcredit_ops::launch::{LaunchOptions, LocalFederation, PartySetup};
 use fedcredit_ops::{ControlClient, progress};
 use ndarray::Array1;
 
-use crate::BenchError;
-use crate::accuracy::{AccuracyRow, ModelName, fit_and_predict};
+use crate::accuracy::{AccuracyRow, ModelName, observed_fit};
+use crate::{BenchError, Observer};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -129,15 +129,12 @@ pub fn job_toml(
     )
 }
 
-/// Runs the comparison; `progress` gets one line per step.
+/// Runs the comparison; `say` gets one line per step and the progress of the local fits.
 ///
 /// # Errors
 /// [`BenchError`] naming the file, model or process that failed (process logs are under
 /// `dir/logs`).
-pub fn run(
-    cfg: &HorizontalConfig,
-    mut say: impl FnMut(&str),
-) -> Result<Vec<AccuracyRow>, BenchError> {
+pub fn run(cfg: &HorizontalConfig, mut say: impl Observer) -> Result<Vec<AccuracyRow>, BenchError> {
     if cfg.data.len() < 2 {
         return Err(BenchError::Config(
             "horizontal mode needs at least two --data files (one per bank)".into(),
@@ -154,7 +151,7 @@ pub fn run(
     let mut trains = Vec::new();
     let mut tests = Vec::new();
     for path in &cfg.data {
-        say(&format!("loading {}", path.display()));
+        say.line(&format!("loading {}", path.display()));
         let t = load(path, cfg)?;
         if cfg.test.is_some() {
             trains.push(t.dataset()?);
@@ -171,7 +168,7 @@ pub fn run(
     };
     let validation_fraction = if cfg.test.is_some() { 0.0 } else { cfg.test_fraction };
     let central = pooled(&trains)?;
-    say(&format!(
+    say.line(&format!(
         "{} banks, {} training rows pooled, {} test rows",
         names.len(),
         central.n_rows(),
@@ -179,40 +176,42 @@ pub fn run(
     ));
 
     let mut rows = Vec::new();
-    let gbdt_params = |seed| fedcredit_models::gbdt::GbdtParams {
-        seed,
+    let gbdt_params = fedcredit_models::gbdt::GbdtParams {
         n_trees: cfg.gbdt_trees.unwrap_or(fedcredit_models::gbdt::GbdtParams::default().n_trees),
         ..Default::default()
     };
-    let fit = |model: ModelName, train: &Dataset| -> Result<(Vec<f64>, f64), BenchError> {
-        let err = |source| BenchError::Model {
-            model: model.as_str().into(),
-            setting: "local".into(),
-            source,
-        };
-        if model == ModelName::Gbdt {
-            let start = Instant::now();
-            let m =
-                fedcredit_models::gbdt::fit(train, None, &gbdt_params(cfg.seed)).map_err(err)?;
-            let secs = start.elapsed().as_secs_f64();
-            Ok((m.predict_proba(&test.features).map_err(err)?.to_vec(), secs))
-        } else {
-            let (p, s) = fit_and_predict(model, train, &test.features, cfg.seed).map_err(err)?;
-            Ok((p.to_vec(), s))
-        }
-    };
     for &model in &cfg.models {
-        say(&format!("training {} centralized on the pooled rows", model.as_str()));
-        let (p, s) = fit(model, &central)?;
-        rows.push(row(model, "centralized", &p, &test, central.n_rows(), s)?);
-        for (name, train) in names.iter().zip(&trains) {
-            say(&format!("training {} on {name} alone", model.as_str()));
-            let (p, s) = fit(model, train)?;
-            rows.push(row(model, &format!("party:{name}"), &p, &test, train.n_rows(), s)?);
+        let settings: Vec<(String, &Dataset)> =
+            std::iter::once(("centralized".to_string(), &central))
+                .chain(names.iter().zip(&trains).map(|(n, t)| (format!("party:{n}"), t)))
+                .collect();
+        for (setting, train) in settings {
+            say.line(&match setting.strip_prefix("party:") {
+                None => format!("training {} centralized on the pooled rows", model.as_str()),
+                Some(name) => format!("training {} on {name} alone", model.as_str()),
+            });
+            let (p, s) = observed_fit(
+                &mut say,
+                model,
+                &setting,
+                train,
+                &test.features,
+                cfg.seed,
+                &gbdt_params,
+            )
+            .map_err(|source| BenchError::Model {
+                model: model.as_str().into(),
+                setting: setting.clone(),
+                source,
+            })?;
+            rows.push(row(model, &setting, &p.to_vec(), &test, train.n_rows(), s)?);
         }
     }
 
-    say(&format!("starting a coordinator and {} participant processes (mutual TLS)", names.len()));
+    say.line(&format!(
+        "starting a coordinator and {} participant processes (mutual TLS)",
+        names.len()
+    ));
     let setups: Vec<PartySetup> =
         names.iter().zip(&cfg.data).map(|(n, p)| PartySetup::new(n, p)).collect();
     let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
@@ -230,7 +229,7 @@ pub fn run(
             let toml = job_toml(model, &names, cfg, validation_fraction);
             let start = Instant::now();
             let job = client.submit(&toml).await?;
-            say(&format!("federated {}: job {}", model.as_str(), job.id));
+            say.line(&format!("federated {}: job {}", model.as_str(), job.id));
             let end = follow_with(&mut client, &job.id, &mut say).await?;
             let secs = start.elapsed().as_secs_f64();
             if end.state != "succeeded" {
@@ -277,7 +276,7 @@ fn order(setting: &str) -> u8 {
 async fn follow_with(
     client: &mut ControlClient,
     id: &str,
-    say: &mut impl FnMut(&str),
+    say: &mut impl Observer,
 ) -> Result<fedcredit_proto::pb::JobInfo, fedcredit_ops::OpsError> {
     let mut stream = client.watch(id).await?;
     // One line per federated evaluation, not one per round.
@@ -286,7 +285,7 @@ async fn follow_with(
         let p: fedcredit_federation::horizontal::Progress =
             serde_json::from_str(&info.progress_json).unwrap_or_default();
         if p.valid_auc.is_some() && p.valid_auc != last_auc {
-            say(&progress::describe(&info, &p));
+            say.line(&progress::describe(&info, &p));
             last_auc = p.valid_auc;
         }
         if progress::is_final(&info.state) {

@@ -1,5 +1,9 @@
 //! The committed reference numbers, produced once by `benches/reference/make_reference.py`
 //! with scikit-learn, LightGBM and XGBoost; CI reads them and never needs Python.
+//!
+//! `default_credit.json` holds the references on the default_credit files; each
+//! `applications_*.json` those on a generated application table, whose generator settings it
+//! records ([`Reference::generator`]) so a test can regenerate the identical table.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,9 @@ pub struct ReferenceTiming {
     pub lightgbm_fit_seconds_median: f64,
     /// XGBoost fit seconds (median, one thread) on the joined train split.
     pub xgboost_fit_seconds_median: Option<f64>,
+    /// scikit-learn logistic regression fit seconds (median, one thread), when timed.
+    #[serde(default)]
+    pub sklearn_logistic_fit_seconds_median: Option<f64>,
     /// Rows in the timed training set.
     pub rows: usize,
     /// Features in the timed training set.
@@ -48,11 +55,42 @@ pub struct HorizontalReference {
     pub results: Vec<ReferenceRow>,
 }
 
+/// The settings of `fedcredit data applications` that made a reference's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct GeneratorSettings {
+    /// Rows.
+    pub rows: usize,
+    /// Numeric columns.
+    pub numeric: usize,
+    /// Text columns.
+    pub text: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// The split a reference used.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReferenceSplit {
+    /// Test fraction.
+    pub test_fraction: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Test rows.
+    pub n_test: usize,
+    /// SHA-256 (hex) of the test ids sorted bytewise and joined with `\n`.
+    pub test_ids_sha256: String,
+}
+
 /// A whole reference file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Reference {
     /// Dataset name.
     pub dataset: String,
+    /// For a generated table: how it was generated.
+    #[serde(default)]
+    pub generator: Option<GeneratorSettings>,
+    /// The split.
+    pub split: ReferenceSplit,
     /// Results on the fedcredit split.
     pub results: Vec<ReferenceRow>,
     /// Timings.
@@ -75,6 +113,12 @@ impl Reference {
     /// The committed default_credit reference, by path from this crate.
     pub fn default_credit_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/default_credit.json")
+    }
+
+    /// A committed reference by file stem (`applications_50k` reads
+    /// `reference/applications_50k.json`).
+    pub fn path_of(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("reference").join(format!("{name}.json"))
     }
 
     /// The result for `model` in `setting`.

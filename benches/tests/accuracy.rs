@@ -45,7 +45,7 @@ fn default_credit_matches_the_committed_references() {
         seed: 42,
         models: ModelName::ALL.to_vec(),
     };
-    let rows = accuracy::run(&cfg, |line| eprintln!("{line}")).unwrap();
+    let rows = accuracy::run(&cfg, |line: &str| eprintln!("{line}")).unwrap();
     eprint!("{}", accuracy::render_table(&rows));
     assert_eq!(rows.len(), 9, "3 models × (centralized + 2 parties)");
     let pairs = [("logistic", "logistic"), ("scorecard", "binned_lr"), ("gbdt", "lightgbm")];
@@ -166,7 +166,7 @@ fn runner_works_on_unseen_files_with_missing_values_and_text_categories() {
         seed: 7,
         models: ModelName::ALL.to_vec(),
     };
-    let rows = accuracy::run(&cfg, |_| {}).unwrap();
+    let rows = accuracy::run(&cfg, |_: &str| {}).unwrap();
     eprint!("{}", accuracy::render_table(&rows));
     assert_eq!(rows.len(), 9);
     for r in &rows {
@@ -198,7 +198,7 @@ fn breast_sanity_set() {
         seed: 42,
         models: ModelName::ALL.to_vec(),
     };
-    let rows = accuracy::run(&cfg, |_| {}).unwrap();
+    let rows = accuracy::run(&cfg, |_: &str| {}).unwrap();
     for model in ["logistic", "scorecard", "gbdt"] {
         let auc = row(&rows, model, "centralized").auc;
         assert!(auc > 0.95, "{model}: {auc}");
@@ -221,15 +221,15 @@ fn configuration_errors_are_clear() {
         seed: 1,
         models: vec![ModelName::Logistic],
     };
-    let err = accuracy::run(&base, |_| {}).unwrap_err().to_string();
+    let err = accuracy::run(&base, |_: &str| {}).unwrap_err().to_string();
     assert!(err.contains("`target`"), "{err}");
     let two_labels = AccuracyConfig { data: vec![a.clone(), b], label: "y".into(), ..base.clone() };
-    let err = accuracy::run(&two_labels, |_| {}).unwrap_err().to_string();
+    let err = accuracy::run(&two_labels, |_: &str| {}).unwrap_err().to_string();
     assert!(err.contains("more than one file") && err.contains("b.csv"), "{err}");
     let bad_fraction = AccuracyConfig { test_fraction: 1.5, label: "y".into(), ..base.clone() };
-    let err = accuracy::run(&bad_fraction, |_| {}).unwrap_err().to_string();
+    let err = accuracy::run(&bad_fraction, |_: &str| {}).unwrap_err().to_string();
     assert!(err.contains("--test-fraction"), "{err}");
     let missing = AccuracyConfig { data: vec![dir.path().join("nope.csv")], ..base };
-    let err = accuracy::run(&missing, |_| {}).unwrap_err().to_string();
+    let err = accuracy::run(&missing, |_: &str| {}).unwrap_err().to_string();
     assert!(err.contains("nope.csv"), "{err}");
 }

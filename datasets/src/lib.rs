@@ -14,9 +14,14 @@
 //!   vertical partitioning by column names.
 //! - [`synthetic`]: the seeded synthetic enterprise ecosystem (bank, tax bureau, e-commerce
 //!   platform around a supply-chain graph), the project's embedded default dataset.
+//! - [`applications`]: the seeded high-cardinality credit-application table as a [`Table`].
+//! - [`inspect`]: [`inspect_table`], a summary of a file's columns, kinds, missing cells, text
+//!   levels and repeated ids (`fedcredit data inspect`).
 //!
 //! Every fallible function returns [`DataError`].
 
+pub mod applications;
+pub mod inspect;
 pub mod join;
 pub mod split;
 pub mod synthetic;
@@ -24,6 +29,8 @@ pub mod table;
 
 use std::path::PathBuf;
 
+pub use applications::applications_table;
+pub use inspect::{TableSummary, inspect_table};
 pub use join::{JoinedTable, join_vertical};
 pub use split::{Split, partition_horizontal, partition_vertical, stratified_split};
 pub use synthetic::{Ecosystem, EcosystemConfig, PartyTables, generate};

@@ -268,11 +268,7 @@ impl Table {
 ///   [`DataError::UnsupportedType`] for bad feature cells.
 pub fn load_table(spec: &TableSpec) -> Result<Table, DataError> {
     let path = spec.path.as_path();
-    let format = Format::of(path)?;
-    let df = match format {
-        Format::Csv { separator } => read_csv(spec, separator)?,
-        Format::Parquet => read_parquet(path)?,
-    };
+    let df = read_frame(path)?;
     if df.height() == 0 {
         return Err(DataError::EmptyTable { path: path.to_path_buf() });
     }
@@ -367,8 +363,15 @@ fn unreadable(path: &Path, cause: impl ToString) -> DataError {
     DataError::Unreadable { path: path.to_path_buf(), cause: cause.to_string() }
 }
 
-fn read_csv(spec: &TableSpec, separator: u8) -> Result<DataFrame, DataError> {
-    let path = spec.path.as_path();
+/// The whole file as a frame (CSV columns as text, Parquet columns with their types).
+pub(crate) fn read_frame(path: &Path) -> Result<DataFrame, DataError> {
+    match Format::of(path)? {
+        Format::Csv { separator } => read_csv(path, separator),
+        Format::Parquet => read_parquet(path),
+    }
+}
+
+fn read_csv(path: &Path, separator: u8) -> Result<DataFrame, DataError> {
     // Open it ourselves first: the operating system's message is clearer than the parser's.
     File::open(path).map_err(|e| unreadable(path, e))?;
     // Empty cells are nulls; the other missing tokens are recognised when the text columns
@@ -480,10 +483,10 @@ impl<'a> Plan<'a> {
 }
 
 /// What every column reader needs.
-struct Ctx<'a> {
-    path: &'a Path,
-    df: &'a DataFrame,
-    available: &'a [String],
+pub(crate) struct Ctx<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) df: &'a DataFrame,
+    pub(crate) available: &'a [String],
 }
 
 impl Ctx<'_> {
@@ -498,7 +501,7 @@ impl Ctx<'_> {
 
     /// The column as text: strings as they are, other types cast to text (integers as
     /// decimal text). Read the cells with `.str()`.
-    fn text_column(&self, name: &str, role: &'static str) -> Result<Column, DataError> {
+    pub(crate) fn text_column(&self, name: &str, role: &'static str) -> Result<Column, DataError> {
         let col = self.column(name, role)?;
         let text = if col.dtype().is_string() {
             col.clone()
@@ -511,7 +514,7 @@ impl Ctx<'_> {
     }
 
     /// The cells of a column returned by [`Ctx::text_column`].
-    fn cells<'c>(
+    pub(crate) fn cells<'c>(
         &self,
         name: &str,
         text: &'c Column,
@@ -653,7 +656,7 @@ fn numeric_values(ctx: &Ctx<'_>, name: &str, col: &Column) -> Result<Vec<Option<
 }
 
 /// Reads one feature column: its spec and its `f64` cells.
-fn read_feature(
+pub(crate) fn read_feature(
     ctx: &Ctx<'_>,
     name: &str,
     declared_categorical: bool,

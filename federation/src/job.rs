@@ -2,6 +2,12 @@
 //!
 //! Unknown keys are rejected at every level, so a typo never silently falls back to a default.
 //! The spec names columns, never rows: it is safe to show to every party and to store.
+//!
+//! Parse errors name the dotted key path and the line (`model.n_trees` (line 7): invalid type:
+//! string "sixty", expected usize). serde reads the internally tagged `[model]` table through a
+//! buffer that loses the values' positions, so `toml` reports its errors at the table header;
+//! [`JobSpec::from_toml`] then finds the key by reading each `[model]` key alone with the
+//! table's `kind` (the error's span and `toml`'s spanned document tree give the path elsewhere).
 
 use serde::{Deserialize, Serialize};
 
@@ -113,7 +119,7 @@ impl JobSpec {
     /// # Errors
     /// [`JobSpecError`] naming the key.
     pub fn from_toml(text: &str) -> Result<Self, JobSpecError> {
-        let spec: Self = toml::from_str(text).map_err(|e| JobSpecError::Parse(e.to_string()))?;
+        let spec: Self = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -123,8 +129,8 @@ impl JobSpec {
     /// # Errors
     /// [`JobSpecError`] naming the key.
     pub fn from_json(text: &str) -> Result<Self, JobSpecError> {
-        let spec: Self =
-            serde_json::from_str(text).map_err(|e| JobSpecError::Parse(e.to_string()))?;
+        let spec: Self = serde_json::from_str(text)
+            .map_err(|e| JobSpecError::Parse(hide_internal_kinds(&e.to_string())))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -204,5 +210,144 @@ impl JobSpec {
             return Err(invalid("secagg.frac_bits", "must be between 8 and 40".into()));
         }
         self.model.validate().map_err(|(key, reason)| invalid(&format!("model.{key}"), reason))
+    }
+}
+
+/// Model kinds users should not see in "expected one of" lists (the runtime benchmark job is
+/// written by `fedcredit bench secagg`, not by hand).
+const INTERNAL_KINDS: [&str; 1] = ["secagg_bench"];
+
+/// `message` without the internal model kinds.
+fn hide_internal_kinds(message: &str) -> String {
+    let mut out = message.to_string();
+    for kind in INTERNAL_KINDS {
+        out = out.replace(&format!("`{kind}`, "), "").replace(&format!(", `{kind}`"), "");
+    }
+    out
+}
+
+/// 1-based line of byte offset `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The dotted path of the deepest key whose key or value span contains byte `at`. (The span of
+/// a `[table]` value is its header only, so tables are searched before their own span.)
+fn key_path_at(table: &toml::de::DeTable<'_>, at: usize) -> Vec<String> {
+    for (key, value) in table.iter() {
+        if let Some(inner) = value.get_ref().as_table() {
+            let sub = key_path_at(inner, at);
+            if !sub.is_empty() {
+                let mut path = vec![key.get_ref().to_string()];
+                path.extend(sub);
+                return path;
+            }
+        }
+        if key.span().contains(&at) || value.span().contains(&at) {
+            return vec![key.get_ref().to_string()];
+        }
+    }
+    Vec::new()
+}
+
+/// The `[model]` key that fails on its own next to the table's `kind`: its name, byte offset
+/// and error message.
+fn failing_model_key(doc: &toml::de::DeTable<'_>, text: &str) -> Option<(String, usize, String)> {
+    let model = doc.get("model")?.get_ref().as_table()?;
+    let kind = text.get(model.get("kind")?.span())?;
+    for (key, value) in model.iter() {
+        let name = key.get_ref();
+        if name == "kind" {
+            continue;
+        }
+        let quoted = format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+        let probe = format!("kind = {kind}\n{quoted} = {}\n", text.get(value.span())?);
+        if toml::de::DeTable::parse(&probe).is_err() {
+            continue; // not a plain `key = value` line (a sub-table): cannot probe it alone
+        }
+        if let Err(e) = toml::from_str::<crate::horizontal::ModelSpec>(&probe) {
+            return Some((name.to_string(), key.span().start, e.message().to_string()));
+        }
+    }
+    None
+}
+
+/// A `job.toml` parse error naming the key path and line.
+fn parse_error(text: &str, err: &toml::de::Error) -> JobSpecError {
+    let mut message = err.message().trim_end().to_string();
+    let Some(span) = err.span() else {
+        return JobSpecError::Parse(hide_internal_kinds(&err.to_string()));
+    };
+    let mut at = span.start;
+    let mut path = match toml::de::DeTable::parse(text) {
+        Ok(doc) => {
+            let mut path = key_path_at(doc.get_ref(), at);
+            if path == ["model"]
+                && let Some((key, key_at, key_message)) = failing_model_key(doc.get_ref(), text)
+            {
+                path.push(key);
+                at = key_at;
+                message = key_message;
+            }
+            path
+        }
+        // A syntax error: toml's own message already points at the character.
+        Err(_) => return JobSpecError::Parse(err.to_string()),
+    };
+    if path.is_empty() {
+        path.push("(top level)".into());
+    }
+    JobSpecError::Parse(format!(
+        "`{}` (line {}): {}",
+        path.join("."),
+        line_of(text, at),
+        hide_internal_kinds(&message)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(model: &str) -> String {
+        format!(
+            "name = \"t\"\nparties = [\"a\", \"b\"]\n[data]\nid = \"id\"\nlabel = \"y\"\n[model]\n{model}\n"
+        )
+    }
+
+    fn err(text: &str) -> String {
+        JobSpec::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn type_errors_name_the_key_path_and_line() {
+        let e = err(&job("kind = \"gbdt\"\nmax_depth = 4\nn_trees = \"sixty\""));
+        assert!(e.contains("`model.n_trees` (line 9)"), "{e}");
+        assert!(e.contains("invalid type: string \"sixty\", expected usize"), "{e}");
+        let e = err(&job("kind = \"logistic\"\nc = true"));
+        assert!(e.contains("`model.c` (line 8)") && e.contains("boolean"), "{e}");
+        let e = err(&job("kind = \"gbdt\"\nn_tree = 8"));
+        assert!(e.contains("`model.n_tree`") && e.contains("unknown field"), "{e}");
+        let e = err(&job("n_trees = 8"));
+        assert!(e.contains("`model`") && e.contains("missing field `kind`"), "{e}");
+        let e =
+            err(&job("kind = \"gbdt\"").replace("label = \"y\"", "label = \"y\"\nseed = \"x\""));
+        assert!(e.contains("`data.seed` (line 6)") && e.contains("expected u64"), "{e}");
+        let e = err(&job("kind = \"gbdt\"").replace("parties = [\"a\", \"b\"]", "parties = \"a\""));
+        assert!(e.contains("`parties` (line 2)"), "{e}");
+        let e = err(&job("kind = \"gbdt\"\n[secagg]\nfrac_bits = -1"));
+        assert!(e.contains("`secagg.frac_bits` (line 9)"), "{e}");
+        // Syntax errors keep toml's pointer at the character.
+        let e = err(&job("kind = \"gbdt"));
+        assert!(e.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn the_internal_benchmark_kind_is_not_offered() {
+        let e = err(&job("kind = \"xgb\""));
+        assert!(e.contains("`model.kind`") && e.contains("`logistic`"), "{e}");
+        assert!(!e.contains("secagg_bench"), "{e}");
+        // It still parses when written.
+        JobSpec::from_toml(&job("kind = \"secagg_bench\"\ndim = 10\nrounds = 2")).unwrap();
     }
 }

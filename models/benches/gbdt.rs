@@ -1,6 +1,9 @@
 //! Criterion benchmarks of the histogram GBDT (`fedcredit_models::gbdt`): a full 100-tree fit on
-//! default_credit's horizontal files (24,000 × 23, skipped when the data folder is absent) and on
-//! seeded synthetic data of the same size, plus the histogram-build and split-finding kernels.
+//! default_credit's horizontal files (24,000 × 23, skipped when the data folder is absent), on
+//! seeded synthetic data of the same size and on the generated application table of issue 7
+//! (50,000 × 52, 13 text columns with up to 4,000 levels; compare with
+//! `timing.lightgbm_fit_seconds_median` in `benches/reference/applications_50k.json`), plus the
+//! histogram-build and split-finding kernels.
 //!
 //! The fits use LightGBM-matched settings (depth 5, 255 bins, learning rate 0.1,
 //! min_data_in_leaf 20, min_child_weight 1e-3, λ = 0) and include binning, as the LightGBM
@@ -13,6 +16,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedcredit_models::gbdt::{self, BinMapper, GbdtParams, Histogram};
+use fedcredit_models::testdata::{ApplicationsConfig, applications};
 use fedcredit_models::{Dataset, FeatureSpec, Features};
 use ndarray::{Array1, Array2};
 use rand::{RngExt, SeedableRng};
@@ -99,6 +103,10 @@ fn bench_fit(c: &mut Criterion) {
     let data = synthetic();
     group.bench_function("synthetic_24000x23", |b| {
         b.iter(|| black_box(gbdt::fit(black_box(&data), None, &params).expect("fit")));
+    });
+    let apps = applications(&ApplicationsConfig::default()).expect("generator").data;
+    group.bench_function("applications_50000x52_13_text", |b| {
+        b.iter(|| black_box(gbdt::fit(black_box(&apps), None, &params).expect("fit")));
     });
     group.finish();
 }

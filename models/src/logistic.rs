@@ -21,12 +21,20 @@
 //! - **L-BFGS** (Liu & Nocedal 1989; Nocedal & Wright, *Numerical Optimization*, 2nd ed.,
 //!   Alg. 7.4/7.5) with a line search satisfying the strong Wolfe conditions (N&W Alg. 3.5/3.6,
 //!   cubic interpolation in the zoom phase); used for smooth penalties in higher dimension.
+//!   It runs on Jacobi-preconditioned variables (N&W §7.2 on the initial matrix: a diagonal
+//!   scaling by the Hessian diagonal at 0) with 30 curvature pairs, which one-hot designs with
+//!   levels of very different frequencies need.
 //! - **Proximal Newton with coordinate descent** (newGLMNET: Yuan, Ho & Lin 2012; Friedman,
 //!   Hastie & Tibshirani 2010) for L1 / elastic net with `Solver::Auto` or `Solver::Newton`.
 //! - **OWL-QN** (Andrew & Gao 2007) for L1 / elastic net with `Solver::Lbfgs`.
 //!
 //! The kernels [`loss_and_gradient`] and [`residuals`] are public so federated trainers can
 //! compute per-party partial sums with exactly the arithmetic the centralised fit uses.
+//!
+//! [`fit_design`] takes a [`Design`]: a dense block beside a sparse (CSR) one-hot block, so a
+//! solver iteration costs `O(rows × dense columns + non-zeros)` however many levels the text
+//! columns have (the encoder of [`LogisticPipeline`] builds it), and reports every outer
+//! iteration to a progress hook ([`FitProgress::Iteration`]).
 
 use std::collections::VecDeque;
 
@@ -35,6 +43,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::progress::{FitProgress, no_progress};
+use crate::sparse::{CsrMatrix, Design};
 
 pub use crate::preprocess::LogisticPipeline;
 
@@ -337,17 +347,43 @@ pub fn fit_with_report(
     sample_weight: Option<ArrayView1<'_, f64>>,
     params: &LogisticParams,
 ) -> Result<(LogisticModel, FitReport), ModelError> {
+    fit_design(Design::dense(x), y, sample_weight, params, &mut no_progress)
+}
+
+/// [`fit_with_report`] on a dense-plus-sparse design, calling `progress` after every outer
+/// iteration. The coefficients follow the design's column order (dense block, then sparse).
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_design<'a>(
+    x: Design<'a>,
+    y: ArrayView1<'a, f64>,
+    sample_weight: Option<ArrayView1<'_, f64>>,
+    params: &LogisticParams,
+    progress: &mut dyn FnMut(FitProgress),
+) -> Result<(LogisticModel, FitReport), ModelError> {
     params.validate()?;
     let problem = Problem::new(x, y, sample_weight, params)?;
-    let d = x.ncols();
+    let d = x.n_cols();
     let mut theta = Array1::zeros(d + 1);
     let smooth = problem.l1 == 0.0;
+    let mut tick = |iteration: usize, objective: f64, gradient_max: f64| {
+        progress(FitProgress::Iteration {
+            iteration,
+            max_iter: params.max_iter,
+            objective,
+            gradient_max,
+            tol: params.tol,
+        });
+    };
     let report = match (params.solver, smooth) {
-        (Solver::Auto, true) if d <= 200 => newton(&problem, &mut theta, params),
-        (Solver::Newton, true) => newton(&problem, &mut theta, params),
-        (Solver::Auto | Solver::Lbfgs, true) => lbfgs(&problem, &mut theta, params),
-        (Solver::Auto | Solver::Newton, false) => proximal_newton(&problem, &mut theta, params),
-        (Solver::Lbfgs, false) => owlqn(&problem, &mut theta, params),
+        (Solver::Auto, true) if d <= 200 => newton(&problem, &mut theta, params, &mut tick),
+        (Solver::Newton, true) => newton(&problem, &mut theta, params, &mut tick),
+        (Solver::Auto | Solver::Lbfgs, true) => lbfgs(&problem, &mut theta, params, &mut tick),
+        (Solver::Auto | Solver::Newton, false) => {
+            proximal_newton(&problem, &mut theta, params, &mut tick)
+        }
+        (Solver::Lbfgs, false) => owlqn(&problem, &mut theta, params, &mut tick),
     };
     let model = LogisticModel {
         coefficients: theta.iter().take(d).copied().collect(),
@@ -356,9 +392,12 @@ pub fn fit_with_report(
     Ok((model, report))
 }
 
+/// Called after every outer iteration with `(iteration, objective, gradient_max)`.
+type Tick<'t> = dyn FnMut(usize, f64, f64) + 't;
+
 /// The weight-normalised optimisation problem over `θ = (β, b)` (length `d + 1`).
 struct Problem<'a> {
-    x: ArrayView2<'a, f64>,
+    x: Design<'a>,
     y: ArrayView1<'a, f64>,
     /// Weights normalised to sum to 1.
     w: Array1<f64>,
@@ -371,12 +410,12 @@ struct Problem<'a> {
 
 impl<'a> Problem<'a> {
     fn new(
-        x: ArrayView2<'a, f64>,
+        x: Design<'a>,
         y: ArrayView1<'a, f64>,
         sample_weight: Option<ArrayView1<'_, f64>>,
         params: &LogisticParams,
     ) -> Result<Self, ModelError> {
-        let n = x.nrows();
+        let n = x.n_rows();
         if n == 0 {
             return Err(ModelError::InvalidInput("cannot fit on zero rows".into()));
         }
@@ -387,7 +426,8 @@ impl<'a> Problem<'a> {
                 y.len()
             )));
         }
-        for (i, row) in x.rows().into_iter().enumerate() {
+        // The sparse block's values are checked when it is built (`CsrMatrix::new`).
+        for (i, row) in x.dense_block().rows().into_iter().enumerate() {
             if let Some(j) = row.iter().position(|v| !v.is_finite()) {
                 return Err(ModelError::InvalidInput(format!(
                     "feature column {j} at row {i} is {} (logistic regression needs finite \
@@ -460,18 +500,18 @@ impl<'a> Problem<'a> {
     }
 
     fn n(&self) -> usize {
-        self.x.nrows()
+        self.x.n_rows()
     }
 
     fn d(&self) -> usize {
-        self.x.ncols()
+        self.x.n_cols()
     }
 
     /// `z = Xβ + b`.
     fn margins(&self, theta: ArrayView1<'_, f64>, z: &mut Array1<f64>) {
         let d = self.d();
         z.fill(theta[d]);
-        general_mat_vec_mul(1.0, &self.x, &head(theta, d), 1.0, z);
+        self.x.gemv_add(head(theta, d), z);
     }
 
     /// Weighted mean log loss at margins `z`.
@@ -504,20 +544,31 @@ impl<'a> Problem<'a> {
         grad: &mut Array1<f64>,
     ) -> f64 {
         let d = self.d();
-        self.margins(theta, z);
         let mut loss = 0.0;
-        Zip::from(&mut *r).and(&*z).and(&self.y).and(&self.w).for_each(|r, &z, &y, &w| {
-            let (l, p) = logloss_and_sigmoid(z, y);
-            loss += w * l;
-            *r = w * (p - y);
+        let (y, w) = (&self.y, &self.w);
+        self.x.fused_pass(head(theta, d), theta[d], z, r, head_mut(grad, d), |i, z| {
+            let (l, p) = logloss_and_sigmoid(z, y[i]);
+            loss += w[i] * l;
+            w[i] * (p - y[i])
         });
-        xt_times(self.x, r, head_mut(grad, d));
         let beta = head(theta, d);
         if self.l2 != 0.0 {
             head_mut(grad, d).scaled_add(self.l2, &beta);
         }
         grad[d] = if self.fit_intercept { r.sum() } else { 0.0 };
         loss + 0.5 * self.l2 * beta.dot(&beta)
+    }
+
+    /// `D_j^{-1/2}` for the diagonal `D` of the smooth objective's Hessian at `θ = 0`
+    /// (`h_i = w_i / 4`): `D_j = ¼ Σ_i w_i x_ij² + l2`, and `¼ Σ_i w_i = ¼` for the intercept;
+    /// 1 where `D_j` is 0 (a column of zeros without penalty).
+    fn jacobi_scale(&self) -> Array1<f64> {
+        let d = self.d();
+        let mut diag = Array1::zeros(d + 1);
+        self.x.weighted_col_squares(&self.w, diag.slice_mut(ndarray::s![..d]));
+        diag.mapv_inplace(|v| 0.25 * v + self.l2);
+        diag[d] = if self.fit_intercept { 0.25 * self.w.sum() } else { 1.0 };
+        diag.mapv(|v| if v > 0.0 && v.is_finite() { 1.0 / v.sqrt() } else { 1.0 })
     }
 
     /// Minimum-norm subgradient of `smooth + l1‖β‖₁` given the smooth gradient `g`
@@ -581,14 +632,20 @@ fn small_decrease(f_old: f64, f_new: f64) -> bool {
 }
 
 /// Newton / IRLS for smooth objectives.
-fn newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> FitReport {
+fn newton(
+    p: &Problem<'_>,
+    theta: &mut Array1<f64>,
+    params: &LogisticParams,
+    tick: &mut Tick<'_>,
+) -> FitReport {
     let (n, d) = (p.n(), p.d());
     let m = d + 1;
+    let dd = p.x.n_dense();
     let mut z = Array1::zeros(n);
     let mut r = Array1::zeros(n);
     let mut h = Array1::zeros(n);
     let mut g = Array1::zeros(m);
-    let mut xs = Array2::zeros((n, d));
+    let mut xs = Array2::zeros((n, dd));
     let mut hess = Array2::zeros((m, m));
     let mut trial = Array1::zeros(m);
     let mut f = p.smooth_value_grad(theta.view(), &mut z, &mut r, &mut g);
@@ -602,21 +659,26 @@ fn newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> 
             let s = sigmoid(z);
             *h = w * s * (1.0 - s);
         });
-        Zip::from(xs.rows_mut()).and(p.x.rows()).and(&h).for_each(|mut dst, src, &hi| {
-            let sh = hi.sqrt();
-            Zip::from(&mut dst).and(&src).for_each(|a, &b| *a = b * sh);
-        });
+        Zip::from(xs.rows_mut()).and(p.x.dense_block().rows()).and(&h).for_each(
+            |mut dst, src, &hi| {
+                let sh = hi.sqrt();
+                Zip::from(&mut dst).and(&src).for_each(|a, &b| *a = b * sh);
+            },
+        );
         {
             let mut hxx = hess.view_mut();
-            hxx.slice_axis_inplace(Axis(0), Slice::from(..d));
-            hxx.slice_axis_inplace(Axis(1), Slice::from(..d));
+            hxx.slice_axis_inplace(Axis(0), Slice::from(..dd));
+            hxx.slice_axis_inplace(Axis(1), Slice::from(..dd));
             general_mat_mul(1.0, &xs.t(), &xs, 0.0, &mut hxx);
+        }
+        if let Some(sparse) = p.x.sparse_block() {
+            add_sparse_hessian(p.x.dense_block(), sparse, &h, &mut hess);
         }
         for j in 0..d {
             hess[[j, j]] += p.l2;
         }
         if p.fit_intercept {
-            xt_times(p.x, &h, head_mut_view(hess.column_mut(d), d));
+            p.x.t_gemv(&h, head_mut_view(hess.column_mut(d), d));
             for j in 0..d {
                 hess[[d, j]] = hess[[j, d]];
             }
@@ -657,11 +719,47 @@ fn newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> 
         let stalled = small_decrease(f, f_new) && t * max_abs(&step) <= 1e-12;
         f = f_new;
         converged = gmax <= params.tol;
+        tick(iterations, f, gmax);
         if stalled {
             break;
         }
     }
     FitReport { method: FitMethod::Newton, iterations, converged, objective: f, gradient_max: gmax }
+}
+
+/// Adds the blocks of `Xᵀ diag(h) X` that involve the sparse columns (dense × sparse and
+/// sparse × sparse, both triangles) to `hess`, whose dense × dense block is already set.
+/// Costs `O(non-zeros × (dense columns + non-zeros per row))`.
+fn add_sparse_hessian(
+    dense: ArrayView2<'_, f64>,
+    sparse: &CsrMatrix,
+    h: &Array1<f64>,
+    hess: &mut Array2<f64>,
+) {
+    let dd = dense.ncols();
+    let end = dd + sparse.n_cols();
+    let mut block = hess.slice_mut(ndarray::s![..end, ..end]);
+    block.slice_mut(ndarray::s![.., dd..]).fill(0.0);
+    block.slice_mut(ndarray::s![dd.., ..]).fill(0.0);
+    for (i, &hi) in h.iter().enumerate() {
+        let (idx, val) = sparse.row(i);
+        let row = dense.row(i);
+        for (&ja, &va) in idx.iter().zip(val) {
+            let ca = dd + ja as usize;
+            let w = hi * va;
+            for (j, &x) in row.iter().enumerate() {
+                block[[j, ca]] += w * x;
+            }
+            for (&jb, &vb) in idx.iter().zip(val) {
+                block[[ca, dd + jb as usize]] += w * vb;
+            }
+        }
+    }
+    for ca in dd..end {
+        for j in 0..dd {
+            block[[ca, j]] = block[[j, ca]];
+        }
+    }
 }
 
 /// Solves `A x = b` for a symmetric positive (semi-)definite `A` by Cholesky, adding a
@@ -776,12 +874,23 @@ struct SmoothEval<'p, 'a> {
     z: Array1<f64>,
     r: Array1<f64>,
     evals: usize,
+    /// Diagonal change of variables `θ = scale ⊙ u`: the solver works on `u` (see [`lbfgs`]).
+    scale: Option<(Array1<f64>, Array1<f64>)>,
 }
 
 impl SmoothEval<'_, '_> {
-    fn eval(&mut self, theta: &Array1<f64>, grad: &mut Array1<f64>) -> f64 {
+    /// The smooth objective and its gradient at `x` (in the solver's variables).
+    fn eval(&mut self, x: &Array1<f64>, grad: &mut Array1<f64>) -> f64 {
         self.evals += 1;
-        self.p.smooth_value_grad(theta.view(), &mut self.z, &mut self.r, grad)
+        match &mut self.scale {
+            None => self.p.smooth_value_grad(x.view(), &mut self.z, &mut self.r, grad),
+            Some((scale, theta)) => {
+                Zip::from(&mut *theta).and(x).and(&*scale).for_each(|t, &u, &s| *t = u * s);
+                let f = self.p.smooth_value_grad(theta.view(), &mut self.z, &mut self.r, grad);
+                Zip::from(grad).and(&*scale).for_each(|g, &s| *g *= s);
+                f
+            }
+        }
     }
 }
 
@@ -896,18 +1005,44 @@ fn cubic_minimizer(a0: f64, f0: f64, d0: f64, a1: f64, f1: f64, d1: f64) -> Opti
     a.is_finite().then_some(a)
 }
 
-/// L-BFGS for smooth objectives.
-fn lbfgs(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> FitReport {
+/// Curvature pairs L-BFGS keeps. More than the customary 10: on designs with many one-hot
+/// columns 30 pairs cut the iterations by 40 % (220 instead of 396 on the 50,000-row
+/// application table), for `4 · 30 · d` extra flops per iteration.
+const LBFGS_MEMORY: usize = 30;
+
+/// L-BFGS for smooth objectives, on Jacobi-preconditioned variables.
+fn lbfgs(
+    p: &Problem<'_>,
+    theta: &mut Array1<f64>,
+    params: &LogisticParams,
+    tick: &mut Tick<'_>,
+) -> FitReport {
     let (n, m) = (p.n(), p.d() + 1);
-    let mut ev = SmoothEval { p, z: Array1::zeros(n), r: Array1::zeros(n), evals: 0 };
+    // Jacobi preconditioning as a change of variables θ = s ⊙ u with s_j = D_j^{-1/2}, D the
+    // Hessian diagonal at θ = 0: one-hot columns of rare and frequent levels differ in scale
+    // by orders of magnitude, which the scalar initial Hessian of L-BFGS cannot absorb.
+    let scale = p.jacobi_scale();
+    let grad_max = |g: &Array1<f64>| {
+        Zip::from(g).and(&scale).fold(0.0_f64, |acc, &g, &s| acc.max((g / s).abs()))
+    };
+    let mut u = &*theta / &scale;
+    let mut ev = SmoothEval {
+        p,
+        z: Array1::zeros(n),
+        r: Array1::zeros(n),
+        evals: 0,
+        scale: Some((scale.clone(), Array1::zeros(m))),
+    };
     let mut g = Array1::zeros(m);
-    let mut f = ev.eval(theta, &mut g);
-    let mut gmax = max_abs(&g);
+    let mut f = ev.eval(&u, &mut g);
+    let mut gmax = grad_max(&g);
     let mut converged = gmax <= params.tol;
-    let mut mem = LbfgsMemory::new(10);
+    let mut mem = LbfgsMemory::new(LBFGS_MEMORY);
     let mut dir = Array1::zeros(m);
     let mut next = LinePoint { x: Array1::zeros(m), f: 0.0, g: Array1::zeros(m) };
     let mut iterations = 0;
+    let theta_out = theta;
+    let theta = &mut u;
     while !converged && iterations < params.max_iter {
         iterations += 1;
         mem.direction(&g, &mut dir);
@@ -929,17 +1064,24 @@ fn lbfgs(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> F
         theta.assign(&next.x);
         g.assign(&next.g);
         f = next.f;
-        gmax = max_abs(&g);
+        gmax = grad_max(&g);
         converged = gmax <= params.tol;
+        tick(iterations, f, gmax);
     }
+    Zip::from(theta_out).and(&*theta).and(&scale).for_each(|t, &u, &s| *t = u * s);
     FitReport { method: FitMethod::Lbfgs, iterations, converged, objective: f, gradient_max: gmax }
 }
 
 /// OWL-QN (Andrew & Gao 2007) for `smooth + l1‖β‖₁`.
-fn owlqn(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> FitReport {
+fn owlqn(
+    p: &Problem<'_>,
+    theta: &mut Array1<f64>,
+    params: &LogisticParams,
+    tick: &mut Tick<'_>,
+) -> FitReport {
     let (n, d) = (p.n(), p.d());
     let m = d + 1;
-    let mut ev = SmoothEval { p, z: Array1::zeros(n), r: Array1::zeros(n), evals: 0 };
+    let mut ev = SmoothEval { p, z: Array1::zeros(n), r: Array1::zeros(n), evals: 0, scale: None };
     let mut g = Array1::zeros(m);
     let mut pg = Array1::zeros(m);
     let mut f = ev.eval(theta, &mut g) + p.l1 * p.l1_norm(theta.view());
@@ -1004,17 +1146,22 @@ fn owlqn(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> F
         f = f_new;
         gmax = max_abs(&pg);
         converged = gmax <= params.tol;
+        tick(iterations, f, gmax);
     }
     FitReport { method: FitMethod::OwlQn, iterations, converged, objective: f, gradient_max: gmax }
 }
 
 /// Proximal Newton (newGLMNET) for `smooth + l1‖β‖₁`: each outer step minimises the quadratic
 /// model plus the L1 term by cyclic coordinate descent, then backtracks on the true objective.
-fn proximal_newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticParams) -> FitReport {
+fn proximal_newton(
+    p: &Problem<'_>,
+    theta: &mut Array1<f64>,
+    params: &LogisticParams,
+    tick: &mut Tick<'_>,
+) -> FitReport {
     let (n, d) = (p.n(), p.d());
     let m = d + 1;
-    // Column-major copy so each coordinate touches one contiguous column.
-    let xt = p.x.t().as_standard_layout().into_owned();
+    let cols = Columns::new(p.x);
     let mut z = Array1::zeros(n);
     let mut r = Array1::zeros(n);
     let mut h = Array1::zeros(n);
@@ -1040,9 +1187,7 @@ fn proximal_newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticPa
             *h = (w * s * (1.0 - s)).max(1e-300);
         });
         for j in 0..d {
-            let col = xt.row(j);
-            let hjj: f64 = Zip::from(&col).and(&h).fold(0.0, |acc, &x, &h| acc + h * x * x);
-            diag[j] = (hjj + p.l2).max(1e-12);
+            diag[j] = (cols.weighted_square(j, &h) + p.l2).max(1e-12);
         }
         diag[d] = h.sum().max(1e-12);
 
@@ -1054,12 +1199,7 @@ fn proximal_newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticPa
         for _pass in 0..200 {
             let mut max_change = 0.0_f64;
             for j in 0..d {
-                let col = xt.row(j);
-                let db = dir[d];
-                let hdot: f64 = Zip::from(&col)
-                    .and(&h)
-                    .and(&xd)
-                    .fold(0.0, |acc, &x, &h, &v| acc + h * x * (v + db));
+                let hdot = cols.weighted_dot(j, &h, &xd, dir[d]);
                 let bj = g[j] + hdot + p.l2 * dir[j];
                 let aj = diag[j];
                 let cur = theta[j] + dir[j];
@@ -1068,7 +1208,7 @@ fn proximal_newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticPa
                 let delta = new - cur;
                 if delta != 0.0 {
                     dir[j] += delta;
-                    xd.scaled_add(delta, &col);
+                    cols.add_scaled(j, delta, &mut xd);
                     max_change = max_change.max(aj * delta.abs());
                 }
             }
@@ -1113,6 +1253,7 @@ fn proximal_newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticPa
         p.pseudo_gradient(theta, &g, &mut pg);
         gmax = max_abs(&pg);
         converged = gmax <= params.tol;
+        tick(iterations, f, gmax);
         if small_decrease(f_old, f) && t * max_abs(&dir) <= 1e-12 {
             break;
         }
@@ -1123,6 +1264,66 @@ fn proximal_newton(p: &Problem<'_>, theta: &mut Array1<f64>, params: &LogisticPa
         converged,
         objective: f,
         gradient_max: gmax,
+    }
+}
+
+/// Column access for coordinate descent: a column-major copy of the dense block (each coordinate
+/// touches one contiguous column) and the sparse block transposed (its columns as rows).
+struct Columns {
+    dense_t: Array2<f64>,
+    sparse_t: Option<CsrMatrix>,
+}
+
+impl Columns {
+    fn new(x: Design<'_>) -> Self {
+        Self {
+            dense_t: x.dense_block().t().as_standard_layout().into_owned(),
+            sparse_t: x.sparse_block().map(CsrMatrix::transpose),
+        }
+    }
+
+    /// The sparse column `j − n_dense` as `(rows, values)`, or `None` for a dense column.
+    fn sparse_col(&self, j: usize) -> Option<(&[u32], &[f64])> {
+        let k = j.checked_sub(self.dense_t.nrows())?;
+        self.sparse_t.as_ref().map(|s| s.row(k))
+    }
+
+    /// `Σ_i h_i x_ij²`.
+    fn weighted_square(&self, j: usize, h: &Array1<f64>) -> f64 {
+        match self.sparse_col(j) {
+            None => Zip::from(&self.dense_t.row(j)).and(h).fold(0.0, |acc, &x, &h| acc + h * x * x),
+            Some((rows, vals)) => rows.iter().zip(vals).map(|(&i, &x)| h[i as usize] * x * x).sum(),
+        }
+    }
+
+    /// `Σ_i h_i x_ij (v_i + c)`.
+    fn weighted_dot(&self, j: usize, h: &Array1<f64>, v: &Array1<f64>, c: f64) -> f64 {
+        match self.sparse_col(j) {
+            None => Zip::from(&self.dense_t.row(j))
+                .and(h)
+                .and(v)
+                .fold(0.0, |acc, &x, &h, &v| acc + h * x * (v + c)),
+            Some((rows, vals)) => rows
+                .iter()
+                .zip(vals)
+                .map(|(&i, &x)| {
+                    let i = i as usize;
+                    h[i] * x * (v[i] + c)
+                })
+                .sum(),
+        }
+    }
+
+    /// `v += a · x_j`.
+    fn add_scaled(&self, j: usize, a: f64, v: &mut Array1<f64>) {
+        match self.sparse_col(j) {
+            None => v.scaled_add(a, &self.dense_t.row(j)),
+            Some((rows, vals)) => {
+                for (&i, &x) in rows.iter().zip(vals) {
+                    v[i as usize] += a * x;
+                }
+            }
+        }
     }
 }
 

@@ -1,15 +1,30 @@
-//! Encoding of [`Features`] into a clean dense matrix for linear models, and the
-//! encoder + logistic-regression pipeline.
+//! Encoding of [`Features`] for linear models, and the encoder + logistic-regression pipeline.
 //!
 //! Per numeric column: mean imputation of missing values (`NaN`), a 0/1 missing-indicator column
 //! when the training column had any missing value (the "missing-indicator method", Little &
 //! Rubin, *Statistical Analysis with Missing Data*, §3.4; scikit-learn's
 //! `SimpleImputer(add_indicator=True)`), then optional z-scoring with the population standard
 //! deviation of the imputed column (as `StandardScaler` after `SimpleImputer`); constant columns
-//! get scale 1. Per categorical column: one-hot (dummy) encoding over the levels seen at fit, plus
-//! a missing column when a missing value was seen; levels not seen at fit encode as all zeros.
-//! Categorical levels are matched by name, so a scoring matrix may list its levels in another
-//! order or add new ones.
+//! get scale 1.
+//!
+//! Per categorical column: one-hot (dummy) encoding. Levels seen at least `min_frequency` times
+//! at fit get a column each; the levels seen fewer times share one `__other` column (present
+//! only when there are such levels), which also takes levels never seen at fit when scoring;
+//! without an `__other` column unseen levels encode as all zeros. This is scikit-learn's
+//! `OneHotEncoder(min_frequency=m, handle_unknown="infrequent_if_exist")` (Micci-Barreca 2001
+//! discusses why rare levels of high-cardinality attributes need pooling). A `__missing` column
+//! follows when a missing value was seen at fit. Levels are matched by name, so a scoring
+//! matrix may list its levels in another order or add new ones.
+//!
+//! The encoder builds the same way from pooled counts and moments
+//! ([`LinearEncoder::from_stats`]), so a horizontal federation gets exactly the centralized
+//! encoder; a vertical party encodes its own columns with it.
+//!
+//! [`LinearEncoder::transform`] returns the dense matrix in output-column order;
+//! [`LinearEncoder::transform_design`] returns the same columns as a dense block (numeric columns
+//! and indicators) beside a sparse one-hot block ([`crate::sparse::CsrMatrix`]), which is what
+//! [`LogisticPipeline`] fits on: a text column with thousands of levels then costs one non-zero
+//! per row in every solver iteration.
 
 use std::collections::HashMap;
 
@@ -17,9 +32,17 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::logistic::{self, LogisticModel, LogisticParams};
+use crate::progress::{FitProgress, no_progress};
+use crate::sparse::{CsrMatrix, Design};
 use crate::{Dataset, FeatureKind, FeatureSpec, Features, ModelError};
 
-/// Options of [`LinearEncoder::fit`].
+/// Default of [`EncoderOptions::min_frequency`]: levels seen fewer than 50 times at fit are
+/// pooled (the setting of the scikit-learn reference, `OneHotEncoder(min_frequency=50)`).
+pub const DEFAULT_MIN_FREQUENCY: usize = 50;
+
+/// The numeric options of the encoder. Converts into [`EncoderOptions`] with the default
+/// rare-level pooling; kept because federated job specs build it field by field. Every encoder
+/// function takes either type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EncoderParams {
@@ -33,24 +56,72 @@ impl Default for EncoderParams {
     }
 }
 
+/// Options of [`LinearEncoder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EncoderOptions {
+    /// Z-score numeric columns (after imputation). Indicator and one-hot columns stay 0/1.
+    pub standardize: bool,
+    /// Categorical levels seen fewer than this many times at fit share one `__other` column;
+    /// `0` and `1` keep a column for every level seen. Default [`DEFAULT_MIN_FREQUENCY`].
+    pub min_frequency: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        Self { standardize: true, min_frequency: DEFAULT_MIN_FREQUENCY }
+    }
+}
+
+impl From<EncoderParams> for EncoderOptions {
+    fn from(p: EncoderParams) -> Self {
+        Self { standardize: p.standardize, ..Self::default() }
+    }
+}
+
 /// How one input column becomes output columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ColumnEncoder {
     /// `(v − center) / scale` with `v = fill` when missing, plus an optional indicator column.
     Numeric { fill: f64, center: f64, scale: f64, indicator: bool },
-    /// One output per level seen at fit (in the training spec's order), plus an optional
-    /// missing column.
-    Categorical { levels: Vec<String>, missing: bool },
+    /// One output per frequent level (in the training spec's order), then an optional
+    /// `__other` column for the rare and unseen levels, then an optional missing column.
+    /// (`other` is absent from artifacts written before pooling existed: no pooling.)
+    Categorical {
+        levels: Vec<String>,
+        missing: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        other: bool,
+    },
 }
 
 impl ColumnEncoder {
     fn width(&self) -> usize {
         match self {
             Self::Numeric { indicator, .. } => 1 + usize::from(*indicator),
-            Self::Categorical { levels, missing } => levels.len() + usize::from(*missing),
+            Self::Categorical { levels, missing, other } => {
+                levels.len() + usize::from(*other) + usize::from(*missing)
+            }
         }
     }
+
+    /// The categorical encoder from per-level counts at fit (`counts[k]` for `levels[k]`).
+    fn categorical(levels: &[String], counts: &[f64], missing: f64, min_frequency: usize) -> Self {
+        let min = min_frequency.max(1) as f64;
+        let kept =
+            levels.iter().zip(counts).filter(|(_, c)| **c >= min).map(|(l, _)| l.clone()).collect();
+        let other = counts.iter().any(|&c| c > 0.0 && c < min);
+        Self::Categorical { levels: kept, missing: missing > 0.0, other }
+    }
+}
+
+/// One encoded cell, as [`LinearEncoder::encode`] reports it.
+enum Encoded {
+    /// A numeric column's value after imputation and scaling; `missing` when it was imputed.
+    Numeric { value: f64, missing: bool },
+    /// A categorical cell setting the column's `k`-th output.
+    OneHot(usize),
 }
 
 /// Imputes, indicates, standardises and one-hot encodes a [`Features`] matrix.
@@ -126,6 +197,52 @@ pub enum ColumnStats {
     },
 }
 
+/// The encoded matrix as a dense block beside a sparse one-hot block
+/// ([`LinearEncoder::transform_design`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedDesign {
+    /// The numeric columns (imputed, scaled), in input order.
+    pub dense: Array2<f64>,
+    /// The 0/1 columns: the numeric columns' missing indicators, then the one-hot columns of
+    /// every categorical column (at most one entry per categorical column and row).
+    pub sparse: CsrMatrix,
+    /// For each design column (dense block, then sparse block), its position in
+    /// [`LinearEncoder::output_names`].
+    pub output_index: Vec<usize>,
+}
+
+impl EncodedDesign {
+    /// The solver's view of the design.
+    ///
+    /// # Errors
+    /// [`ModelError::Shape`] when the blocks have different row counts.
+    pub fn design(&self) -> Result<Design<'_>, ModelError> {
+        Design::new(self.dense.view(), &self.sparse)
+    }
+
+    /// Coefficients in design order rearranged into output order.
+    ///
+    /// # Panics
+    /// When `design_coef` does not have one entry per design column.
+    pub fn to_output_order(&self, design_coef: &[f64]) -> Vec<f64> {
+        assert_eq!(design_coef.len(), self.output_index.len(), "one coefficient per column");
+        let mut out = vec![0.0; design_coef.len()];
+        for (&o, &c) in self.output_index.iter().zip(design_coef) {
+            out[o] = c;
+        }
+        out
+    }
+
+    /// Coefficients in output order rearranged into design order.
+    ///
+    /// # Panics
+    /// When `coef` does not have one entry per design column.
+    pub fn to_design_order(&self, coef: &[f64]) -> Array1<f64> {
+        assert_eq!(coef.len(), self.output_index.len(), "one coefficient per column");
+        self.output_index.iter().map(|&o| coef[o]).collect()
+    }
+}
+
 impl LinearEncoder {
     /// The fitted columns: name and encoding, in input order.
     pub fn encodings(&self) -> Vec<(String, ColumnEncoding)> {
@@ -181,7 +298,8 @@ impl LinearEncoder {
 
     /// The encoder [`LinearEncoder::fit`] would learn from a matrix with columns `specs`,
     /// `n_rows` rows and the column statistics `stats` (mean, population scale of the imputed
-    /// column, indicator when any cell is missing, one-hot over the levels seen).
+    /// column, indicator when any cell is missing, one-hot over the levels seen, the rare ones
+    /// pooled).
     ///
     /// # Errors
     /// [`ModelError::Shape`] when `stats` and `specs` disagree in length or kind;
@@ -190,8 +308,9 @@ impl LinearEncoder {
         specs: &[FeatureSpec],
         stats: &[ColumnStats],
         n_rows: f64,
-        params: &EncoderParams,
+        options: &(impl Into<EncoderOptions> + Copy),
     ) -> Result<Self, ModelError> {
+        let options: EncoderOptions = (*options).into();
         if specs.len() != stats.len() {
             return Err(ModelError::Shape(format!(
                 "{} columns but {} column statistics",
@@ -215,7 +334,7 @@ impl LinearEncoder {
                         )));
                     }
                     let mean = if *count > 0.0 { sum / count } else { 0.0 };
-                    let (center, scale) = if params.standardize {
+                    let (center, scale) = if options.standardize {
                         let std = (sum_sq_dev.max(0.0) / n_rows).sqrt();
                         let tiny = 10.0 * f64::EPSILON * mean.abs().max(1.0);
                         (mean, if std > tiny { std } else { 1.0 })
@@ -228,13 +347,18 @@ impl LinearEncoder {
                     FeatureKind::Categorical { levels },
                     ColumnStats::Categorical { level_counts, missing },
                 ) if level_counts.len() == levels.len() => {
-                    let levels = levels
-                        .iter()
-                        .zip(level_counts)
-                        .filter(|(_, c)| **c > 0.0)
-                        .map(|(l, _)| l.clone())
-                        .collect();
-                    ColumnEncoder::Categorical { levels, missing: *missing > 0.0 }
+                    if level_counts.iter().chain([missing]).any(|c| !c.is_finite()) {
+                        return Err(ModelError::InvalidInput(format!(
+                            "column `{}`: level counts are not finite",
+                            spec.name
+                        )));
+                    }
+                    ColumnEncoder::categorical(
+                        levels,
+                        level_counts,
+                        *missing,
+                        options.min_frequency,
+                    )
                 }
                 _ => {
                     return Err(ModelError::Shape(format!(
@@ -253,7 +377,11 @@ impl LinearEncoder {
     /// # Errors
     /// [`ModelError::InvalidInput`] on an empty matrix, an infinite numeric cell or a categorical
     /// cell that is not a valid level index (naming column and row).
-    pub fn fit(features: &Features, params: &EncoderParams) -> Result<Self, ModelError> {
+    pub fn fit(
+        features: &Features,
+        options: &(impl Into<EncoderOptions> + Copy),
+    ) -> Result<Self, ModelError> {
+        let options: EncoderOptions = (*options).into();
         let n = features.n_rows();
         if n == 0 {
             return Err(ModelError::InvalidInput("cannot fit an encoder on zero rows".into()));
@@ -275,7 +403,7 @@ impl LinearEncoder {
                         sum += v;
                     }
                     let mean = if count > 0 { sum / count as f64 } else { 0.0 };
-                    let (center, scale) = if params.standardize {
+                    let (center, scale) = if options.standardize {
                         // Population variance of the imputed column: imputed cells add 0.
                         let ss: f64 = col
                             .iter()
@@ -291,22 +419,16 @@ impl LinearEncoder {
                     ColumnEncoder::Numeric { fill: mean, center, scale, indicator: count < n }
                 }
                 FeatureKind::Categorical { levels } => {
-                    let mut seen = vec![false; levels.len()];
-                    let mut missing = false;
+                    let mut counts = vec![0.0; levels.len()];
+                    let mut missing = 0.0;
                     for (i, &v) in col.iter().enumerate() {
                         if v.is_nan() {
-                            missing = true;
+                            missing += 1.0;
                         } else {
-                            seen[level_index(v, levels.len(), &spec.name, i)?] = true;
+                            counts[level_index(v, levels.len(), &spec.name, i)?] += 1.0;
                         }
                     }
-                    let levels = levels
-                        .iter()
-                        .zip(&seen)
-                        .filter(|(_, s)| **s)
-                        .map(|(l, _)| l.clone())
-                        .collect();
-                    ColumnEncoder::Categorical { levels, missing }
+                    ColumnEncoder::categorical(levels, &counts, missing, options.min_frequency)
                 }
             };
             columns.push(enc);
@@ -324,7 +446,8 @@ impl LinearEncoder {
         &self.names
     }
 
-    /// Output column names: `age`, `age__missing`, `sector=retail`, `sector__missing`.
+    /// Output column names: `age`, `age__missing`, `sector=retail`, `sector__other`,
+    /// `sector__missing`.
     pub fn output_names(&self) -> Vec<String> {
         let mut out = Vec::with_capacity(self.n_outputs());
         for (name, enc) in self.names.iter().zip(&self.columns) {
@@ -335,8 +458,11 @@ impl LinearEncoder {
                         out.push(format!("{name}__missing"));
                     }
                 }
-                ColumnEncoder::Categorical { levels, missing } => {
+                ColumnEncoder::Categorical { levels, missing, other } => {
                     out.extend(levels.iter().map(|l| format!("{name}={l}")));
+                    if *other {
+                        out.push(format!("{name}__other"));
+                    }
                     if *missing {
                         out.push(format!("{name}__missing"));
                     }
@@ -346,13 +472,13 @@ impl LinearEncoder {
         out
     }
 
-    /// Encodes `features` (same column names, in the same order, as at fit).
-    ///
-    /// # Errors
-    /// [`ModelError::Shape`] on a different column count, [`ModelError::InvalidInput`] on a
-    /// column whose name or kind differs from the fitted one, an infinite numeric cell or an
-    /// invalid level index.
-    pub fn transform(&self, features: &Features) -> Result<Array2<f64>, ModelError> {
+    /// Calls `emit(j, row, cell)` for every cell of every input column `j` that sets an output,
+    /// after checking names, kinds and cells.
+    fn encode(
+        &self,
+        features: &Features,
+        mut emit: impl FnMut(usize, usize, Encoded),
+    ) -> Result<(), ModelError> {
         if features.n_features() != self.names.len() {
             return Err(ModelError::Shape(format!(
                 "encoder was fitted on {} columns, got {}",
@@ -360,9 +486,6 @@ impl LinearEncoder {
                 features.n_features()
             )));
         }
-        let n = features.n_rows();
-        let mut out = Array2::zeros((n, self.n_outputs()));
-        let mut offset = 0;
         for (j, ((name, enc), spec)) in
             self.names.iter().zip(&self.columns).zip(&features.specs).enumerate()
         {
@@ -374,40 +497,46 @@ impl LinearEncoder {
             }
             let col = features.values.column(j);
             match (enc, &spec.kind) {
-                (
-                    ColumnEncoder::Numeric { fill, center, scale, indicator },
-                    FeatureKind::Numeric,
-                ) => {
+                (ColumnEncoder::Numeric { fill, center, scale, .. }, FeatureKind::Numeric) => {
                     for (i, &v) in col.iter().enumerate() {
                         let filled = if v.is_nan() {
-                            if *indicator {
-                                out[[i, offset + 1]] = 1.0;
-                            }
                             *fill
                         } else if v.is_finite() {
                             v
                         } else {
                             return Err(infinite_error(name, i, v));
                         };
-                        out[[i, offset]] = (filled - center) / scale;
+                        emit(
+                            j,
+                            i,
+                            Encoded::Numeric {
+                                value: (filled - center) / scale,
+                                missing: v.is_nan(),
+                            },
+                        );
                     }
                 }
                 (
-                    ColumnEncoder::Categorical { levels, missing },
+                    ColumnEncoder::Categorical { levels, missing, other },
                     FeatureKind::Categorical { levels: own },
                 ) => {
                     let position: HashMap<&str, usize> =
                         levels.iter().enumerate().map(|(k, l)| (l.as_str(), k)).collect();
-                    // Output position of each of this matrix's level indices (None = unseen at fit).
-                    let map: Vec<Option<usize>> =
-                        own.iter().map(|l| position.get(l.as_str()).copied()).collect();
+                    let other_pos = other.then_some(levels.len());
+                    let missing_pos = missing.then_some(levels.len() + usize::from(*other));
+                    // Output position of each of this matrix's level indices (None = no column).
+                    let map: Vec<Option<usize>> = own
+                        .iter()
+                        .map(|l| position.get(l.as_str()).copied().or(other_pos))
+                        .collect();
                     for (i, &v) in col.iter().enumerate() {
-                        if v.is_nan() {
-                            if *missing {
-                                out[[i, offset + levels.len()]] = 1.0;
-                            }
-                        } else if let Some(k) = map[level_index(v, own.len(), name, i)?] {
-                            out[[i, offset + k]] = 1.0;
+                        let pos = if v.is_nan() {
+                            missing_pos
+                        } else {
+                            map[level_index(v, own.len(), name, i)?]
+                        };
+                        if let Some(k) = pos {
+                            emit(j, i, Encoded::OneHot(k));
                         }
                     }
                 }
@@ -417,9 +546,110 @@ impl LinearEncoder {
                     )));
                 }
             }
-            offset += enc.width();
         }
+        Ok(())
+    }
+
+    /// Offset of each input column's first output column.
+    fn offsets(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .scan(0, |acc, c| {
+                let o = *acc;
+                *acc += c.width();
+                Some(o)
+            })
+            .collect()
+    }
+
+    /// Encodes `features` (same column names, in the same order, as at fit) into a dense matrix
+    /// in output-column order.
+    ///
+    /// # Errors
+    /// [`ModelError::Shape`] on a different column count, [`ModelError::InvalidInput`] on a
+    /// column whose name or kind differs from the fitted one, an infinite numeric cell or an
+    /// invalid level index.
+    pub fn transform(&self, features: &Features) -> Result<Array2<f64>, ModelError> {
+        let offsets = self.offsets();
+        let mut out = Array2::zeros((features.n_rows(), self.n_outputs()));
+        let indicator: Vec<bool> = self
+            .columns
+            .iter()
+            .map(|c| matches!(c, ColumnEncoder::Numeric { indicator: true, .. }))
+            .collect();
+        // `encode` checks the shape before calling back, so `out` fits every index.
+        self.encode(features, |j, i, cell| match cell {
+            Encoded::Numeric { value, missing } => {
+                out[[i, offsets[j]]] = value;
+                if missing && indicator[j] {
+                    out[[i, offsets[j] + 1]] = 1.0;
+                }
+            }
+            Encoded::OneHot(k) => out[[i, offsets[j] + k]] = 1.0,
+        })?;
         Ok(out)
+    }
+
+    /// Encodes `features` like [`transform`](Self::transform), as a dense block (the numeric
+    /// columns, in input order) beside a sparse block of the 0/1 columns (missing indicators,
+    /// then one-hot columns, in input order), with the map from design columns to output
+    /// columns.
+    ///
+    /// # Errors
+    /// As [`transform`](Self::transform).
+    pub fn transform_design(&self, features: &Features) -> Result<EncodedDesign, ModelError> {
+        let n = features.n_rows();
+        let offsets = self.offsets();
+        let k = self.columns.len();
+        // Design position of each numeric column's value (dense), of its indicator and of each
+        // categorical column's first output (sparse).
+        let (mut dense_at, mut indicator_at, mut sparse_at) =
+            (vec![0; k], vec![None; k], vec![0; k]);
+        let mut output_index = Vec::with_capacity(self.n_outputs());
+        for (j, c) in self.columns.iter().enumerate() {
+            if let ColumnEncoder::Numeric { .. } = c {
+                dense_at[j] = output_index.len();
+                output_index.push(offsets[j]);
+            }
+        }
+        let n_dense = output_index.len();
+        for (j, c) in self.columns.iter().enumerate() {
+            if let ColumnEncoder::Numeric { indicator: true, .. } = c {
+                indicator_at[j] = Some(output_index.len() - n_dense);
+                output_index.push(offsets[j] + 1);
+            }
+        }
+        for (j, c) in self.columns.iter().enumerate() {
+            if let ColumnEncoder::Categorical { .. } = c {
+                sparse_at[j] = output_index.len() - n_dense;
+                output_index.extend(offsets[j]..offsets[j] + c.width());
+            }
+        }
+        let n_sparse = output_index.len() - n_dense;
+        let mut dense = Array2::zeros((n, n_dense));
+        // (row, column) of every sparse entry, laid out row by row afterwards.
+        let mut entries: Vec<(u32, u32)> = Vec::new();
+        self.encode(features, |j, i, cell| match cell {
+            Encoded::Numeric { value, missing } => {
+                dense[[i, dense_at[j]]] = value;
+                if let (true, Some(c)) = (missing, indicator_at[j]) {
+                    entries.push((i as u32, c as u32));
+                }
+            }
+            Encoded::OneHot(k) => entries.push((i as u32, (sparse_at[j] + k) as u32)),
+        })?;
+        entries.sort_unstable();
+        let mut indptr = vec![0usize; n + 1];
+        for &(i, _) in &entries {
+            indptr[i as usize + 1] += 1;
+        }
+        for i in 0..n {
+            indptr[i + 1] += indptr[i];
+        }
+        let indices = entries.iter().map(|&(_, c)| c).collect();
+        let values = vec![1.0; entries.len()];
+        let sparse = CsrMatrix::new(n_sparse, indptr, indices, values)?;
+        Ok(EncodedDesign { dense, sparse, output_index })
     }
 
     /// Output column specs (all numeric), for wrapping the encoded matrix back into [`Features`].
@@ -433,33 +663,63 @@ impl LinearEncoder {
 pub struct LogisticPipeline {
     /// The fitted encoder.
     pub encoder: LinearEncoder,
-    /// The model over the encoder's outputs.
+    /// The model over the encoder's outputs (coefficients in output-column order).
     pub model: LogisticModel,
 }
 
 impl LogisticPipeline {
-    /// Fits the encoder on `data.features`, then the logistic regression on the encoded matrix.
+    /// Fits the encoder on `data.features`, then the logistic regression on the encoded design
+    /// (dense numeric block, sparse one-hot block).
     ///
     /// # Errors
     /// Any error of [`LinearEncoder::fit`] or [`logistic::fit`].
     pub fn fit(
         data: &Dataset,
-        encoder: &EncoderParams,
+        encoder: &(impl Into<EncoderOptions> + Copy),
         params: &LogisticParams,
     ) -> Result<Self, ModelError> {
+        Self::fit_with_progress(data, encoder, params, &mut no_progress)
+    }
+
+    /// [`LogisticPipeline::fit`], reporting every solver iteration to `progress`.
+    ///
+    /// # Errors
+    /// As [`LogisticPipeline::fit`].
+    pub fn fit_with_progress(
+        data: &Dataset,
+        encoder: &(impl Into<EncoderOptions> + Copy),
+        params: &LogisticParams,
+        progress: &mut dyn FnMut(FitProgress),
+    ) -> Result<Self, ModelError> {
         let enc = LinearEncoder::fit(&data.features, encoder)?;
-        let x = enc.transform(&data.features)?;
-        let model = logistic::fit(x.view(), data.label.view(), None, params)?;
+        let x = enc.transform_design(&data.features)?;
+        let (m, _) = logistic::fit_design(x.design()?, data.label.view(), None, params, progress)?;
+        let model = LogisticModel {
+            coefficients: x.to_output_order(&m.coefficients),
+            intercept: m.intercept,
+        };
         Ok(Self { encoder: enc, model })
     }
 
     /// `P(default)` per row.
     ///
     /// # Errors
-    /// Any error of [`LinearEncoder::transform`].
+    /// Any error of [`LinearEncoder::transform`]; [`ModelError::Shape`] when the model does not
+    /// have one coefficient per encoder output.
     pub fn predict_proba(&self, features: &Features) -> Result<Array1<f64>, ModelError> {
-        let x = self.encoder.transform(features)?;
-        Ok(self.model.predict_proba(x.view()))
+        let x = self.encoder.transform_design(features)?;
+        if self.model.coefficients.len() != x.output_index.len() {
+            return Err(ModelError::Shape(format!(
+                "{} coefficients for {} encoded columns",
+                self.model.coefficients.len(),
+                x.output_index.len()
+            )));
+        }
+        let beta = x.to_design_order(&self.model.coefficients);
+        let mut z = Array1::from_elem(features.n_rows(), self.model.intercept);
+        x.design()?.gemv_add(beta.view(), &mut z);
+        z.mapv_inplace(logistic::sigmoid);
+        Ok(z)
     }
 }
 
@@ -493,10 +753,13 @@ mod tests {
         .unwrap()
     }
 
+    /// Every level seen keeps its column (no pooling).
+    const ALL_LEVELS: EncoderOptions = EncoderOptions { standardize: true, min_frequency: 1 };
+
     #[test]
     fn imputes_indicates_standardizes_and_one_hots() {
         let f = sample();
-        let enc = LinearEncoder::fit(&f, &EncoderParams::default()).unwrap();
+        let enc = LinearEncoder::fit(&f, &ALL_LEVELS).unwrap();
         // "farm" never occurs at fit: no column for it. `flat` is constant: scale 1.
         assert_eq!(
             enc.output_names(),
@@ -534,7 +797,8 @@ mod tests {
 
     #[test]
     fn unseen_levels_new_missing_and_reordered_levels() {
-        let enc = LinearEncoder::fit(&sample(), &EncoderParams { standardize: false }).unwrap();
+        let opts = EncoderOptions { standardize: false, ..ALL_LEVELS };
+        let enc = LinearEncoder::fit(&sample(), &opts).unwrap();
         // Scoring matrix lists its levels in another order and adds a new one; `income` has a
         // NaN that fit never saw (imputed, no indicator column).
         let score = Features::new(
@@ -553,11 +817,109 @@ mod tests {
         )
         .unwrap();
         let x = enc.transform(&score).unwrap();
+        let d = enc.transform_design(&score).unwrap();
+        assert_eq!(d.design().unwrap().to_dense().select(ndarray::Axis(1), &inverse(&d)), x);
         assert_eq!(x.row(0).to_vec(), vec![30.0, 1.0, 3.0, 0.0, 1.0, 0.0, 1.0]);
         // "mining" (unseen) and "farm" (never seen at fit) encode as all zeros.
         assert_eq!(x.row(1).to_vec(), vec![50.0, 0.0, 2.5, 0.0, 0.0, 0.0, 2.0]);
         assert_eq!(x.row(2).to_vec(), vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 3.0]);
         assert_eq!(x.row(3).to_vec(), vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 3.0]);
+    }
+
+    /// For each output column, its design column.
+    fn inverse(d: &EncodedDesign) -> Vec<usize> {
+        let mut inv = vec![0; d.output_index.len()];
+        for (k, &o) in d.output_index.iter().enumerate() {
+            inv[o] = k;
+        }
+        inv
+    }
+
+    /// 200 rows: `city` has levels seen 120, 50, 20, 9 and 1 times (and one never), with 5
+    /// missing cells; `x` is numeric.
+    fn rare_levels() -> Features {
+        let counts = [120usize, 50, 20, 9, 0, 1];
+        let mut values = Vec::new();
+        let mut i = 0;
+        for (level, &c) in counts.iter().enumerate() {
+            for _ in 0..c {
+                values.extend([i as f64, level as f64]);
+                i += 1;
+            }
+        }
+        while i < 205 {
+            values.extend([i as f64, NAN]);
+            i += 1;
+        }
+        Features::new(
+            vec![
+                FeatureSpec::numeric("x"),
+                FeatureSpec::categorical("city", levels(&["a", "b", "c", "d", "e", "f"])),
+            ],
+            Array2::from_shape_vec((205, 2), values).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rare_and_unseen_levels_share_the_other_column() {
+        let f = rare_levels();
+        let opts = EncoderOptions { standardize: false, min_frequency: 50 };
+        let enc = LinearEncoder::fit(&f, &opts).unwrap();
+        assert_eq!(
+            enc.output_names(),
+            vec!["x", "city=a", "city=b", "city__other", "city__missing"]
+        );
+        // Scoring: a pooled level, a level never seen at fit, a new level and missing.
+        let score = Features::new(
+            vec![
+                FeatureSpec::numeric("x"),
+                FeatureSpec::categorical("city", levels(&["zz", "b", "e", "d", "a"])),
+            ],
+            array![[1.0, 3.0], [2.0, 2.0], [3.0, 0.0], [4.0, NAN], [5.0, 1.0], [6.0, 4.0]],
+        )
+        .unwrap();
+        let x = enc.transform(&score).unwrap();
+        assert_eq!(
+            x,
+            array![
+                [1.0, 0.0, 0.0, 1.0, 0.0],
+                [2.0, 0.0, 0.0, 1.0, 0.0],
+                [3.0, 0.0, 0.0, 1.0, 0.0],
+                [4.0, 0.0, 0.0, 0.0, 1.0],
+                [5.0, 0.0, 1.0, 0.0, 0.0],
+                [6.0, 1.0, 0.0, 0.0, 0.0]
+            ]
+        );
+        // The design: `x` dense, the four city columns sparse with one entry per row.
+        let d = enc.transform_design(&score).unwrap();
+        assert_eq!(d.dense.ncols(), 1);
+        assert_eq!((d.sparse.n_cols(), d.sparse.nnz()), (4, 6));
+        assert_eq!(d.design().unwrap().to_dense().select(ndarray::Axis(1), &inverse(&d)), x);
+        // min_frequency 1: every level seen keeps a column; the new ones encode as zeros.
+        let all = LinearEncoder::fit(&f, &EncoderOptions { min_frequency: 1, ..opts }).unwrap();
+        assert_eq!(all.n_outputs(), 1 + 5 + 1);
+        assert_eq!(all.transform(&score).unwrap().row(2).sum(), 3.0);
+        // The same encoder from counts (pooled across parties).
+        let stats = [
+            ColumnStats::Numeric { count: 205.0, sum: 0.0, sum_sq_dev: 0.0 },
+            ColumnStats::Categorical {
+                level_counts: vec![120.0, 50.0, 20.0, 9.0, 0.0, 1.0],
+                missing: 5.0,
+            },
+        ];
+        let built = LinearEncoder::from_stats(&f.specs, &stats, 205.0, &opts).unwrap();
+        assert_eq!(built.output_names(), enc.output_names());
+        assert_eq!(built.transform(&score).unwrap().column(3), x.column(3));
+        // The default pools below 50, also from the numeric-only `EncoderParams`.
+        let default = LinearEncoder::fit(&f, &EncoderParams::default()).unwrap();
+        assert_eq!(default.output_names()[1..], enc.output_names()[1..]);
+        // Artifacts written before pooling existed (no `other` key) read as "no pooling".
+        let json = serde_json::to_string(&all).unwrap();
+        assert!(!json.contains("other"), "{json}");
+        assert_eq!(serde_json::from_str::<LinearEncoder>(&json).unwrap(), all);
+        let pooled = serde_json::to_string(&enc).unwrap();
+        assert_eq!(serde_json::from_str::<LinearEncoder>(&pooled).unwrap(), enc);
     }
 
     #[test]
@@ -621,13 +983,29 @@ mod tests {
         let data = Dataset::new(features.clone(), label).unwrap();
         let params =
             LogisticParams { penalty: Penalty::L2, solver: Solver::Auto, ..Default::default() };
-        let pipe = LogisticPipeline::fit(&data, &EncoderParams::default(), &params).unwrap();
+        let pipe = LogisticPipeline::fit(&data, &ALL_LEVELS, &params).unwrap();
         assert_eq!(pipe.model.n_features(), pipe.encoder.n_outputs());
         let p = pipe.predict_proba(&features).unwrap();
         let x = pipe.encoder.transform(&features).unwrap();
+        // The sparse design gives the dense fit up to rounding.
         let direct = logistic::fit(x.view(), data.label.view(), None, &params).unwrap();
-        assert_eq!(direct, pipe.model);
-        assert_eq!(p, direct.predict_proba(x.view()));
+        for (a, b) in direct.coefficients.iter().zip(&pipe.model.coefficients) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+        assert!((direct.intercept - pipe.model.intercept).abs() < 1e-9);
+        for (a, b) in p.iter().zip(&direct.predict_proba(x.view())) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        // Every solver iteration is reported.
+        let mut seen = Vec::new();
+        let again =
+            LogisticPipeline::fit_with_progress(&data, &ALL_LEVELS, &params, &mut |p| seen.push(p))
+                .unwrap();
+        assert_eq!(again, pipe);
+        assert!(!seen.is_empty());
+        assert!(
+            matches!(seen.last(), Some(FitProgress::Iteration { gradient_max, .. }) if *gradient_max <= 1e-8)
+        );
         // Risk increases with utilisation.
         let util = pipe.encoder.output_names().iter().position(|n| n == "util").unwrap();
         assert!(pipe.model.coefficients[util] > 0.0);
@@ -639,7 +1017,7 @@ mod tests {
     #[test]
     fn encoder_from_pooled_stats_equals_fit() {
         let f = sample();
-        let enc = LinearEncoder::fit(&f, &EncoderParams::default()).unwrap();
+        let enc = LinearEncoder::fit(&f, &ALL_LEVELS).unwrap();
         let mut stats = Vec::new();
         for (j, spec) in f.specs.iter().enumerate() {
             let col = f.values.column(j);
@@ -666,9 +1044,13 @@ mod tests {
                 }
             });
         }
-        let built =
-            LinearEncoder::from_stats(&f.specs, &stats, 4.0, &EncoderParams::default()).unwrap();
+        let built = LinearEncoder::from_stats(&f.specs, &stats, 4.0, &ALL_LEVELS).unwrap();
         assert_eq!(built, enc);
+        // With the default pooling every level of these 4 rows is rare: one `__other` column.
+        let pooled =
+            LinearEncoder::from_stats(&f.specs, &stats, 4.0, &EncoderParams::default()).unwrap();
+        assert_eq!(pooled, LinearEncoder::fit(&f, &EncoderParams::default()).unwrap());
+        assert!(pooled.output_names().contains(&"sector__other".to_string()));
         assert!(
             LinearEncoder::from_stats(&f.specs, &stats[..2], 4.0, &EncoderParams::default())
                 .is_err()

@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::binning::{Binner, BinningParams};
 use crate::logistic::{self, LogisticModel, LogisticParams};
+use crate::progress::{FitProgress, no_progress};
+use crate::sparse::Design;
 use crate::{Dataset, Features, ModelError};
 
 /// Points-to-odds scaling.
@@ -173,6 +175,18 @@ impl Scorecard {
     /// [`ModelError::InvalidParam`] for invalid parameters; [`ModelError::InvalidInput`] when
     /// binning or the regression reject the data, or no feature reaches `min_iv`.
     pub fn fit(data: &Dataset, params: &ScorecardParams) -> Result<Self, ModelError> {
+        Self::fit_with_progress(data, params, &mut no_progress)
+    }
+
+    /// [`Scorecard::fit`], reporting every iteration of the regression to `progress`.
+    ///
+    /// # Errors
+    /// As [`Scorecard::fit`].
+    pub fn fit_with_progress(
+        data: &Dataset,
+        params: &ScorecardParams,
+        progress: &mut dyn FnMut(FitProgress),
+    ) -> Result<Self, ModelError> {
         params.scaling.validate()?;
         if !(params.min_iv.is_finite() && params.min_iv >= 0.0) {
             return Err(ModelError::InvalidParam {
@@ -189,7 +203,13 @@ impl Scorecard {
             )));
         }
         let woe = binner.transform_woe(&data.features)?;
-        let model = logistic::fit(woe.view(), data.label.view(), None, &params.logistic)?;
+        let (model, _) = logistic::fit_design(
+            Design::dense(woe.view()),
+            data.label.view(),
+            None,
+            &params.logistic,
+            progress,
+        )?;
         Self::from_parts(binner, model, params.scaling)
     }
 

@@ -18,8 +18,9 @@ pub enum OpsError {
         /// Why.
         source: tonic::transport::Error,
     },
-    /// The coordinator answered with an error status (its message says why).
-    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    /// The coordinator answered with an error status (its message says why), or the call
+    /// broke on the way (a transport failure, with its cause).
+    #[error("{}", status_text(.0))]
     Status(Box<tonic::Status>),
     /// TLS material cannot be used.
     #[error(transparent)]
@@ -35,16 +36,37 @@ impl From<tonic::Status> for OpsError {
     }
 }
 
-fn code_name(code: tonic::Code) -> &'static str {
+fn code_name(code: tonic::Code) -> Option<&'static str> {
     match code {
-        tonic::Code::InvalidArgument => "invalid argument",
-        tonic::Code::NotFound => "not found",
-        tonic::Code::FailedPrecondition => "not possible now",
-        tonic::Code::PermissionDenied => "permission denied",
-        tonic::Code::Unauthenticated => "unauthenticated",
-        tonic::Code::Unavailable => "coordinator unavailable",
-        _ => "error",
+        tonic::Code::InvalidArgument => Some("invalid argument"),
+        tonic::Code::NotFound => Some("not found"),
+        tonic::Code::FailedPrecondition => Some("not possible now"),
+        tonic::Code::PermissionDenied => Some("permission denied"),
+        tonic::Code::Unauthenticated => Some("unauthenticated"),
+        tonic::Code::Unavailable => Some("coordinator unavailable"),
+        _ => None,
     }
+}
+
+/// A status as one line: the code's name (or "call to the coordinator failed" for codes
+/// without one, never a bare "error", which the CLI already prints), the message, and the
+/// causes a transport failure carries.
+fn status_text(s: &tonic::Status) -> String {
+    let mut text = match (code_name(s.code()), s.message()) {
+        (Some(name), msg) => format!("{name}: {msg}"),
+        (None, "") => format!("call to the coordinator failed ({:?})", s.code()),
+        (None, msg) => format!("call to the coordinator failed: {msg}"),
+    };
+    let mut cause = std::error::Error::source(s);
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Where the coordinator is and how to authenticate.
@@ -223,5 +245,25 @@ pub fn absolute(path: &Path) -> PathBuf {
         path.to_path_buf()
     } else {
         std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_one_line_without_a_repeated_prefix() {
+        let e = OpsError::from(tonic::Status::unknown("transport error"));
+        assert_eq!(e.to_string(), "call to the coordinator failed: transport error");
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let mut s = tonic::Status::unknown("transport error");
+        s.set_source(std::sync::Arc::new(io));
+        let e = OpsError::from(s).to_string();
+        assert_eq!(e, "call to the coordinator failed: transport error: connection reset");
+        let e = OpsError::from(tonic::Status::permission_denied("`bank1` may not")).to_string();
+        assert_eq!(e, "permission denied: `bank1` may not");
+        let e = OpsError::from(tonic::Status::internal("")).to_string();
+        assert_eq!(e, "call to the coordinator failed (Internal)");
     }
 }

@@ -66,6 +66,16 @@ pub struct GbdtSpec {
     pub row_subsample: f64,
     /// Share of features per tree; default 1.
     pub col_subsample: f64,
+    /// Categorical splits: rows per group of categories; default 100 (LightGBM's).
+    pub min_data_per_group: usize,
+    /// Categorical splits: smoothing of the category order; default 10 (LightGBM's).
+    pub cat_smooth: f64,
+    /// Categorical splits: extra L2 on the children; default 10 (LightGBM's).
+    pub cat_l2: f64,
+    /// Categorical splits: most categories on the left; default 32 (LightGBM's).
+    pub max_cat_threshold: usize,
+    /// Categorical features with at most this many bins split one-vs-rest; default 4.
+    pub max_cat_to_onehot: usize,
     /// Seed of the column sampling.
     pub seed: u64,
     /// Validation metrics every this many trees (0 = only at the end); default 10.
@@ -87,6 +97,11 @@ impl Default for GbdtSpec {
             min_split_gain: p.min_split_gain,
             row_subsample: p.row_subsample,
             col_subsample: p.col_subsample,
+            min_data_per_group: p.min_data_per_group,
+            cat_smooth: p.cat_smooth,
+            cat_l2: p.cat_l2,
+            max_cat_threshold: p.max_cat_threshold,
+            max_cat_to_onehot: p.max_cat_to_onehot,
             seed: p.seed,
             eval_every: 10,
         }
@@ -108,6 +123,11 @@ impl GbdtSpec {
             min_split_gain: self.min_split_gain,
             row_subsample: self.row_subsample,
             col_subsample: self.col_subsample,
+            min_data_per_group: self.min_data_per_group,
+            cat_smooth: self.cat_smooth,
+            cat_l2: self.cat_l2,
+            max_cat_threshold: self.max_cat_threshold,
+            max_cat_to_onehot: self.max_cat_to_onehot,
             early_stopping_rounds: None,
             seed: self.seed,
         }

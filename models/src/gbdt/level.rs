@@ -289,9 +289,17 @@ impl TreeGrowth {
     }
 
     fn finish_leaves(&mut self) {
-        for node in &mut self.nodes {
+        // A leaf made by a many-vs-many categorical split is weighted with λ + cat_l2.
+        let mut extra = vec![0.0; self.nodes.len()];
+        for node in &self.nodes {
+            if let Some(s) = &node.split {
+                extra[s.left] = s.cand.extra_l2;
+                extra[s.right] = s.cand.extra_l2;
+            }
+        }
+        for (node, extra) in self.nodes.iter_mut().zip(extra) {
             if node.split.is_none() {
-                node.value = leaf_weight(node.stats, self.params.split.lambda_l2)
+                node.value = leaf_weight(node.stats, self.params.split.lambda_l2 + extra)
                     * self.params.learning_rate;
             }
         }

@@ -31,10 +31,16 @@ pub mod tree;
 use serde::{Deserialize, Serialize};
 
 pub use bins::{BinKind, BinMapper, BinnedMatrix, FeatureBins, MAX_BINS};
-pub use booster::{GbdtModel, fit, fit_with_mapper, gradient_pair, grown_to_tree};
+pub use booster::{
+    GbdtModel, fit, fit_with_mapper, fit_with_progress, gradient_pair, grown_to_tree,
+};
 pub use histogram::{GradStats, Histogram, build_histogram};
 pub use level::{GrowNode, GrowParams, GrowSplit, GrownTree, TreeGrowth};
-pub use split::{BinSplit, SplitCandidate, SplitParams, find_best_split, leaf_weight, split_gain};
+pub use split::{
+    BinSplit, DEFAULT_CAT_L2, DEFAULT_CAT_SMOOTH, DEFAULT_MAX_CAT_THRESHOLD,
+    DEFAULT_MAX_CAT_TO_ONEHOT, DEFAULT_MIN_DATA_PER_GROUP, SplitCandidate, SplitParams,
+    find_best_split, leaf_weight, split_gain,
+};
 pub use tree::{Node, SplitRule, Tree};
 
 use crate::ModelError;
@@ -68,6 +74,21 @@ pub struct GbdtParams {
     pub row_subsample: f64,
     /// Fraction of features drawn for each tree, `(0, 1]`; default 1.
     pub col_subsample: f64,
+    /// Categorical splits over many categories: a group of categories must add this many rows
+    /// before the next left set is tried, and the right side keeps as many; default 100
+    /// (LightGBM's `min_data_per_group`).
+    pub min_data_per_group: usize,
+    /// Categorical splits over many categories: categories need this many rows in the node to
+    /// take part and are ordered by `G/(H + cat_smooth)`; default 10 (LightGBM's `cat_smooth`).
+    pub cat_smooth: f64,
+    /// Extra L2 on the children of a many-category split; default 10 (LightGBM's `cat_l2`).
+    pub cat_l2: f64,
+    /// Most categories on the left of a many-category split; default 32 (LightGBM's
+    /// `max_cat_threshold`).
+    pub max_cat_threshold: usize,
+    /// Categorical features with at most this many bins (missing bin included) split one
+    /// category against the rest; default 4 (LightGBM's `max_cat_to_onehot`).
+    pub max_cat_to_onehot: usize,
     /// Stop after this many rounds without a better validation log loss and keep the best
     /// round (needs a validation set); default `None`.
     pub early_stopping_rounds: Option<usize>,
@@ -89,6 +110,11 @@ impl Default for GbdtParams {
             min_split_gain: 0.0,
             row_subsample: 1.0,
             col_subsample: 1.0,
+            min_data_per_group: DEFAULT_MIN_DATA_PER_GROUP as usize,
+            cat_smooth: DEFAULT_CAT_SMOOTH,
+            cat_l2: DEFAULT_CAT_L2,
+            max_cat_threshold: DEFAULT_MAX_CAT_THRESHOLD as usize,
+            max_cat_to_onehot: DEFAULT_MAX_CAT_TO_ONEHOT as usize,
             early_stopping_rounds: None,
             seed: 42,
         }
@@ -167,6 +193,33 @@ impl GbdtParams {
                 format!("must be in (0, 1], got {}", self.col_subsample),
             ));
         }
+        if u32::try_from(self.min_data_per_group).is_err() {
+            return Err(invalid(
+                "min_data_per_group",
+                format!("too large: {}", self.min_data_per_group),
+            ));
+        }
+        if !(self.cat_smooth.is_finite() && self.cat_smooth >= 0.0) {
+            return Err(invalid(
+                "cat_smooth",
+                format!("must be finite and >= 0, got {}", self.cat_smooth),
+            ));
+        }
+        if !(self.cat_l2.is_finite() && self.cat_l2 >= 0.0) {
+            return Err(invalid("cat_l2", format!("must be finite and >= 0, got {}", self.cat_l2)));
+        }
+        if self.max_cat_threshold == 0 || u32::try_from(self.max_cat_threshold).is_err() {
+            return Err(invalid(
+                "max_cat_threshold",
+                format!("must be at least 1 and fit 32 bits, got {}", self.max_cat_threshold),
+            ));
+        }
+        if u32::try_from(self.max_cat_to_onehot).is_err() {
+            return Err(invalid(
+                "max_cat_to_onehot",
+                format!("too large: {}", self.max_cat_to_onehot),
+            ));
+        }
         if self.early_stopping_rounds == Some(0) {
             return Err(invalid("early_stopping_rounds", "must be at least 1".into()));
         }
@@ -185,11 +238,17 @@ impl GbdtParams {
 
     /// The split-finding part of the parameters.
     pub fn split_params(&self) -> SplitParams {
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         SplitParams {
             lambda_l2: self.lambda_l2,
             min_child_weight: self.min_child_weight,
-            min_data_in_leaf: u32::try_from(self.min_data_in_leaf).unwrap_or(u32::MAX),
+            min_data_in_leaf: clamp(self.min_data_in_leaf),
             min_split_gain: self.min_split_gain,
+            min_data_per_group: clamp(self.min_data_per_group),
+            cat_smooth: self.cat_smooth,
+            cat_l2: self.cat_l2,
+            max_cat_threshold: clamp(self.max_cat_threshold),
+            max_cat_to_onehot: clamp(self.max_cat_to_onehot),
         }
     }
 }
@@ -218,6 +277,11 @@ mod tests {
             ("row_subsample", GbdtParams { row_subsample: 0.0, ..p.clone() }),
             ("row_subsample", GbdtParams { row_subsample: 1.5, ..p.clone() }),
             ("col_subsample", GbdtParams { col_subsample: -0.1, ..p.clone() }),
+            ("min_data_per_group", GbdtParams { min_data_per_group: usize::MAX, ..p.clone() }),
+            ("cat_smooth", GbdtParams { cat_smooth: -1.0, ..p.clone() }),
+            ("cat_l2", GbdtParams { cat_l2: f64::NAN, ..p.clone() }),
+            ("max_cat_threshold", GbdtParams { max_cat_threshold: 0, ..p.clone() }),
+            ("max_cat_to_onehot", GbdtParams { max_cat_to_onehot: usize::MAX, ..p.clone() }),
             ("early_stopping_rounds", GbdtParams { early_stopping_rounds: Some(0), ..p.clone() }),
         ];
         for (name, bad) in cases {
@@ -234,7 +298,15 @@ mod tests {
         assert_eq!(p.n_trees, 7);
         assert_eq!(p.max_leaves, Some(8));
         assert_eq!(p.learning_rate, 0.1);
+        assert_eq!((p.min_data_per_group, p.max_cat_threshold, p.max_cat_to_onehot), (100, 32, 4));
+        assert_eq!((p.cat_smooth, p.cat_l2), (10.0, 10.0));
         assert!(serde_json::from_str::<GbdtParams>(r#"{"n_tree": 7}"#).is_err());
+        // Parameters written before the categorical ones existed read with LightGBM's defaults.
+        let split: SplitParams = serde_json::from_str(
+            r#"{"lambda_l2":0.0,"min_child_weight":0.001,"min_data_in_leaf":20,"min_split_gain":0.0}"#,
+        )
+        .unwrap();
+        assert_eq!(split, SplitParams::default());
         let back: GbdtParams = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }

@@ -13,10 +13,26 @@
 //!   right and once on the left, and keep the better direction as the learned default (XGBoost's
 //!   sparsity-aware scan). "All values left, missing right" is a candidate too. When the node has
 //!   no missing rows, missing values at prediction time follow the child with more rows.
-//! - **Categorical features** sort the non-empty categories by `G/(H+λ)` and scan the prefixes of
-//!   that order as left sets, again with missing on either side (LightGBM's many-vs-many
-//!   categorical split; by Fisher's 1958 result the optimal binary partition of the second-order
-//!   objective is a prefix of this order when `λ = 0`). Empty categories go right.
+//! - **Categorical features** follow LightGBM's `FindBestThresholdCategoricalInner`
+//!   (`src/treelearner/feature_histogram.cpp`, LightGBM 4.x), with the missing bin as one more
+//!   category:
+//!   - with at most `max_cat_to_onehot` bins (missing bin included, as LightGBM counts its NaN
+//!     bin), **one-vs-rest**: each non-empty category alone on the left, gain with `λ`;
+//!   - otherwise **many-vs-many**: the categories with at least `cat_smooth` rows (and at least
+//!     one) are sorted by the smoothed ratio `G/(H + cat_smooth)` and the prefixes of that order
+//!     are scanned from both ends as left sets, with at most
+//!     `min(max_cat_threshold, ⌈used/2⌉)` categories on the left; a prefix is evaluated only
+//!     once the categories added since the last evaluated one hold `min_data_per_group` rows,
+//!     and the right side must keep `min_data_per_group` rows; the children are scored with
+//!     `λ + cat_l2` (the parent with `λ`), and the leaves such a split creates get weights
+//!     `−G/(H + λ + cat_l2)` ([`SplitCandidate::extra_l2`]). By Fisher's 1958 result the
+//!     optimal binary partition of the second-order objective is a prefix of the ratio order
+//!     when smoothing and `λ` are 0.
+//!
+//!   Categories not on the left (too small, empty, unseen at training) go right.
+//!   Differences from LightGBM: row counts are exact (LightGBM estimates them from hessian
+//!   sums), and missing values form a category that may go left (LightGBM always sends them
+//!   right); when a node has no missing rows, missing values go right, as in LightGBM.
 //!
 //! Ties keep the first candidate in feature order, then threshold order, so results are
 //! deterministic. The function is pure: the federated trainers call it on summed (horizontal) or
@@ -38,11 +54,70 @@ pub struct SplitParams {
     pub min_data_in_leaf: u32,
     /// `γ`: subtracted from every gain; splits need a positive result.
     pub min_split_gain: f64,
+    /// Many-vs-many categorical splits: rows a group of categories must add before the next
+    /// left set is evaluated, and rows the right side keeps (LightGBM's `min_data_per_group`).
+    #[serde(default = "default_min_data_per_group")]
+    pub min_data_per_group: u32,
+    /// Many-vs-many categorical splits: categories need this many rows to take part, and are
+    /// ordered by `G/(H + cat_smooth)` (LightGBM's `cat_smooth`).
+    #[serde(default = "default_cat_smooth")]
+    pub cat_smooth: f64,
+    /// Many-vs-many categorical splits: extra L2 on the children (LightGBM's `cat_l2`).
+    #[serde(default = "default_cat_l2")]
+    pub cat_l2: f64,
+    /// Most categories on the left of a many-vs-many split (LightGBM's `max_cat_threshold`).
+    #[serde(default = "default_max_cat_threshold")]
+    pub max_cat_threshold: u32,
+    /// Categorical features with at most this many bins (missing bin included) split one
+    /// category against the rest (LightGBM's `max_cat_to_onehot`).
+    #[serde(default = "default_max_cat_to_onehot")]
+    pub max_cat_to_onehot: u32,
+}
+
+/// LightGBM's default `min_data_per_group`.
+pub const DEFAULT_MIN_DATA_PER_GROUP: u32 = 100;
+/// LightGBM's default `cat_smooth`.
+pub const DEFAULT_CAT_SMOOTH: f64 = 10.0;
+/// LightGBM's default `cat_l2`.
+pub const DEFAULT_CAT_L2: f64 = 10.0;
+/// LightGBM's default `max_cat_threshold`.
+pub const DEFAULT_MAX_CAT_THRESHOLD: u32 = 32;
+/// LightGBM's default `max_cat_to_onehot`.
+pub const DEFAULT_MAX_CAT_TO_ONEHOT: u32 = 4;
+
+fn default_min_data_per_group() -> u32 {
+    DEFAULT_MIN_DATA_PER_GROUP
+}
+
+fn default_cat_smooth() -> f64 {
+    DEFAULT_CAT_SMOOTH
+}
+
+fn default_cat_l2() -> f64 {
+    DEFAULT_CAT_L2
+}
+
+fn default_max_cat_threshold() -> u32 {
+    DEFAULT_MAX_CAT_THRESHOLD
+}
+
+fn default_max_cat_to_onehot() -> u32 {
+    DEFAULT_MAX_CAT_TO_ONEHOT
 }
 
 impl Default for SplitParams {
     fn default() -> Self {
-        Self { lambda_l2: 0.0, min_child_weight: 1e-3, min_data_in_leaf: 20, min_split_gain: 0.0 }
+        Self {
+            lambda_l2: 0.0,
+            min_child_weight: 1e-3,
+            min_data_in_leaf: 20,
+            min_split_gain: 0.0,
+            min_data_per_group: DEFAULT_MIN_DATA_PER_GROUP,
+            cat_smooth: DEFAULT_CAT_SMOOTH,
+            cat_l2: DEFAULT_CAT_L2,
+            max_cat_threshold: DEFAULT_MAX_CAT_THRESHOLD,
+            max_cat_to_onehot: DEFAULT_MAX_CAT_TO_ONEHOT,
+        }
     }
 }
 
@@ -79,6 +154,14 @@ pub struct SplitCandidate {
     pub left: GradStats,
     /// Sums of the right child.
     pub right: GradStats,
+    /// L2 added to `λ` for the weights of the two leaves this split creates: `cat_l2` for a
+    /// many-vs-many categorical split (as LightGBM computes their outputs), else 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extra_l2: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl SplitCandidate {
@@ -154,6 +237,11 @@ pub fn find_best_split(
         gamma: params.min_split_gain,
         min_data,
         min_hess: params.min_child_weight,
+        min_data_per_group: params.min_data_per_group,
+        cat_smooth: params.cat_smooth,
+        cat_l2: params.cat_l2,
+        max_cat_threshold: params.max_cat_threshold as usize,
+        max_cat_to_onehot: params.max_cat_to_onehot as usize,
     };
     let mut best: Option<SplitCandidate> = None;
     let mut scratch = Vec::new();
@@ -182,6 +270,11 @@ struct Ctx {
     gamma: f64,
     min_data: u32,
     min_hess: f64,
+    min_data_per_group: u32,
+    cat_smooth: f64,
+    cat_l2: f64,
+    max_cat_threshold: usize,
+    max_cat_to_onehot: usize,
 }
 
 /// Outcome of one scan: the gain and the left sums of the best position.
@@ -257,6 +350,7 @@ impl Ctx {
             gain: b.gain,
             left: b.left,
             right,
+            extra_l2: 0.0,
         }
     }
 
@@ -276,6 +370,8 @@ impl Ctx {
         Some(self.candidate(f, split, missing, nb, b))
     }
 
+    /// One-vs-rest or many-vs-many categorical split (see the module docs). The missing bin
+    /// (the last) is one more category; `order` is scratch.
     fn categorical(
         &self,
         f: usize,
@@ -284,29 +380,105 @@ impl Ctx {
         order: &mut Vec<usize>,
     ) -> Option<SplitCandidate> {
         let nb = bins.len();
-        let nvb = nb - 1;
-        let missing = bins[nvb];
+        if nb <= self.max_cat_to_onehot {
+            return self.one_vs_rest(f, bins, floor);
+        }
         order.clear();
-        order.extend((0..nvb).filter(|&b| bins[b].count > 0));
+        order.extend(
+            (0..nb).filter(|&b| bins[b].count > 0 && f64::from(bins[b].count) >= self.cat_smooth),
+        );
         let ratio = |b: usize| {
             let s = bins[b];
-            let d = s.sum_hess + self.lambda;
+            let d = s.sum_hess + self.cat_smooth;
             if d > 0.0 { s.sum_grad / d } else { 0.0 }
         };
         // Stable sort: ties keep bin order.
         order.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)));
-        let m = order.len();
-        let mut best = None;
-        self.scan(bins, order.iter().copied(), GradStats::default(), false, &mut best, floor);
-        if missing.count > 0 {
-            let k = m.saturating_sub(1);
-            self.scan(bins, order[..k].iter().copied(), missing, true, &mut best, floor);
+        let used = order.len();
+        let max_left = self.max_cat_threshold.min(used.div_ceil(2));
+        let l2 = self.lambda + self.cat_l2;
+        // (gain, scanned from the high end, last position, left sums)
+        let mut best: Option<(f64, bool, usize, GradStats)> = None;
+        for from_high in [false, true] {
+            let mut left = GradStats::default();
+            let mut group = 0u32;
+            for i in 0..used.min(max_left) {
+                let b = if from_high { order[used - 1 - i] } else { order[i] };
+                let s = bins[b];
+                left += s;
+                group = group.saturating_add(s.count);
+                if left.count < self.min_data || left.sum_hess < self.min_hess {
+                    continue;
+                }
+                let right = self.total - left;
+                if right.count < self.min_data
+                    || right.count < self.min_data_per_group
+                    || right.sum_hess < self.min_hess
+                {
+                    break;
+                }
+                if group < self.min_data_per_group {
+                    continue;
+                }
+                group = 0;
+                let g = 0.5
+                    * (score(left.sum_grad, left.sum_hess, l2)
+                        + score(right.sum_grad, right.sum_hess, l2)
+                        - self.parent_score)
+                    - self.gamma;
+                if g > best.as_ref().map_or(floor, |b| b.0) {
+                    best = Some((g, from_high, i, left));
+                }
+            }
         }
-        let b = best?;
-        // `pos` counts positions in `order` (all of them non-empty).
-        let mut left_bins: Vec<u8> = order[..=b.pos].iter().map(|&x| x as u8).collect();
+        let (gain, from_high, last, left) = best?;
+        let chosen = if from_high { &order[used - 1 - last..] } else { &order[..=last] };
+        let missing_bin = nb - 1;
+        let mut left_bins: Vec<u8> =
+            chosen.iter().filter(|&&b| b != missing_bin).map(|&b| b as u8).collect();
         left_bins.sort_unstable();
-        Some(self.candidate(f, BinSplit::Categorical { left_bins }, missing, nb, b))
+        Some(SplitCandidate {
+            feature: f,
+            split: BinSplit::Categorical { left_bins },
+            missing_bin: missing_bin as u8,
+            default_left: chosen.contains(&missing_bin),
+            gain,
+            left,
+            right: self.total - left,
+            extra_l2: self.cat_l2,
+        })
+    }
+
+    /// Each non-empty category (the missing bin included) alone against the rest, gain with `λ`.
+    fn one_vs_rest(&self, f: usize, bins: &[GradStats], floor: f64) -> Option<SplitCandidate> {
+        let mut best: Option<(f64, usize)> = None;
+        for (b, &left) in bins.iter().enumerate() {
+            if left.count == 0 || left.count < self.min_data || left.sum_hess < self.min_hess {
+                continue;
+            }
+            let right = self.total - left;
+            if right.count < self.min_data || right.sum_hess < self.min_hess {
+                continue;
+            }
+            let g = self.gain(left, right);
+            if g > best.map_or(floor, |b| b.0) {
+                best = Some((g, b));
+            }
+        }
+        let (gain, b) = best?;
+        let missing_bin = bins.len() - 1;
+        let left = bins[b];
+        let left_bins = if b == missing_bin { Vec::new() } else { vec![b as u8] };
+        Some(SplitCandidate {
+            feature: f,
+            split: BinSplit::Categorical { left_bins },
+            missing_bin: missing_bin as u8,
+            default_left: b == missing_bin,
+            gain,
+            left,
+            right: self.total - left,
+            extra_l2: 0.0,
+        })
     }
 }
 
@@ -324,6 +496,19 @@ mod tests {
             min_child_weight: 0.0,
             min_data_in_leaf: min_data,
             min_split_gain: 0.0,
+            ..SplitParams::default()
+        }
+    }
+
+    /// Categorical regularisation off: every non-empty category takes part, ordered by `G/H`.
+    fn unregularised(min_data: u32) -> SplitParams {
+        SplitParams {
+            lambda_l2: 0.0,
+            min_data_per_group: 1,
+            cat_smooth: 0.0,
+            cat_l2: 0.0,
+            max_cat_to_onehot: 0,
+            ..params(min_data)
         }
     }
 
@@ -421,15 +606,97 @@ mod tests {
         bins[2] = stats(2.0, 2.0, 5);
         bins[3] = stats(-2.0, 2.0, 5);
         let total = h.feature_total(0);
-        let mut p = params(1);
-        p.lambda_l2 = 0.0;
+        let p = unregularised(1);
         let c = find_best_split(&h, total, &p, &[BinKind::Categorical], &[0]).unwrap();
         assert_eq!(c.split, BinSplit::Categorical { left_bins: vec![1, 3] });
         assert!((c.gain - 4.0).abs() < 1e-12);
         assert!(c.goes_left(3) && !c.goes_left(2));
+        // No missing rows at the node: missing values go right, as in LightGBM.
+        assert!(!c.default_left && c.extra_l2 == 0.0);
+        // With LightGBM's defaults these 5-row categories are below `cat_smooth`: no split.
+        let lgbm = SplitParams { lambda_l2: 0.0, min_data_in_leaf: 1, ..SplitParams::default() };
+        assert!(find_best_split(&h, total, &lgbm, &[BinKind::Categorical], &[0]).is_none());
         // Read as numeric, the best threshold split is worse.
         let n = find_best_split(&h, total, &p, &[BinKind::Numeric], &[0]).unwrap();
         assert!(n.gain < c.gain);
+    }
+
+    #[test]
+    fn few_categories_split_one_against_the_rest() {
+        // 3 categories + the (empty) missing bin = 4 bins <= max_cat_to_onehot = 4. Neither
+        // cat_smooth (the categories have 5 rows each) nor cat_l2 applies. λ = 0, node G = 0:
+        //   {c0}: ½[36/3 + 36/6] = 9 <- best;  {c1}: ½[4/3 + 4/6] = 1;  {c2}: ½[16/3 + 16/6] = 8
+        let mut h = Histogram::new(&[4]).unwrap();
+        let bins = h.feature_mut(0);
+        bins[0] = stats(-6.0, 3.0, 5);
+        bins[1] = stats(2.0, 3.0, 5);
+        bins[2] = stats(4.0, 3.0, 5);
+        let total = h.feature_total(0);
+        let p = SplitParams { lambda_l2: 0.0, min_data_in_leaf: 1, ..SplitParams::default() };
+        let c = find_best_split(&h, total, &p, &[BinKind::Categorical], &[0]).unwrap();
+        assert_eq!(c.split, BinSplit::Categorical { left_bins: vec![0] });
+        assert!((c.gain - 9.0).abs() < 1e-12, "{}", c.gain);
+        assert_eq!(c.extra_l2, 0.0);
+        assert!(!c.default_left);
+        // Missing rows that differ from every category: "missing vs the rest" wins.
+        let bins = h.feature_mut(0);
+        bins[3] = stats(-20.0, 4.0, 5);
+        let total = h.feature_total(0);
+        let c = find_best_split(&h, total, &p, &[BinKind::Categorical], &[0]).unwrap();
+        assert_eq!(c.split, BinSplit::Categorical { left_bins: vec![] });
+        assert!(c.default_left && c.goes_left(3) && !c.goes_left(0));
+        // max_cat_to_onehot = 0 turns it into a many-vs-many split, where 5-row categories
+        // fall below cat_smooth = 10.
+        let many = SplitParams { max_cat_to_onehot: 0, ..p };
+        assert!(find_best_split(&h, total, &many, &[BinKind::Categorical], &[0]).is_none());
+    }
+
+    #[test]
+    fn many_categories_follow_lightgbm_regularisation() {
+        // 6 categories + missing (7 bins > 4: many-vs-many), LightGBM defaults (cat_smooth 10,
+        // cat_l2 10, min_data_per_group 100, max_cat_threshold 32), λ = 0, min_data_in_leaf 20.
+        let mut h = Histogram::new(&[7]).unwrap();
+        let bins = h.feature_mut(0);
+        bins[0] = stats(-30.0, 50.0, 200); // G/(H+10) = -0.5
+        bins[1] = stats(-10.0, 40.0, 150); // -0.2
+        bins[2] = stats(5.0, 40.0, 150); // 0.1
+        bins[3] = stats(20.0, 30.0, 120); // 0.5
+        bins[4] = stats(3.0, 2.0, 8); // 8 rows < cat_smooth: never on the left
+        bins[5] = stats(12.0, 30.0, 60); // 0.3
+        bins[6] = stats(-6.0, 10.0, 40); // missing: -0.3
+        let total = h.feature_total(0);
+        let p = SplitParams {
+            lambda_l2: 0.0,
+            min_child_weight: 0.0,
+            min_data_in_leaf: 20,
+            ..SplitParams::default()
+        };
+        // Order: c0, missing, c1, c2, c5, c3; at most min(32, ⌈6/2⌉) = 3 on the left.
+        // From the low end: {c0} (group 200), {c0, missing} skipped (group 40 < 100),
+        // {c0, missing, c1} (group 190). From the high end: {c3}, {c3, c5} skipped, {c3, c5, c2}.
+        let gain = |lg: f64, lh: f64| {
+            let (rg, rh) = (total.sum_grad - lg, total.sum_hess - lh);
+            0.5 * (lg * lg / (lh + 10.0) + rg * rg / (rh + 10.0)
+                - total.sum_grad * total.sum_grad / total.sum_hess)
+        };
+        let best = gain(-46.0, 100.0);
+        assert!(best > gain(-30.0, 50.0) && best > gain(37.0, 100.0) && best > gain(20.0, 30.0));
+        let c = find_best_split(&h, total, &p, &[BinKind::Categorical], &[0]).unwrap();
+        assert_eq!(c.split, BinSplit::Categorical { left_bins: vec![0, 1] });
+        assert!(c.default_left, "missing is in the left set");
+        assert!((c.gain - best).abs() < 1e-9, "{} vs {best}", c.gain);
+        assert_eq!((c.left.count, c.right.count), (390, 338));
+        assert_eq!(c.extra_l2, 10.0);
+        assert!(!c.goes_left(4), "small categories go right");
+        // One category at most on the left: {c0}.
+        let one = SplitParams { max_cat_threshold: 1, ..p };
+        let c = find_best_split(&h, total, &one, &[BinKind::Categorical], &[0]).unwrap();
+        assert_eq!(c.split, BinSplit::Categorical { left_bins: vec![0] });
+        assert!((c.gain - gain(-30.0, 50.0)).abs() < 1e-9);
+        // With min_data_per_group = 400 no left set gathers 400 rows before the right side
+        // drops below 400 rows: no split.
+        let big = SplitParams { min_data_per_group: 400, ..p };
+        assert!(find_best_split(&h, total, &big, &[BinKind::Categorical], &[0]).is_none());
     }
 
     #[test]
