@@ -148,12 +148,15 @@ pub enum ColumnEncoding {
         /// Adds a 0/1 missing-indicator column.
         indicator: bool,
     },
-    /// One output per level, plus a missing column if `missing`.
+    /// One output per level, then one for the pooled rare and unseen levels if `other`,
+    /// then a missing column if `missing`.
     Categorical {
         /// Levels with a column, in order.
         levels: Vec<String>,
         /// Adds a missing column.
         missing: bool,
+        /// Adds the pooled `__other` column (rare at fit, or unseen).
+        other: bool,
     },
 }
 
@@ -259,8 +262,12 @@ impl LinearEncoder {
                             indicator: *indicator,
                         }
                     }
-                    ColumnEncoder::Categorical { levels, missing } => {
-                        ColumnEncoding::Categorical { levels: levels.clone(), missing: *missing }
+                    ColumnEncoder::Categorical { levels, missing, other } => {
+                        ColumnEncoding::Categorical {
+                            levels: levels.clone(),
+                            missing: *missing,
+                            other: *other,
+                        }
                     }
                 };
                 (n.clone(), e)
@@ -287,8 +294,8 @@ impl LinearEncoder {
                     }
                     ColumnEncoder::Numeric { fill, center, scale, indicator }
                 }
-                ColumnEncoding::Categorical { levels, missing } => {
-                    ColumnEncoder::Categorical { levels, missing }
+                ColumnEncoding::Categorical { levels, missing, other } => {
+                    ColumnEncoder::Categorical { levels, missing, other }
                 }
             });
             names.push(name);

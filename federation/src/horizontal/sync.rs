@@ -219,11 +219,11 @@ fn design_to_wire(design: &Design) -> pb::LinearDesign {
                                     indicator,
                                 })
                             }
-                            ColumnEncoding::Categorical { levels, missing } => {
+                            ColumnEncoding::Categorical { levels, missing, other } => {
                                 pb::encoded_column::Kind::Categorical(pb::CategoricalEncoding {
                                     levels,
                                     missing,
-                                    other: false,
+                                    other,
                                 })
                             }
                         }),
@@ -265,6 +265,7 @@ fn design_from_wire(d: &pb::LinearDesign) -> Result<Design, TrainError> {
                             ColumnEncoding::Categorical {
                                 levels: k.levels.clone(),
                                 missing: k.missing,
+                                other: k.other,
                             }
                         }
                         None => {
