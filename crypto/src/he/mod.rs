@@ -72,6 +72,7 @@
 //! arithmetic here so that secrets can be zeroized.
 
 mod batch;
+pub mod bench;
 mod encoding;
 mod keys;
 mod limbs;
