@@ -70,6 +70,11 @@ fn per_op(c: &mut Criterion, scheme: Scheme, sk: &SecretKey) {
     g.bench_function("scalar_mul_64bit", |b| b.iter(|| pk.mul_u64(&cts[0], black_box(k64))));
     let k14 = rng.random_range(1u64 << 13..1 << 14);
     g.bench_function("scalar_mul_14bit", |b| b.iter(|| pk.mul_u64(&cts[0], black_box(k14))));
+    let terms: Vec<Ciphertext> = (0..1024).map(|i| cts[i % 64].clone()).collect();
+    let scalars: Vec<u64> = (0..1024).map(|_| rng.next_u64()).collect();
+    g.bench_function("dot_1024_terms_64bit_2cores", |b| {
+        b.iter(|| pk.dot_u64(&terms, &scalars).expect("lengths"))
+    });
     g.bench_function("decrypt", |b| {
         b.iter(|| {
             i += 1;
@@ -159,6 +164,7 @@ fn table() {
             ("add_us", t.add_us),
             ("scalar_mul_us", t.scalar_mul_us),
             ("scalar_mul_small_us", t.scalar_mul_small_us),
+            ("dot_term_us", t.dot_term_us),
             ("decrypt_us", t.decrypt_us),
         ];
         for (k, v) in rows {

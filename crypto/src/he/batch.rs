@@ -317,6 +317,64 @@ impl PublicKey {
         (0..count).step_by(k).map(|lo| (count - lo).min(k)).collect()
     }
 
+    /// The encrypted dot product `Σ scalars[i]·cts[i]` (Pippenger's multi-exponentiation
+    /// on all cores): the `Xᵀ[[d]]` of vertical LR, several times cheaper per term than
+    /// [`Self::mul_u64`] followed by [`Self::add`].
+    ///
+    /// # Errors
+    /// [`HeError::LengthMismatch`].
+    pub fn dot_u64(&self, cts: &[Ciphertext], scalars: &[u64]) -> Result<Ciphertext, HeError> {
+        if cts.len() != scalars.len() {
+            return Err(HeError::LengthMismatch {
+                what: "scalars",
+                expected: cts.len(),
+                got: scalars.len(),
+            });
+        }
+        let ct = self.ct();
+        let parts = rayon::current_num_threads().max(1);
+        let chunk = cts.len().div_ceil(parts).max(256);
+        let acc = cts
+            .par_chunks(chunk)
+            .zip(scalars.par_chunks(chunk))
+            .map(|(c, k)| {
+                let refs: Vec<&[u64]> = c.iter().map(|x| &x.0[..]).collect();
+                ct.multi_pow(&refs, k)
+            })
+            .reduce(
+                || ct.one().to_vec(),
+                |mut a, b| {
+                    ct.mul_assign(&mut a, &b);
+                    a
+                },
+            );
+        Ok(Ciphertext(acc.into()))
+    }
+
+    /// As [`Self::dot_u64`] with signed scalars: the negative terms are summed separately
+    /// and subtracted with one inverse.
+    ///
+    /// # Errors
+    /// [`HeError::LengthMismatch`].
+    pub fn dot_i64(&self, cts: &[Ciphertext], scalars: &[i64]) -> Result<Ciphertext, HeError> {
+        if cts.len() != scalars.len() {
+            return Err(HeError::LengthMismatch {
+                what: "scalars",
+                expected: cts.len(),
+                got: scalars.len(),
+            });
+        }
+        let pos: Vec<u64> = scalars.iter().map(|&k| if k > 0 { k as u64 } else { 0 }).collect();
+        let neg: Vec<u64> =
+            scalars.iter().map(|&k| if k < 0 { k.unsigned_abs() } else { 0 }).collect();
+        let p = self.dot_u64(cts, &pos)?;
+        if neg.iter().all(|&k| k == 0) {
+            return Ok(p);
+        }
+        let n = self.dot_u64(cts, &neg)?;
+        Ok(self.sub(&p, &n))
+    }
+
     /// Negates many ciphertexts with one modular inverse (Montgomery's simultaneous
     /// inversion: `3(k − 1)` multiplications plus one inverse).
     pub fn neg_batch(&self, cts: &[Ciphertext]) -> Vec<Ciphertext> {

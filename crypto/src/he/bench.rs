@@ -44,6 +44,9 @@ pub struct HeOpTimes {
     pub scalar_mul_us: f64,
     /// Scalar multiplication by a 14-bit scalar (HEU's benchmark range).
     pub scalar_mul_small_us: f64,
+    /// Per term of a 1024-term encrypted dot product `Σ k_i·[[m_i]]` with 64-bit scalars
+    /// (Pippenger, one thread): a scalar multiplication and an addition, amortized.
+    pub dot_term_us: f64,
     /// CRT decryption.
     pub decrypt_us: f64,
     /// Signed plaintext capacity in bits.
@@ -168,6 +171,18 @@ pub fn measure(scheme: Scheme, bits: u32, min_seconds: f64) -> Result<HeOpTimes,
     let scalar_mul_small_us = clock.time(min_seconds, |i| {
         black_box(pk.mul_u64(&cts[i % 64], small[i % 64]));
     }) * 1e6;
+    let terms: Vec<Ciphertext> = (0..1024).map(|i| cts[i % 64].clone()).collect();
+    let scalars: Vec<u64> = (0..1024).map(|i| big[i % 64] ^ (i as u64)).collect();
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|_| HeError::BadSecretKey { scheme, why: "no thread pool for the benchmark" })?;
+    let dot_term_us = one_thread.install(|| {
+        clock.time(min_seconds, |_| {
+            black_box(pk.dot_u64(&terms, &scalars).ok());
+        })
+    }) * 1e6
+        / 1024.0;
     let decrypt_us = clock.time(min_seconds, |i| {
         black_box(sk.decrypt(&cts[i % 64]));
     }) * 1e6;
@@ -190,6 +205,7 @@ pub fn measure(scheme: Scheme, bits: u32, min_seconds: f64) -> Result<HeOpTimes,
         add_us,
         scalar_mul_us,
         scalar_mul_small_us,
+        dot_term_us,
         decrypt_us,
         plaintext_bits: pk.plaintext_bits(),
         ciphertext_bytes: pk.ciphertext_len(),

@@ -142,6 +142,30 @@ fn homomorphic_add_scalar_mul_negation() {
 }
 
 #[test]
+fn encrypted_dot_products() {
+    for scheme in SCHEMES {
+        let sk = key(scheme);
+        let pk = sk.public_key();
+        let mut r = rng(13);
+        let n = 600;
+        let xs: Vec<i64> = (0..n).map(|_| r.random_range(-1_000_000..1_000_000)).collect();
+        let ks: Vec<i64> = (0..n)
+            .map(|i| if i % 7 == 0 { 0 } else { r.random_range(-(1i64 << 40)..1i64 << 40) })
+            .collect();
+        let cts = sk
+            .encrypt_batch(&xs.iter().map(|&x| Plaintext::from(x)).collect::<Vec<_>>(), &mut r)
+            .unwrap();
+        let want: i128 = xs.iter().zip(&ks).map(|(&x, &k)| x as i128 * k as i128).sum();
+        assert_eq!(sk.decrypt_i128(&pk.dot_i64(&cts, &ks).unwrap()).unwrap(), want);
+        let ku: Vec<u64> = ks.iter().map(|k| k.unsigned_abs()).collect();
+        let want_u: i128 = xs.iter().zip(&ku).map(|(&x, &k)| x as i128 * k as i128).sum();
+        assert_eq!(sk.decrypt_i128(&pk.dot_u64(&cts, &ku).unwrap()).unwrap(), want_u);
+        assert_eq!(sk.decrypt_i128(&pk.dot_u64(&cts[..0], &[]).unwrap()).unwrap(), 0);
+        assert!(matches!(pk.dot_u64(&cts, &ku[1..]), Err(HeError::LengthMismatch { .. })));
+    }
+}
+
+#[test]
 fn packed_sums_up_to_max_terms_decode_exactly() {
     for scheme in SCHEMES {
         let sk = key(scheme);
