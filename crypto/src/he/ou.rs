@@ -19,7 +19,7 @@
 use std::sync::OnceLock;
 
 use rand::CryptoRng;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::limbs;
 use super::mont::{FixedBase, Modulus};
@@ -231,12 +231,12 @@ impl OuSecret {
         let pinv64 = limbs::inv64(p[0]);
         let plen = p.len();
         // G mod p², Montgomery
-        let g_p2 = p2.reduce(g);
+        let g_p2 = Zeroizing::new(p2.reduce(g));
         // L(G^t mod p²)
-        let gt = p2.out_of_mont(&p2.pow(&g_p2, t));
-        let mut gt1 = gt.clone();
+        let gt = Zeroizing::new(p2.out_of_mont(&p2.pow(&g_p2, t)));
+        let mut gt1 = Zeroizing::new(gt.clone());
         limbs::sub_small(&mut gt1, 1);
-        let l = exact_div_or_zero(&gt1, p, pinv64, plen, &pm);
+        let l = Zeroizing::new(exact_div_or_zero(&gt1, p, pinv64, plen, &pm));
         if limbs::is_zero(&l) {
             return Err(OuKeyProblem::Generator);
         }
@@ -244,20 +244,20 @@ impl OuSecret {
         limbs::sub_small(&mut p_2, 2);
         // Fermat inverses mod p
         // pow maps Montgomery forms to Montgomery forms: dec_inv = Mont(L⁻¹) by Fermat.
-        let l_mont = pm.to_mont(&l);
-        let dec_inv = pm.pow(&l_mont, &p_2);
+        let l_mont = Zeroizing::new(pm.to_mont(&l));
+        let dec_inv = Zeroizing::new(pm.pow(&l_mont, &p_2));
         // t⁻¹ mod p
-        let t_inv = pm.out_of_mont(&pm.pow(&pm.reduce(t), &p_2));
+        let t_inv = Zeroizing::new(pm.out_of_mont(&pm.pow(&pm.reduce(t), &p_2)));
         // a = L(G^t)·t⁻¹ mod p, normal form: MontMul(L·R, t⁻¹) = L·t⁻¹
-        let a = pm.mul_vec(&l_mont, &t_inv);
+        let a = Zeroizing::new(pm.mul_vec(&l_mont, &t_inv));
         // B = G^(p·e2) with e2 = p⁻¹ mod t
         let mut t_2 = t.to_vec();
         limbs::sub_small(&mut t_2, 2);
-        let e2 = tm.out_of_mont(&tm.pow(&tm.reduce(p), &t_2));
+        let e2 = Zeroizing::new(tm.out_of_mont(&tm.pow(&tm.reduce(p), &t_2)));
         let mut pe2 = limbs::mul(p, &e2);
-        let b = p2.pow(&g_p2, &pe2);
+        let b = Zeroizing::new(p2.pow(&g_p2, &pe2));
         pe2.zeroize();
-        if b == p2.one() {
+        if b.as_slice() == p2.one() {
             return Err(OuKeyProblem::Generator);
         }
         // n mod t, Montgomery mod t
@@ -265,16 +265,16 @@ impl OuSecret {
         // q⁻¹ mod p² = q^(p(p−1) − 1)
         let mut phi = limbs::mul(p, &p1);
         limbs::sub_small(&mut phi, 1);
-        let q_inv_p2 = p2.pow(&p2.reduce(q), &phi);
+        let q_inv_p2 = Zeroizing::new(p2.pow(&p2.reduce(q), &phi));
         phi.zeroize();
         // G, H mod q
-        let g_q = qm.reduce(g);
-        let h_q = qm.pow(&g_q, n.n());
+        let g_q = Zeroizing::new(qm.reduce(g));
+        let h_q = Zeroizing::new(qm.pow(&g_q, n.n()));
         let rn = limbs::pow2(64 * n.len() as u32, n.len() + 1);
         // a·R_n mod p = MontMul(Mont(R_n), a)
-        let a_rn = pm.mul_vec(&pm.reduce(&rn), &a);
-        let rn_p2 = p2.out_of_mont(&p2.reduce(&rn));
-        let rn_q = qm.out_of_mont(&qm.reduce(&rn));
+        let a_rn = Zeroizing::new(pm.mul_vec(&pm.reduce(&rn), &a));
+        let rn_p2 = Zeroizing::new(p2.out_of_mont(&p2.reduce(&rn)));
+        let rn_q = Zeroizing::new(qm.out_of_mont(&qm.reduce(&rn)));
         let mut p_half = p.to_vec();
         limbs::shr1(&mut p_half);
         p1.zeroize();
@@ -289,16 +289,16 @@ impl OuSecret {
             qm,
             tm,
             pinv64,
-            dec_inv: dec_inv.into(),
+            dec_inv: dec_inv[..].into(),
             p_half: p_half.into(),
-            a_rn: a_rn.into(),
-            b: b.into(),
+            a_rn: a_rn[..].into(),
+            b: b[..].into(),
             n_t: n_t.into(),
-            q_inv_p2: q_inv_p2.into(),
-            g_q: g_q.into(),
-            h_q: h_q.into(),
-            rn_p2: rn_p2.into(),
-            rn_q: rn_q.into(),
+            q_inv_p2: q_inv_p2[..].into(),
+            g_q: g_q[..].into(),
+            h_q: h_q[..].into(),
+            rn_p2: rn_p2[..].into(),
+            rn_q: rn_q[..].into(),
             owner: OnceLock::new(),
             owner_g_inv: OnceLock::new(),
         })
@@ -325,11 +325,12 @@ impl OuSecret {
     /// Decrypts a ciphertext given in normal form mod n; returns the signed plaintext as
     /// (negative, magnitude limbs).
     pub(crate) fn decrypt(&self, c: &[u64]) -> (bool, Vec<u64>) {
-        let x = self.p2.reduce(c);
-        let y = self.p2.out_of_mont(&self.p2.pow(&x, &self.t));
+        let x = Zeroizing::new(self.p2.reduce(c));
+        let y = Zeroizing::new(self.p2.out_of_mont(&self.p2.pow(&x, &self.t)));
         let mut y1 = y;
         limbs::sub_small(&mut y1, 1);
-        let l = exact_div_or_zero(&y1, &self.p, self.pinv64, self.p.len(), &self.pm);
+        let l =
+            Zeroizing::new(exact_div_or_zero(&y1, &self.p, self.pinv64, self.p.len(), &self.pm));
         // m = L · L(G^t)⁻¹: MontMul(L, Mont(inv)) = L·inv
         let mut m = self.pm.mul_vec(&l, &self.dec_inv);
         if limbs::cmp(&m, &self.p_half) == std::cmp::Ordering::Greater {
@@ -352,56 +353,60 @@ impl OuSecret {
         rng: &mut R,
     ) -> Vec<u64> {
         let tables = self.owner_tables(sizes);
-        let mut r = prime::random_below_pow2(rng, sizes.t_bits);
+        let mut r = Zeroizing::new(prime::random_below_pow2(rng, sizes.t_bits));
         let zero = limbs::is_zero(mag);
         // mod p²: (1 + (m·a mod p)·p) · B^((m + n·r) mod t)
         // MontMul(Mont(n mod t), r) = n·r mod t in normal form (r < R_t, n_t < t)
         let tm = &self.tm;
-        let mut e = tm.mul_vec(&self.n_t, &limbs::resized(&r, tm.len()));
+        let mut e = Zeroizing::new(tm.mul_vec(&self.n_t, &limbs::resized(&r, tm.len())));
         if !zero {
-            let m_t = tm.out_of_mont(&tm.reduce(mag));
+            let m_t = Zeroizing::new(tm.out_of_mont(&tm.reduce(mag)));
             if negative {
                 tm.sub_assign(&mut e, &m_t);
             } else {
                 tm.add_assign(&mut e, &m_t);
             }
         }
-        let bm = tables.b.pow(&self.p2, &e);
+        let bm = Zeroizing::new(tables.b.pow(&self.p2, &e));
         e.zeroize();
         let mut cp = if zero {
             // MontMul(Mont(B^e), R_n) = B^e·R_n, normal form
             self.p2.mul_vec(&bm, &self.rn_p2)
         } else {
             // A^m·R_n = (1 + m·a·p)·R_n ≡ R_n + p·(m·a·R_n mod p)  (mod p²)
-            let m_p = self.pm.reduce(mag); // Montgomery of |m| mod p
-            let mut ma = self.pm.mul_vec(&m_p, &self.a_rn); // |m|·a·R_n mod p, normal
-            if negative && !limbs::is_zero(&ma) {
-                let mut neg = self.p.to_vec();
+            let m_p = Zeroizing::new(self.pm.reduce(mag)); // Montgomery of |m| mod p
+            let ma = Zeroizing::new(self.pm.mul_vec(&m_p, &self.a_rn)); // |m|·a·R_n mod p
+            let ma = if negative && !limbs::is_zero(&ma) {
+                let mut neg = Zeroizing::new(self.p.to_vec());
                 limbs::sub_assign(&mut neg, &ma);
-                ma.zeroize();
-                ma = neg;
-            }
-            let pma = limbs::resized(limbs::trimmed(&limbs::mul(&ma, &self.p)), self.p2.len());
-            let mut am = self.rn_p2.to_vec();
+                neg
+            } else {
+                ma
+            };
+            let pma = Zeroizing::new(limbs::resized(
+                limbs::trimmed(&limbs::mul(&ma, &self.p)),
+                self.p2.len(),
+            ));
+            let mut am = Zeroizing::new(self.rn_p2.to_vec());
             self.p2.add_assign(&mut am, &pma);
             // MontMul(Mont(B^e), A^m·R_n) = B^e·A^m·R_n, normal form
             self.p2.mul_vec(&bm, &am)
         };
         // mod q: G^m · H^r, times R_n
-        let mut cq_m = tables.h_q.pow(&self.qm, &r);
+        let mut cq_m = Zeroizing::new(tables.h_q.pow(&self.qm, &r));
         r.zeroize();
         if !zero {
-            let gm = if negative {
+            let gm = Zeroizing::new(if negative {
                 self.owner_g_inv(sizes).pow(&self.qm, mag)
             } else {
                 tables.g_q.pow(&self.qm, mag)
-            };
+            });
             self.qm.mul_assign(&mut cq_m, &gm);
         }
-        let cq = self.qm.mul_vec(&cq_m, &self.rn_q);
+        let cq = Zeroizing::new(self.qm.mul_vec(&cq_m, &self.rn_q));
         // CRT: c = c_q + q·((c_p − c_q)·q⁻¹ mod p²)
         self.p2.sub_assign(&mut cp, &limbs::resized(&cq, self.p2.len()));
-        let k = self.p2.mul_vec(&cp, &self.q_inv_p2);
+        let k = Zeroizing::new(self.p2.mul_vec(&cp, &self.q_inv_p2));
         let mut c = limbs::mul(&self.q, &k);
         limbs::add_assign(&mut c, &cq);
         cp.zeroize();
@@ -452,7 +457,7 @@ pub(crate) fn generate<R: CryptoRng + ?Sized>(
         if !limbs::bit(&p, top) {
             continue;
         }
-        let p2 = limbs::mul(&p, &p);
+        let p2 = Zeroizing::new(limbs::mul(&p, &p));
         let mut found = None;
         for _ in 0..64 {
             let q = prime::random_prime(rng, sizes.q_bits(bits));

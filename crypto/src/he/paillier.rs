@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use rand::CryptoRng;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::limbs;
 use super::mont::{FixedBase, Modulus};
@@ -176,26 +176,26 @@ impl PaillierSecret {
         let mut q_2 = q.to_vec();
         limbs::sub_small(&mut q_2, 2);
         // q⁻¹ mod p and p⁻¹ mod q (Fermat), Montgomery forms
-        let q_inv_p = pm.pow(&pm.reduce(q), &p_2);
-        let p_inv_q = qm.pow(&qm.reduce(p), &q_2);
+        let q_inv_p = Zeroizing::new(pm.pow(&pm.reduce(q), &p_2));
+        let p_inv_q = Zeroizing::new(qm.pow(&qm.reduce(p), &q_2));
         // hp = −q⁻¹ mod p
-        let mut hp = pm.n().to_vec();
+        let mut hp = Zeroizing::new(pm.n().to_vec());
         limbs::sub_assign(&mut hp, &q_inv_p);
-        let mut hq = qm.n().to_vec();
+        let mut hq = Zeroizing::new(qm.n().to_vec());
         limbs::sub_assign(&mut hq, &p_inv_q);
         let mut n_half = limbs::trimmed(n).to_vec();
         limbs::shr1(&mut n_half);
         // (q²)⁻¹ mod p² = (q²)^(p(p−1) − 1)
         let mut phi = limbs::mul(p, &p1);
         limbs::sub_small(&mut phi, 1);
-        let q2_inv_p2 = p2.pow(&p2.reduce(&q2v), &phi);
+        let q2_inv_p2 = Zeroizing::new(p2.pow(&p2.reduce(&q2v), &phi));
         phi.zeroize();
-        let hs_p2 = p2.reduce(hs);
-        let hs_q2 = q2.reduce(hs);
+        let hs_p2 = Zeroizing::new(p2.reduce(hs));
+        let hs_q2 = Zeroizing::new(q2.reduce(hs));
         let nl = 2 * limbs::trimmed(n).len();
         let rn = limbs::pow2(64 * nl as u32, nl + 1);
-        let rn_p2 = p2.out_of_mont(&p2.reduce(&rn));
-        let rn_q2 = q2.out_of_mont(&q2.reduce(&rn));
+        let rn_p2 = Zeroizing::new(p2.out_of_mont(&p2.reduce(&rn)));
+        let rn_q2 = Zeroizing::new(q2.out_of_mont(&q2.reduce(&rn)));
         let n_p2 = p2.out_of_mont(&p2.reduce(n));
         let n_q2 = q2.out_of_mont(&q2.reduce(n));
         p_2.zeroize();
@@ -214,19 +214,19 @@ impl PaillierSecret {
             qinv64: limbs::inv64(q[0]),
             p1: p1.into(),
             q1: q1.into(),
-            hp: hp.into(),
-            hq: hq.into(),
-            q_inv_p: q_inv_p.into(),
+            hp: hp[..].into(),
+            hq: hq[..].into(),
+            q_inv_p: q_inv_p[..].into(),
             n_half: n_half.into(),
             n: limbs::trimmed(n).into(),
-            hs_p2: hs_p2.into(),
-            hs_q2: hs_q2.into(),
-            q2_inv_p2: q2_inv_p2.into(),
+            hs_p2: hs_p2[..].into(),
+            hs_q2: hs_q2[..].into(),
+            q2_inv_p2: q2_inv_p2[..].into(),
             n_p2: n_p2.into(),
             n_q2: n_q2.into(),
             q2v: q2v_box,
-            rn_p2: rn_p2.into(),
-            rn_q2: rn_q2.into(),
+            rn_p2: rn_p2[..].into(),
+            rn_q2: rn_q2[..].into(),
             owner: OnceLock::new(),
         })
     }
@@ -242,25 +242,25 @@ impl PaillierSecret {
 
     /// `m_p = L_p(c^(p−1) mod p²)·h_p mod p` (normal form).
     fn half(c: &[u64], sq: &Modulus, m: &Modulus, e: &[u64], inv64: u64, h: &[u64]) -> Vec<u64> {
-        let x = sq.reduce(c);
-        let mut y = sq.out_of_mont(&sq.pow(&x, e));
+        let x = Zeroizing::new(sq.reduce(c));
+        let mut y = Zeroizing::new(sq.out_of_mont(&sq.pow(&x, e)));
         limbs::sub_small(&mut y, 1);
-        let mut l = limbs::exact_div(&y, m.n(), inv64, m.len());
+        let mut l = Zeroizing::new(limbs::exact_div(&y, m.n(), inv64, m.len()));
         if limbs::cmp(&l, m.n()) != std::cmp::Ordering::Less {
-            l = m.out_of_mont(&m.reduce(&l));
+            l = Zeroizing::new(m.out_of_mont(&m.reduce(&l)));
         }
         m.mul_vec(&l, h)
     }
 
     /// Decrypts a ciphertext in normal form mod n²: (negative, magnitude).
     pub(crate) fn decrypt(&self, c: &[u64]) -> (bool, Vec<u64>) {
-        let mp = Self::half(c, &self.p2, &self.pm, &self.p1, self.pinv64, &self.hp);
-        let mq = Self::half(c, &self.q2, &self.qm, &self.q1, self.qinv64, &self.hq);
+        let mp = Zeroizing::new(Self::half(c, &self.p2, &self.pm, &self.p1, self.pinv64, &self.hp));
+        let mq = Zeroizing::new(Self::half(c, &self.q2, &self.qm, &self.q1, self.qinv64, &self.hq));
         // m = m_q + q·((m_p − m_q)·q⁻¹ mod p)
-        let mq_p = self.pm.out_of_mont(&self.pm.reduce(&mq));
+        let mq_p = Zeroizing::new(self.pm.out_of_mont(&self.pm.reduce(&mq)));
         let mut d = mp;
         self.pm.sub_assign(&mut d, &mq_p);
-        let k = self.pm.mul_vec(&d, &self.q_inv_p);
+        let k = Zeroizing::new(self.pm.mul_vec(&d, &self.q_inv_p));
         let mut m = limbs::mul(&self.q, &k);
         limbs::add_assign(&mut m, &mq);
         let m = limbs::resized(limbs::trimmed(&m), self.n.len());
@@ -283,21 +283,22 @@ impl PaillierSecret {
         rng: &mut R,
     ) -> Vec<u64> {
         let (tp, tq) = self.owner_tables(alpha_bits);
-        let mut a = prime::random_below_pow2(rng, alpha_bits);
+        let mut a = Zeroizing::new(prime::random_below_pow2(rng, alpha_bits));
         let half = |table: &FixedBase, sq: &Modulus, nmod: &[u64], rn: &[u64]| {
-            let hm = table.pow(sq, &a);
+            let hm = Zeroizing::new(table.pow(sq, &a));
             let x = if limbs::is_zero(mag) {
                 hm
             } else {
                 // 1 ± m·n mod s², from MontMul(Mont(m), n) = m·n; MontMul(Mont(h), f) = h·f
-                let mn = sq.mul_vec(&sq.reduce(mag), &limbs::resized(nmod, sq.len()));
-                let mut f = limbs::pow2(0, sq.len());
+                let mn =
+                    Zeroizing::new(sq.mul_vec(&sq.reduce(mag), &limbs::resized(nmod, sq.len())));
+                let mut f = Zeroizing::new(limbs::pow2(0, sq.len()));
                 if negative {
                     sq.sub_assign(&mut f, &mn);
                 } else {
                     sq.add_assign(&mut f, &mn);
                 }
-                sq.to_mont(&sq.mul_vec(&hm, &f))
+                Zeroizing::new(sq.to_mont(&sq.mul_vec(&hm, &f)))
             };
             // MontMul(Mont(x), R_N) = x·R_N, normal form
             sq.mul_vec(&x, &limbs::resized(rn, sq.len()))
@@ -306,9 +307,9 @@ impl PaillierSecret {
         let cq = half(tq, &self.q2, &self.n_q2, &self.rn_q2);
         a.zeroize();
         // CRT: c = c_q + q²·((c_p − c_q)·(q²)⁻¹ mod p²)
-        let cq_p = self.p2.out_of_mont(&self.p2.reduce(&cq));
+        let cq_p = Zeroizing::new(self.p2.out_of_mont(&self.p2.reduce(&cq)));
         self.p2.sub_assign(&mut cp, &cq_p);
-        let k = self.p2.mul_vec(&cp, &self.q2_inv_p2);
+        let k = Zeroizing::new(self.p2.mul_vec(&cp, &self.q2_inv_p2));
         let mut c = limbs::mul(&self.q2v, &k);
         c.push(0);
         limbs::add_assign(&mut c, &cq);
