@@ -528,32 +528,27 @@ impl Drop for FixedBase {
 
 impl FixedBase {
     /// Table for exponents of up to `max_bits` bits; `base` in Montgomery form.
+    ///
+    /// Built on the calling thread on purpose: tables are built lazily inside
+    /// `OnceLock::get_or_init`, often from a rayon task, and a parallel build there could
+    /// steal another task that waits on the same cell (a re-entrant initialization).
     pub(crate) fn new(m: &Modulus, base: &[u64], max_bits: u32, w: u32) -> Self {
-        use rayon::prelude::*;
         let len = m.len();
         let rows = max_bits.div_ceil(w).max(1);
         let per_row = (1usize << w) - 1;
-        // base of each row: g^(2^(w·r))
-        let mut bases = Vec::with_capacity(rows as usize);
-        let mut b = base.to_vec();
-        for _ in 0..rows {
-            bases.push(b.clone());
-            for _ in 0..w {
-                m.square_assign(&mut b);
-            }
-        }
-        b.zeroize();
         let mut table = vec![0u64; rows as usize * per_row * len];
-        table.par_chunks_mut(per_row * len).zip(bases.par_iter()).for_each(|(row, rb)| {
-            row[..len].copy_from_slice(rb);
+        let mut rb = base.to_vec();
+        for row in table.chunks_mut(per_row * len) {
+            row[..len].copy_from_slice(&rb);
             for d in 1..per_row {
                 let (prev, cur) = row.split_at_mut(d * len);
-                m.mul(&prev[(d - 1) * len..], rb, &mut cur[..len]);
+                m.mul(&prev[(d - 1) * len..], &rb, &mut cur[..len]);
             }
-        });
-        for mut b in bases {
-            b.zeroize();
+            // next row's base: g^(2^(w·(r+1))) = last entry · base
+            let last = zeroize::Zeroizing::new(row[(per_row - 1) * len..].to_vec());
+            m.mul_assign(&mut rb, &last);
         }
+        rb.zeroize();
         Self { w, rows, len, table }
     }
 

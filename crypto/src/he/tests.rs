@@ -471,6 +471,11 @@ fn generation_is_deterministic_for_a_seed_and_batches_do_not_depend_on_threads()
     assert_eq!(x, y);
     let dec: Vec<i128> = a.decrypt_batch(&x).iter().map(|m| m.to_i128().unwrap()).collect();
     assert_eq!(dec, (0..130).collect::<Vec<i128>>());
+    // a fresh public key builds its tables lazily inside the parallel batch
+    let fresh = PublicKey::from_bytes_with_min_bits(&a.public_key().to_bytes(), 512).unwrap();
+    let neg: Vec<Plaintext> = (0..130i64).map(|i| Plaintext::from(-i)).collect();
+    let z = fresh.encrypt_batch(&neg, &mut rng(13)).unwrap();
+    assert_eq!(a.decrypt_i128(&z[129]).unwrap(), -129);
     assert!(matches!(
         SecretKey::generate(Scheme::Ou, 500, &mut rng(1)),
         Err(HeError::BadKeySize { .. })
