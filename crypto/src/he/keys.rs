@@ -30,9 +30,11 @@ const VERSION: u8 = 1;
 const HEADER: usize = 8;
 
 /// A ciphertext of some key, held in Montgomery form modulo the key's ciphertext modulus
-/// (`n` for OU, `n²` for Paillier). Only meaningful together with its [`PublicKey`];
-/// ciphertexts from a peer enter through [`PublicKey::ciphertext_from_bytes`] or
-/// [`PublicKey::read_ciphertexts`], which validate them.
+/// (`n` for OU, `n²` for Paillier). Only meaningful together with its [`PublicKey`]:
+/// using it with a key of another size panics (a programming error), with another key of
+/// the same size gives garbage. Ciphertexts from a peer enter through
+/// [`PublicKey::ciphertext_from_bytes`] or [`PublicKey::read_ciphertexts`], which validate
+/// them against the key they are read with.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Ciphertext(pub(crate) Box<[u64]>);
 

@@ -517,3 +517,16 @@ fn full_size_keys_2048() {
         assert_eq!(sk2.decrypt_i128(&c2).unwrap(), 1 << 40);
     }
 }
+
+#[test]
+fn keys_of_3072_bits() {
+    for scheme in SCHEMES {
+        let mut r = rng(3072);
+        let sk = SecretKey::generate(scheme, 3072, &mut r).unwrap();
+        let pk = PublicKey::from_bytes(&sk.public_key().to_bytes()).unwrap();
+        assert_eq!(pk.security_bits(), 128);
+        let a = pk.encrypt_i64(-77, &mut r).unwrap();
+        let b = sk.encrypt_i64(100, &mut r).unwrap();
+        assert_eq!(sk.decrypt_i128(&pk.add(&a, &pk.mul_u64(&b, 3))).unwrap(), 223);
+    }
+}
