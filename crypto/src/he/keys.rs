@@ -1,5 +1,8 @@
 //! Keys, ciphertexts and their byte encodings (fixed length per scheme and size), with
-//! the validation applied to everything received from a peer.
+//! the validation applied to everything received from a peer, for Okamoto–Uchiyama
+//! (Eurocrypt 1998) and Paillier (Eurocrypt 1999): a ciphertext must be a unit below the
+//! ciphertext modulus, a public key must have the shape its scheme defines (OU:
+//! `H = G^n mod n`, as `h = g^n` in §3 of the OU paper).
 //!
 //! Public key bytes: `"FCHE" ‖ version (1) ‖ scheme (1 = OU, 2 = Paillier) ‖ bits (u16 BE)`
 //! followed by big-endian fixed-width integers: OU `n ‖ G ‖ H` (each `bits/8` bytes),

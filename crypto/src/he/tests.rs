@@ -1,6 +1,8 @@
-//! Tests of both schemes: round trips, homomorphic operations, packing, compression,
-//! batch sums, validation of peer input, key serialization. Seeded RNGs throughout;
-//! small (512-bit) keys where speed matters and one 2048-bit key per scheme.
+//! Tests of Okamoto–Uchiyama (Eurocrypt 1998) and Paillier (Eurocrypt 1999) as built
+//! here: round trips, homomorphic operations, packing and compression (SecureBoost+,
+//! arXiv 2110.10927), batch sums, validation of peer input, key serialization. Seeded
+//! RNGs throughout; small (512-bit) keys where speed matters, then 2048- and 3072-bit keys
+//! for each scheme.
 
 use std::sync::OnceLock;
 
