@@ -6,17 +6,19 @@
 //! - [`channel`]: sealed party-to-party channels (X25519, HKDF-SHA256, ChaCha20-Poly1305)
 //!   for payloads a relay can neither read nor forge.
 //! - [`secagg`]: secure aggregation (Bonawitz et al., CCS 2017, with the SecAgg+ neighbour
-//!   graph of Bell et al., CCS 2020): X25519, HKDF, ChaCha20 masks, Shamir over GF(2^16),
+//!   graph of Bell et al., CCS 2020) with round secrets derived from long-term pair roots
+//!   (Ma et al., Flamingo, IEEE S&P 2023): HKDF, ChaCha20 masks, Shamir over GF(2^16),
 //!   ChaCha20-Poly1305 for relayed shares.
-//!
+//! - [`he`]: additively homomorphic encryption, Okamoto–Uchiyama (Eurocrypt 1998) and
+//!   Paillier (Eurocrypt 1999), with packing, compression, batch sums by bin and
+//!   hand-written Montgomery arithmetic.
 //! - [`psi`]: private set intersection: ECDH-PSI over ristretto255 (Huberman, Franklin and
 //!   Hogg 1999; RFC 9496 and RFC 9380 hash to group) and server-aided PSI tokens (Kamara et
 //!   al., FC 2014), batched on all cores, with intersection and agreed-order helpers.
-//!
-//! Additive HE (Paillier / Okamoto–Uchiyama) follows in a later issue; see ARCHITECTURE.md.
 
 pub mod channel;
 pub mod fixed;
+pub mod he;
 pub mod psi;
 pub mod secagg;
 
