@@ -11,7 +11,7 @@
 mod common;
 
 use common::{
-    BenchJob, RawParty, keys_advert, launch, operator, party_files, rounds, rt, run_job, step_setup,
+    BenchJob, RawParty, keys_advert, operator, party_files, rounds, rt, run_job, step_setup,
 };
 use fedcredit_ops::ControlClient;
 use fedcredit_ops::OpsError;
@@ -79,7 +79,8 @@ fn coordinator_refuses_and_rejects_misbehaving_clients() {
         .iter()
         .map(|n| PartySetup::new(*n, dir.path().join("no-data.csv")))
         .collect();
-    let fed = launch(dir.path(), &parties, "");
+    // bank3 (driven by hand below) is a party of the federation; mallory is in no job.
+    let fed = common::launch_with(dir.path(), &parties, &["bank3"], true, "");
     let certs = dir.path().join("certs");
     for name in ["bank3", "mallory"] {
         fedcredit_transport::tls::add_party(&certs, name).unwrap();
