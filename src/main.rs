@@ -18,9 +18,11 @@ mod ops;
 #[derive(Debug, Parser)]
 #[command(name = "fedcredit", version, about, long_about = None)]
 struct Cli {
-    /// Log filter, e.g. `info` or `fedcredit=debug` (also from RUST_LOG).
-    #[arg(long, global = true, default_value = "warn")]
-    log: String,
+    /// Log filter, e.g. `info` or `fedcredit=debug` (also from RUST_LOG). Default: `warn`, and
+    /// `info` for fedcredit's own messages in `coordinator serve` and `participant run`
+    /// (parties connecting and leaving, jobs starting and ending).
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +57,10 @@ enum Command {
     /// List, inspect and export trained models.
     #[command(subcommand)]
     Models(ops::ModelsCommand),
+    /// The federation's parties: connected or not, last seen, version, address.
+    Parties(ops::PartiesArgs),
+    /// The coordinator's audit log: messages, refused connections and calls, operator actions.
+    Audit(ops::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,8 +236,13 @@ fn quiet_on_broken_pipe() {
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    let daemon = matches!(cli.command, Command::Coordinator(_) | Command::Participant(_));
+    let default_log = if daemon { "warn,fedcredit=info" } else { "warn" };
+    let filter = match &cli.log {
+        Some(log) => tracing_subscriber::EnvFilter::new(log),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -269,6 +280,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(a) => ops::train(a),
         Command::Jobs(c) => ops::jobs(c),
         Command::Models(c) => ops::models(c),
+        Command::Parties(a) => ops::parties(a),
+        Command::Audit(a) => ops::audit(a),
     }
 }
 

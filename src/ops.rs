@@ -286,16 +286,31 @@ pub fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             JobsCommand::Show { id, connect, rounds } => {
                 let mut c = ControlClient::connect(&connect.config()).await?;
                 let job = c.job(&id).await?;
+                // Fetch everything before printing, so a refused call prints no half table.
                 let rounds = if rounds { c.rounds(&id).await? } else { Vec::new() };
                 print_job(&job);
                 for r in rounds {
+                    // `dropped`: started the round but left it (a restart without them);
+                    // `missing`: the job's other parties, not in the round at all.
+                    let missing: Vec<&str> = job
+                        .parties
+                        .iter()
+                        .filter(|p| !r.contributors.contains(p) && !r.dropped.contains(p))
+                        .map(String::as_str)
+                        .collect();
                     println!(
-                        "  round {:>4}  {:>6} ms  attempts {}  contributors {}  dropped [{}]  {}",
+                        "  round {:>4}  {:>6} ms  attempts {}  contributors {} [{}]  dropped [{}]{}  {}",
                         r.round,
                         r.finished_ms - r.started_ms,
                         r.attempts,
                         r.contributors.len(),
+                        r.contributors.join(", "),
                         r.dropped.join(", "),
+                        if missing.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  missing [{}]", missing.join(", "))
+                        },
                         r.what
                     );
                 }
@@ -318,6 +333,111 @@ pub fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
                     bail!("job {} did not resume", j.id);
                 }
             }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct PartiesArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// "now", "12 s ago", "5 min ago", … for a unix-ms time; "-" for never.
+fn ago(ms: i64, now_ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    let s = (now_ms - ms).max(0) / 1000;
+    match s {
+        0..=1 => "now".into(),
+        2..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        7200..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn parties(args: PartiesArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let mut c = ControlClient::connect(&args.connect.config()).await?;
+        let parties = c.parties().await?;
+        let any_listed = parties.iter().any(|p| p.listed);
+        let now = now_ms();
+        println!(
+            "{:<16} {:<13} {:<12} {:<9} {:<22} NOTE",
+            "PARTY", "STATE", "LAST SEEN", "VERSION", "ADDRESS"
+        );
+        for p in &parties {
+            let state = if p.connected {
+                "connected"
+            } else if p.last_seen_ms > 0 {
+                "disconnected"
+            } else {
+                "never seen"
+            };
+            let note = if any_listed && !p.listed {
+                "not in coordinator.toml `parties`: jobs may not name it"
+            } else {
+                ""
+            };
+            let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+            println!(
+                "{:<16} {:<13} {:<12} {:<9} {:<22} {note}",
+                p.name,
+                state,
+                if p.connected { "now".into() } else { ago(p.last_seen_ms, now) },
+                dash(&p.version),
+                dash(&p.address),
+            );
+        }
+        if parties.is_empty() {
+            eprintln!("no party has connected yet, and coordinator.toml lists none");
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this job's entries.
+    #[arg(long, value_name = "ID")]
+    job: Option<String>,
+    /// Newest entries to show.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let mut c = ControlClient::connect(&args.connect.config()).await?;
+        let entries = c.audit(args.job.as_deref(), args.limit).await?;
+        let now = now_ms();
+        println!(
+            "{:<12} {:<16} {:<4} {:<14} {:<28} {:>9}  OUTCOME",
+            "WHEN", "WHO", "DIR", "KIND", "JOB", "BYTES"
+        );
+        for e in entries.iter().rev() {
+            println!(
+                "{:<12} {:<16} {:<4} {:<14} {:<28} {:>9}  {}",
+                ago(e.at_ms, now),
+                e.party,
+                e.direction,
+                e.kind,
+                if e.job_id.is_empty() { "-" } else { &e.job_id },
+                e.bytes,
+                e.outcome
+            );
         }
         Ok(())
     })

@@ -16,8 +16,7 @@ use fedcredit_federation::channel::channel_key_statement;
 use fedcredit_transport::identity::CertSigner;
 
 use common::{
-    BenchJob, RawParty, launch, masked_upload, operator, party_files, rounds, rt, run_job,
-    step_setup,
+    BenchJob, RawParty, masked_upload, operator, party_files, rounds, rt, run_job, step_setup,
 };
 use fedcredit_ops::ControlClient;
 use fedcredit_ops::OpsError;
@@ -85,7 +84,8 @@ fn coordinator_refuses_and_rejects_misbehaving_clients() {
         .iter()
         .map(|n| PartySetup::new(*n, dir.path().join("no-data.csv")))
         .collect();
-    let fed = launch(dir.path(), &parties, "");
+    // bank3 (driven by hand below) is a party of the federation; mallory is in no job.
+    let fed = common::launch_with(dir.path(), &parties, &["bank3"], true, "");
     let certs = dir.path().join("certs");
     for name in ["bank3", "mallory"] {
         fedcredit_transport::tls::add_party(&certs, name).unwrap();

@@ -1,6 +1,7 @@
 //! `coordinator.toml`: where the coordinator listens, where it keeps its state, its TLS material.
 //!
-//! Unknown keys are rejected so a typo never silently falls back to a default.
+//! Unknown keys are rejected so a typo never silently falls back to a default. Relative paths
+//! (`state_dir`, `[tls]`) are relative to the config file's folder, as in `participant.toml`.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -73,9 +74,9 @@ pub enum RelayTamper {
 pub struct CoordinatorConfig {
     /// Address to listen on, e.g. `127.0.0.1:7443`.
     pub listen: SocketAddr,
-    /// Directory for the embedded database and model artifacts.
+    /// Directory for the embedded database and model artifacts (relative to the config file).
     pub state_dir: PathBuf,
-    /// Mutual-TLS material; required unless `insecure` is set.
+    /// Mutual-TLS material (relative to the config file); required unless `insecure` is set.
     pub tls: Option<TlsPaths>,
     /// Plain-text transport, for explicit local experiments only.
     #[serde(default)]
@@ -129,7 +130,25 @@ impl CoordinatorConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text, path)
+        let mut cfg = Self::from_toml(&text, path)?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(cfg)
+    }
+
+    /// Makes relative paths (`state_dir`, `tls.*`) relative to `base`, the config file's
+    /// folder, so the coordinator finds its files whatever directory it is started from.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.state_dir);
+        if let Some(t) = self.tls.as_mut() {
+            fix(&mut t.ca);
+            fix(&mut t.cert);
+            fix(&mut t.key);
+        }
     }
 
     /// Parses and validates config text; `path` is used in messages only.
@@ -155,6 +174,16 @@ impl CoordinatorConfig {
         }
         if cfg.max_message_bytes < 1024 {
             return Err(invalid("max_message_bytes", "must be at least 1024"));
+        }
+        if let Some(parties) = &cfg.parties {
+            let mut seen = std::collections::HashSet::new();
+            for name in parties {
+                fedcredit_transport::tls::validate_party_name(name)
+                    .map_err(|e| invalid("parties", &e.to_string()))?;
+                if !seen.insert(name.to_ascii_lowercase()) {
+                    return Err(invalid("parties", &format!("lists `{name}` twice")));
+                }
+            }
         }
         Ok(cfg)
     }
@@ -200,6 +229,41 @@ key = "certs/coordinator.key"
         let ok =
             CoordinatorConfig::from_toml(&format!("{text}insecure = true\n"), Path::new("c.toml"));
         assert!(ok.unwrap().insecure);
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let cfg = CoordinatorConfig::from_file(&path).unwrap();
+        assert_eq!(cfg.state_dir, dir.path().join("state"));
+        let tls = cfg.tls.unwrap();
+        assert_eq!(tls.ca, dir.path().join("certs/ca.pem"));
+        assert_eq!(tls.key, dir.path().join("certs/coordinator.key"));
+        let abs = GOOD.replace("\"state\"", "\"/var/lib/fedcredit\"");
+        std::fs::write(&path, abs).unwrap();
+        let cfg = CoordinatorConfig::from_file(&path).unwrap();
+        assert_eq!(cfg.state_dir, Path::new("/var/lib/fedcredit"));
+    }
+
+    #[test]
+    fn parties_must_be_valid_distinct_names() {
+        let ok = CoordinatorConfig::from_toml(
+            &format!("parties = [\"bank1\", \"bank2\"]\n{GOOD}"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.parties.unwrap(), ["bank1", "bank2"]);
+        for bad in ["[\"bank1\", \"operator\"]", "[\"bank1\", \"BANK1\"]", "[\"a b\"]"] {
+            let err = CoordinatorConfig::from_toml(
+                &format!("parties = {bad}\n{GOOD}"),
+                Path::new("c.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("`parties`"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -28,17 +28,93 @@ impl ControlService {
         Self { shared }
     }
 
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// Lets only the `operator` certificate call `method`; returns the caller's name for the
+    /// audit log. A refusal is logged at warn with the peer's address and audited.
+    fn authorize<T>(&self, req: &Request<T>, method: &str) -> Result<String, Status> {
+        let name = fedcredit_transport::tls::request_identity(req);
         if self.shared.config.insecure {
-            return Ok(());
+            return Ok(name.unwrap_or_else(|| format!("{OPERATOR} (insecure)")));
         }
-        match fedcredit_transport::tls::request_identity(req) {
-            Some(name) if name == OPERATOR => Ok(()),
-            Some(name) => Err(Status::permission_denied(format!(
-                "`{name}` may not use the control API; it needs the `{OPERATOR}` certificate"
-            ))),
-            None => Err(Status::unauthenticated("a client certificate is required")),
+        let status = match &name {
+            Some(n) if n == OPERATOR => return Ok(n.clone()),
+            Some(n) => Status::permission_denied(format!(
+                "`{n}` may not use the control API; it needs the `{OPERATOR}` certificate"
+            )),
+            None => Status::unauthenticated("a client certificate is required"),
+        };
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let who = name.as_deref().unwrap_or(crate::UNAUTHENTICATED);
+        tracing::warn!(%peer, caller = who, method, reason = %status.message(), "refused a control call");
+        self.shared.audit_event(
+            who,
+            None,
+            "control",
+            &format!("denied {method} from {peer}: {}", status.message()),
+        );
+        Err(status)
+    }
+
+    /// Checks a job's party names: no reserved names, and only parties of this federation —
+    /// those listed in `coordinator.toml`'s `parties` when it is set, otherwise those that have
+    /// connected at least once. The message says how to fix it.
+    fn check_parties(&self, spec: &JobSpec) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut unknown = Vec::new();
+        let seen: Vec<String> = match &self.shared.config.parties {
+            Some(_) => Vec::new(),
+            None => self
+                .shared
+                .store
+                .parties()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|p| p.name)
+                .collect(),
+        };
+        for p in &spec.parties {
+            let name = p.0.as_str();
+            if let Err(e) = fedcredit_transport::tls::validate_party_name(name) {
+                let reserved = [OPERATOR, fedcredit_transport::tls::COORDINATOR_NAME, "ca"]
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(name));
+                problems.push(if reserved {
+                    format!(
+                        "`{name}` is a reserved name, not a party (the coordinator, the operator \
+                         and the CA cannot take part in a job)"
+                    )
+                } else {
+                    e.to_string()
+                });
+                continue;
+            }
+            let known = match &self.shared.config.parties {
+                Some(list) => list.iter().any(|l| l == name),
+                None => seen.iter().any(|l| l == name),
+            };
+            if !known {
+                unknown.push(name.to_string());
+            }
         }
+        if !unknown.is_empty() {
+            let names = unknown.join(", ");
+            problems.push(match &self.shared.config.parties {
+                Some(list) => format!(
+                    "not a party of this federation: {names}. coordinator.toml lists \
+                     parties = [{}]; fix the job's `parties`, or add the party to that list \
+                     (with a certificate: `fedcredit certs add --dir certs --party NAME`) and \
+                     restart the coordinator",
+                    list.join(", ")
+                ),
+                None => format!(
+                    "never connected to this coordinator: {names}. Start each one's participant \
+                     (`fedcredit participant run --config NAME.toml`, with a certificate for \
+                     that name) before submitting, or list the federation's parties in \
+                     coordinator.toml (`parties = [\"bank1\", ...]`) so that jobs may name \
+                     parties that have not connected yet"
+                ),
+            });
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }
 
     fn job(&self, id: &str) -> Result<pb::JobInfo, Status> {
@@ -73,9 +149,15 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::JobInfo>, Status> {
-        self.authorize(&req)?;
+        let who = self.authorize(&req, "submit")?;
+        let rejected = |why: String| {
+            tracing::info!(caller = %who, reason = %why, "job refused at submission");
+            self.shared.audit_event(&who, None, "submit", &format!("rejected: {why}"));
+            Status::invalid_argument(why)
+        };
         let spec = JobSpec::from_toml(&req.get_ref().spec_toml)
-            .map_err(|e| Status::invalid_argument(format!("job spec: {e}")))?;
+            .map_err(|e| rejected(format!("job spec: {e}")))?;
+        self.check_parties(&spec).map_err(|e| rejected(format!("job parties: {e}")))?;
         let id = new_job_id();
         let record = NewJob {
             id: id.clone(),
@@ -86,7 +168,19 @@ impl pb::control_server::Control for ControlService {
         self.shared.store.insert_job(&record).map_err(internal)?;
         let stored = self.shared.store.job(&id).map_err(internal)?.ok_or_else(|| not_found(&id))?;
         self.shared.start_job(&stored).map_err(Status::internal)?;
-        tracing::info!(job = %id, model = spec.model.kind(), parties = spec.parties.len(), "job submitted");
+        let parties: Vec<&str> = spec.parties.iter().map(|p| p.0.as_str()).collect();
+        tracing::info!(job = %id, caller = %who, model = spec.model.kind(), parties = %parties.join(", "), "job submitted");
+        self.shared.audit_event(
+            &who,
+            Some(&id),
+            "submit",
+            &format!(
+                "accepted: `{}`, {} over {}",
+                spec.name,
+                spec.model.kind(),
+                parties.join(", ")
+            ),
+        );
         Ok(Response::new(self.job(&id)?))
     }
 
@@ -94,7 +188,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "list_jobs")?;
         let jobs = self.shared.store.jobs().map_err(internal)?;
         let jobs = jobs
             .iter()
@@ -111,20 +205,23 @@ impl pb::control_server::Control for ControlService {
     }
 
     async fn get_job(&self, req: Request<pb::JobRef>) -> Result<Response<pb::JobInfo>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "get_job")?;
         Ok(Response::new(self.job(&req.get_ref().id)?))
     }
 
     async fn cancel_job(&self, req: Request<pb::JobRef>) -> Result<Response<pb::JobInfo>, Status> {
-        self.authorize(&req)?;
+        let who = self.authorize(&req, "cancel")?;
         let id = req.get_ref().id.clone();
-        let info = self.job(&id)?;
+        let info = self.job(&id).inspect_err(|s| {
+            self.shared.audit_event(&who, None, "cancel", &format!("rejected: {}", s.message()));
+        })?;
         if !self.shared.cancel(&JobId(id.clone())) {
-            return Err(Status::failed_precondition(format!(
-                "job `{id}` is {}, not running",
-                info.state
-            )));
+            let why = format!("job `{id}` is {}, not running", info.state);
+            self.shared.audit_event(&who, Some(&id), "cancel", &format!("rejected: {why}"));
+            return Err(Status::failed_precondition(why));
         }
+        tracing::info!(job = %id, caller = %who, "job cancelled by the operator");
+        self.shared.audit_event(&who, Some(&id), "cancel", "accepted");
         // The job task records the cancellation; wait briefly so the answer shows it.
         for _ in 0..50 {
             if self.shared.watch(&JobId(id.clone())).is_none() {
@@ -136,18 +233,37 @@ impl pb::control_server::Control for ControlService {
     }
 
     async fn resume_job(&self, req: Request<pb::JobRef>) -> Result<Response<pb::JobInfo>, Status> {
-        self.authorize(&req)?;
+        let who = self.authorize(&req, "resume")?;
         let id = req.get_ref().id.clone();
-        let r = self.shared.store.job(&id).map_err(internal)?.ok_or_else(|| not_found(&id))?;
+        let reject = |job: Option<&str>, s: Status| {
+            self.shared.audit_event(&who, job, "resume", &format!("rejected: {}", s.message()));
+            s
+        };
+        let r = self
+            .shared
+            .store
+            .job(&id)
+            .map_err(internal)?
+            .ok_or_else(|| reject(None, not_found(&id)))?;
         if !matches!(r.state, JobState::Failed | JobState::Cancelled) {
-            return Err(Status::failed_precondition(format!(
-                "job `{id}` is {}; only failed or cancelled jobs resume",
-                r.state.as_str()
-            )));
+            return Err(reject(
+                Some(&id),
+                Status::failed_precondition(format!(
+                    "job `{id}` is {}; only failed or cancelled jobs resume",
+                    r.state.as_str()
+                )),
+            ));
         }
         self.shared.store.set_job_state(&id, JobState::Queued, None, now_ms()).map_err(internal)?;
         let r = self.shared.store.job(&id).map_err(internal)?.ok_or_else(|| not_found(&id))?;
-        self.shared.start_job(&r).map_err(Status::failed_precondition)?;
+        self.shared.start_job(&r).map_err(|e| reject(Some(&id), Status::failed_precondition(e)))?;
+        tracing::info!(job = %id, caller = %who, rounds_done = r.rounds_done, "job resumed by the operator");
+        self.shared.audit_event(
+            &who,
+            Some(&id),
+            "resume",
+            &format!("accepted: from round {}", r.rounds_done),
+        );
         Ok(Response::new(self.job(&id)?))
     }
 
@@ -157,7 +273,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::JobRef>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "watch_job")?;
         let id = req.get_ref().id.clone();
         let first = self.job(&id)?;
         let shared = self.shared.clone();
@@ -189,7 +305,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::JobRef>,
     ) -> Result<Response<pb::ListRoundsResponse>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "list_rounds")?;
         let rounds = self.shared.store.rounds(&req.get_ref().id).map_err(internal)?;
         let rounds = rounds
             .into_iter()
@@ -210,7 +326,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "list_models")?;
         let models = self.shared.store.models().map_err(internal)?;
         let models = models
             .into_iter()
@@ -230,7 +346,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::ModelRef>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "get_model")?;
         let id = &req.get_ref().id;
         let m = self
             .shared
@@ -252,25 +368,55 @@ impl pb::control_server::Control for ControlService {
         &self,
         req: Request<pb::ListPartiesRequest>,
     ) -> Result<Response<pb::ListPartiesResponse>, Status> {
-        self.authorize(&req)?;
-        let connected = self.shared.registry.connected();
-        let known = self.shared.store.parties().map_err(internal)?;
-        let parties = known
+        self.authorize(&req, "list_parties")?;
+        let sessions = self.shared.registry.sessions();
+        let listed = self.shared.config.parties.clone().unwrap_or_default();
+        let mut parties: std::collections::BTreeMap<String, pb::PartyInfo> = self
+            .shared
+            .store
+            .party_details()
+            .map_err(internal)?
             .into_iter()
-            .map(|p| pb::PartyInfo {
-                connected: connected.iter().any(|c| c.0 == p.name),
-                name: p.name,
-                last_seen_ms: p.last_seen_ms,
+            .map(|p| {
+                let info = pb::PartyInfo {
+                    name: p.name.clone(),
+                    connected: false,
+                    last_seen_ms: p.last_seen_ms,
+                    version: p.version,
+                    address: p.address,
+                    listed: false,
+                };
+                (p.name, info)
             })
             .collect();
-        Ok(Response::new(pb::ListPartiesResponse { parties }))
+        for name in &listed {
+            parties
+                .entry(name.clone())
+                .or_insert_with(|| pb::PartyInfo { name: name.clone(), ..Default::default() });
+        }
+        let now = now_ms();
+        for (p, s) in sessions {
+            let e = parties
+                .entry(p.0.clone())
+                .or_insert_with(|| pb::PartyInfo { name: p.0.clone(), ..Default::default() });
+            e.connected = true;
+            e.last_seen_ms = now;
+            e.version = s.version;
+            if let Some(a) = s.address {
+                e.address = a.to_string();
+            }
+        }
+        for (name, e) in parties.iter_mut() {
+            e.listed = listed.contains(name);
+        }
+        Ok(Response::new(pb::ListPartiesResponse { parties: parties.into_values().collect() }))
     }
 
     async fn get_audit(
         &self,
         req: Request<pb::GetAuditRequest>,
     ) -> Result<Response<pb::GetAuditResponse>, Status> {
-        self.authorize(&req)?;
+        self.authorize(&req, "get_audit")?;
         let r = req.get_ref();
         let job = (!r.job_id.is_empty()).then_some(r.job_id.as_str());
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };

@@ -37,6 +37,9 @@ use crate::driver::JobInput;
 use crate::registry::Registry;
 use crate::store::{JobRecord, Store};
 
+/// The audit log's name for a peer that did not authenticate (a refused TLS handshake).
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
 /// Inputs queued per job before the party's stream reader waits.
 const JOB_INBOX: usize = 1024;
 
@@ -230,6 +233,27 @@ impl Shared {
             direction,
             kind: kind.into(),
             bytes: bytes as u64,
+            outcome: outcome.into(),
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::warn!(error = %e, "audit log write failed");
+        }
+    }
+
+    /// Appends an event that is not a party's message to the audit log: an operator action
+    /// (`who` is the caller's certificate name), a refused connection or call (`who` is the
+    /// name it authenticated as, or [`UNAUTHENTICATED`]). `outcome` says what happened and
+    /// why; never secrets or data.
+    pub(crate) fn audit_event(&self, who: &str, job: Option<&str>, kind: &str, outcome: &str) {
+        let entry = store::AuditEntry {
+            seq: None,
+            at_ms: now_ms(),
+            job_id: job.map(str::to_string),
+            round: None,
+            party: who.into(),
+            direction: store::Direction::In,
+            kind: kind.into(),
+            bytes: 0,
             outcome: outcome.into(),
         };
         if let Err(e) = self.store.audit(&entry) {

@@ -43,11 +43,23 @@ pub enum PartyEvent {
     Disconnected(PartyId),
 }
 
+/// What the coordinator knows of a party's current session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The peer address of its connection.
+    pub address: Option<std::net::SocketAddr>,
+    /// The fedcredit version its `Hello` named.
+    pub version: String,
+    /// When the session started (unix ms).
+    pub since_ms: i64,
+}
+
 #[derive(Debug)]
 struct Session {
     id: u64,
     tx: mpsc::Sender<Queued>,
     budget: Arc<Semaphore>,
+    info: SessionInfo,
 }
 
 /// Connected parties.
@@ -79,6 +91,15 @@ impl Registry {
 
     /// Registers a session for `party`, replacing any older one; returns its id and queue.
     pub fn connect(&self, party: &PartyId) -> (u64, mpsc::Receiver<Queued>) {
+        self.connect_with(party, SessionInfo::default())
+    }
+
+    /// Like [`Registry::connect`], keeping what is known of the session for listings.
+    pub fn connect_with(
+        &self,
+        party: &PartyId,
+        info: SessionInfo,
+    ) -> (u64, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let budget = Arc::new(Semaphore::new(QUEUE_BYTES / BUDGET_UNIT));
         let id = {
@@ -86,7 +107,7 @@ impl Registry {
             *n += 1;
             *n
         };
-        self.lock().insert(party.clone(), Session { id, tx, budget });
+        self.lock().insert(party.clone(), Session { id, tx, budget, info });
         let _ = self.events.send(PartyEvent::Connected(party.clone()));
         (id, rx)
     }
@@ -116,6 +137,14 @@ impl Registry {
     pub fn connected(&self) -> Vec<PartyId> {
         let mut v: Vec<PartyId> = self.lock().keys().cloned().collect();
         v.sort();
+        v
+    }
+
+    /// Connected parties with what is known of their sessions, sorted by name.
+    pub fn sessions(&self) -> Vec<(PartyId, SessionInfo)> {
+        let mut v: Vec<(PartyId, SessionInfo)> =
+            self.lock().iter().map(|(p, s)| (p.clone(), s.info.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 

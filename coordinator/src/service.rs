@@ -71,40 +71,70 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<Streaming<pb::ParticipantFrame>>,
     ) -> Result<Response<Self::ParticipateStream>, Status> {
         let cert_name = fedcredit_transport::tls::request_identity(&request);
+        let peer = request.remote_addr();
+        let address = peer.map(|a| a.to_string()).unwrap_or_default();
+        // Refusals are logged at warn with the peer's address and audited under the name the
+        // connection authenticated as.
+        let refuse = |who: Option<&str>, status: Status| {
+            warn!(peer = %address, party = who.unwrap_or(""), reason = %status.message(), "refused a participant stream");
+            self.shared.audit_event(
+                who.unwrap_or(crate::UNAUTHENTICATED),
+                None,
+                "hello",
+                &format!("refused from {address}: {}", status.message()),
+            );
+            status
+        };
         if !self.shared.config.insecure && cert_name.is_none() {
-            return Err(Status::unauthenticated(
-                "a client certificate from the federation CA is required",
+            return Err(refuse(
+                None,
+                Status::unauthenticated("a client certificate from the federation CA is required"),
             ));
         }
         let mut frames = request.into_inner();
         let mut inbound = Inbound::new(self.shared.config.max_message_bytes);
         let hello = tokio::time::timeout(HELLO_TIMEOUT, next_message(&mut frames, &mut inbound))
             .await
-            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+            .map_err(|_| {
+                refuse(cert_name.as_deref(), Status::deadline_exceeded("no Hello within 10 s"))
+            })?
+            .map_err(|s| refuse(cert_name.as_deref(), s))?;
         let Some((first, _)) = hello else {
             return Err(Status::cancelled("stream closed before Hello"));
         };
         let Some(pb::participant_message::Body::Hello(hello)) = first.body else {
-            return Err(Status::failed_precondition("the first message must be a Hello"));
+            return Err(refuse(
+                cert_name.as_deref(),
+                Status::failed_precondition("the first message must be a Hello"),
+            ));
         };
-        let party = match cert_name {
+        let party = match cert_name.clone() {
             Some(cn) if cn != hello.party => {
-                return Err(Status::permission_denied(format!(
-                    "the certificate is for `{cn}` but Hello says `{}`",
-                    hello.party
-                )));
+                return Err(refuse(
+                    Some(&cn),
+                    Status::permission_denied(format!(
+                        "the certificate is for `{cn}` but Hello says `{}`",
+                        hello.party
+                    )),
+                ));
             }
             Some(cn) => cn,
             None => hello.party.clone(),
         };
         fedcredit_transport::tls::validate_party_name(&party)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| refuse(cert_name.as_deref(), Status::permission_denied(e.to_string())))?;
         let party = PartyId(party);
-        let (session, mut queue) = self.shared.registry.connect(&party);
-        if let Err(e) = self.shared.store.touch_party(&party.0, now_ms()) {
+        let info = crate::registry::SessionInfo {
+            address: peer,
+            version: hello.version.clone(),
+            since_ms: now_ms(),
+        };
+        let (session, mut queue) = self.shared.registry.connect_with(&party, info);
+        if let Err(e) = self.shared.store.record_hello(&party.0, now_ms(), &hello.version, &address)
+        {
             warn!(error = %e, "cannot record the party");
         }
-        info!(%party, version = %hello.version, "party connected");
+        info!(%party, version = %hello.version, peer = %address, "party connected");
 
         // Writer: the party's queue → frames (chunked when large) → the response stream.
         let (out_tx, out_rx) = mpsc::channel::<Result<pb::CoordinatorFrame, Status>>(16);
@@ -157,8 +187,14 @@ impl pb::federation_server::Federation for FederationService {
                     match next {
                         Ok(Some((msg, bytes))) => route(&shared, &party, msg, bytes).await,
                         Ok(None) => break,
+                        Err(status) if lost_connection(&status) => {
+                            // The party went away (exited, was killed, lost its network):
+                            // a disconnection, not a protocol error.
+                            info!(reason = %status.message(), "connection lost");
+                            break;
+                        }
                         Err(status) => {
-                            warn!(%status, "stream error");
+                            warn!(code = ?status.code(), reason = %status.message(), "stream error");
                             audit(
                                 &shared,
                                 &party,
@@ -174,12 +210,40 @@ impl pb::federation_server::Federation for FederationService {
                     }
                 }
                 shared.registry.disconnect(&party, session);
+                if let Err(e) = shared.store.touch_party(&party.0, now_ms()) {
+                    warn!(error = %e, "cannot record the party");
+                }
                 info!("party disconnected");
             }
             .instrument(info_span!("session", party = %party)),
         );
         let stream: FrameStream = Box::pin(ReceiverStream::new(out_rx).map(|x| x));
         Ok(Response::new(stream))
+    }
+}
+
+/// Whether a stream error only means the connection is gone (the peer closed or lost it),
+/// as opposed to a frame this coordinator refused.
+fn lost_connection(status: &Status) -> bool {
+    match status.code() {
+        tonic::Code::InvalidArgument
+        | tonic::Code::ResourceExhausted
+        | tonic::Code::OutOfRange
+        | tonic::Code::FailedPrecondition => false,
+        tonic::Code::Cancelled | tonic::Code::Unavailable => true,
+        _ => {
+            let m = status.message();
+            [
+                "close_notify",
+                "broken pipe",
+                "connection reset",
+                "connection closed",
+                "stream no longer needed",
+                "error reading a body from connection",
+            ]
+            .iter()
+            .any(|x| m.to_ascii_lowercase().contains(x))
+        }
     }
 }
 

@@ -94,6 +94,10 @@ const MIGRATIONS: &[&str] = &[
         payload BLOB NOT NULL
     );
     CREATE INDEX transcripts_by_job ON transcripts (job_id, round);",
+    // Version 3: the fedcredit version each party said hello with, and the address it last
+    // connected from.
+    "ALTER TABLE parties ADD COLUMN version TEXT NOT NULL DEFAULT '';
+    ALTER TABLE parties ADD COLUMN address TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.
@@ -343,6 +347,19 @@ pub struct PartyRecord {
     pub name: String,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+}
+
+/// A row of `parties` with what its last `Hello` said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartyDetail {
+    pub name: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// The fedcredit version of its last `Hello` (empty when it was recorded before schema
+    /// version 3).
+    pub version: String,
+    /// The address it last connected from (empty when unknown).
+    pub address: String,
 }
 
 /// The coordinator database. See the module documentation.
@@ -799,6 +816,52 @@ impl Store {
             .and_then(|mut s| s.execute(params![name, now_ms]))
             .map_err(ctx("touch party", "parties", format!("party {name:?}")))?;
         Ok(())
+    }
+
+    /// Notes a party's `Hello` at `now_ms`: when, with which fedcredit version, from where.
+    pub fn record_hello(
+        &self,
+        name: &str,
+        now_ms: i64,
+        version: &str,
+        address: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO parties (name, first_seen_ms, last_seen_ms, version, address)
+                 VALUES (?1, ?2, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET
+                     first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+                     version = excluded.version,
+                     address = excluded.address",
+            )
+            .and_then(|mut s| s.execute(params![name, now_ms, version, address]))
+            .map_err(ctx("record hello", "parties", format!("party {name:?}")))?;
+        Ok(())
+    }
+
+    /// Every party ever heard from, by name, with its last `Hello`'s version and address.
+    pub fn party_details(&self) -> Result<Vec<PartyDetail>, StoreError> {
+        let op = "list parties";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, first_seen_ms, last_seen_ms, version, address FROM parties
+                 ORDER BY name",
+            )
+            .map_err(ctx(op, "parties", "all parties"))?;
+        stmt.query_map([], |r| {
+            Ok(PartyDetail {
+                name: r.get(0)?,
+                first_seen_ms: r.get(1)?,
+                last_seen_ms: r.get(2)?,
+                version: r.get(3)?,
+                address: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(ctx(op, "parties", "all parties"))
     }
 
     /// Every party ever heard from, by name.

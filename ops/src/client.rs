@@ -36,6 +36,30 @@ impl From<tonic::Status> for OpsError {
     }
 }
 
+impl OpsError {
+    /// Whether the coordinator may just be away for now (restarting, or the network): the
+    /// call may succeed if retried later. Answers the coordinator gave (not found, invalid,
+    /// denied) are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Status(s) => match s.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Aborted => true,
+                tonic::Code::Internal => {
+                    let m = s.message();
+                    m.contains("h2 protocol error") || m.contains("transport")
+                }
+                _ => false,
+            },
+            Self::Tls(_) | Self::Local(_) => false,
+        }
+    }
+}
+
 fn code_name(code: tonic::Code) -> Option<&'static str> {
     match code {
         tonic::Code::InvalidArgument => Some("invalid argument"),
@@ -104,6 +128,7 @@ impl ClientConfig {
 #[derive(Debug, Clone)]
 pub struct ControlClient {
     inner: pb::control_client::ControlClient<Channel>,
+    cfg: ClientConfig,
 }
 
 /// Builds a channel to the coordinator.
@@ -132,7 +157,17 @@ impl ControlClient {
         Ok(Self {
             inner: pb::control_client::ControlClient::new(ch)
                 .max_decoding_message_size(256 * 1024 * 1024),
+            cfg: cfg.clone(),
         })
+    }
+
+    /// Connects afresh (after the coordinator restarted); keeps the old connection on failure.
+    ///
+    /// # Errors
+    /// [`OpsError`] naming the URL.
+    pub async fn reconnect(&mut self) -> Result<(), OpsError> {
+        *self = Self::connect(&self.cfg).await?;
+        Ok(())
     }
 
     /// Submits `job.toml` text; the coordinator validates it.

@@ -50,6 +50,13 @@ pub struct LaunchOptions {
     pub log: String,
     /// Extra top-level lines for `coordinator.toml` (e.g. `record_transcripts = true`).
     pub coordinator_extra: String,
+    /// Write `parties = [...]` into `coordinator.toml`: the started parties and
+    /// [`LaunchOptions::extra_parties`] (default). Without it, jobs may name only parties
+    /// that have connected.
+    pub declare_parties: bool,
+    /// Parties of the federation besides the started ones (driven by hand in tests, or
+    /// started later).
+    pub extra_parties: Vec<String>,
 }
 
 impl LaunchOptions {
@@ -61,6 +68,8 @@ impl LaunchOptions {
             tls: true,
             log: "info".into(),
             coordinator_extra: String::new(),
+            declare_parties: true,
+            extra_parties: Vec::new(),
         }
     }
 }
@@ -104,7 +113,7 @@ impl LocalFederation {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             coordinator: None,
             participants: BTreeMap::new(),
-            setups: BTreeMap::new(),
+            setups: parties.iter().map(|p| (p.name.clone(), p.clone())).collect(),
         };
         fed.start_coordinator()?;
         for p in parties {
@@ -154,6 +163,14 @@ impl LocalFederation {
             self.addr,
             toml_path(&self.dir.join("state"))
         );
+        if self.opts.declare_parties {
+            let mut names: Vec<&str> = self.setups.keys().map(String::as_str).collect();
+            names.extend(self.opts.extra_parties.iter().map(String::as_str));
+            names.sort_unstable();
+            names.dedup();
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            text.push_str(&format!("parties = [{}]\n", quoted.join(", ")));
+        }
         text.push_str(&self.opts.coordinator_extra);
         if !text.ends_with('\n') {
             text.push('\n');
@@ -271,6 +288,19 @@ impl LocalFederation {
         self.participants.insert(p.name.clone(), child);
         self.setups.insert(p.name.clone(), p.clone());
         Ok(())
+    }
+
+    /// Asks a participant to stop with SIGTERM (its normal shutdown) and waits up to
+    /// `timeout` for it to exit; kills it if it does not.
+    #[cfg(unix)]
+    pub fn terminate_participant(&mut self, name: &str, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.participants.get(name)?.id();
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let status = self.wait_participant(name, timeout);
+        if status.is_none() {
+            self.kill_participant(name);
+        }
+        status
     }
 
     /// Kills a participant with SIGKILL.

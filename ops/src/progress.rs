@@ -1,7 +1,7 @@
 //! Follows a job until it ends, with a live progress bar on stderr: the stage, rounds done,
-//! the training loss and the federated validation AUC.
+//! the training loss and the federated validation AUC; through a coordinator restart too.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fedcredit_federation::horizontal::Progress;
 use fedcredit_proto::pb;
@@ -14,11 +14,72 @@ pub fn is_final(state: &str) -> bool {
     matches!(state, "succeeded" | "failed" | "cancelled")
 }
 
+/// How long [`follow`] keeps trying while the coordinator cannot be reached (a restart takes
+/// seconds; resuming a large job's state may take longer).
+pub const RECONNECT_FOR: Duration = Duration::from_secs(600);
+
+/// The coordinator being away while a job is followed: since when, and the next wait.
+struct Outage {
+    since: Option<Instant>,
+    delay: Duration,
+}
+
+impl Outage {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self { since: None, delay: Self::FIRST }
+    }
+
+    /// Notes a failed call; waits before the next try, or gives up after [`RECONNECT_FOR`].
+    async fn wait(
+        &mut self,
+        err: OpsError,
+        say: &mut impl FnMut(&str),
+        client: &mut ControlClient,
+    ) -> Result<(), OpsError> {
+        if !err.is_transient() {
+            return Err(err);
+        }
+        let since = *self.since.get_or_insert_with(|| {
+            say(&format!("coordinator restarting… reconnecting ({err})"));
+            tracing::info!(error = %err, "lost the coordinator; reconnecting");
+            Instant::now()
+        });
+        if since.elapsed() >= RECONNECT_FOR {
+            return Err(OpsError::Local(format!(
+                "the coordinator has been unreachable for {} s; the job goes on without this \
+                 client (follow it again with `fedcredit jobs watch`): {err}",
+                since.elapsed().as_secs()
+            )));
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Self::MAX);
+        // A fresh connection, in case the old one does not recover by itself.
+        let _ = client.reconnect().await;
+        Ok(())
+    }
+
+    fn back(&mut self, say: &mut impl FnMut(&str)) {
+        if let Some(since) = self.since.take() {
+            say(&format!(
+                "coordinator back after {:.1} s; following the job",
+                since.elapsed().as_secs_f64()
+            ));
+        }
+        self.delay = Self::FIRST;
+    }
+}
+
 /// Follows job `id` to its end and returns its final info. With `bar = false` (not a terminal,
-/// or `--quiet`), prints one line per change of stage instead.
+/// or `--quiet`), prints one line per change of stage instead. Follows the job through a
+/// coordinator restart: while the coordinator cannot be reached it says "coordinator
+/// restarting…" and retries with backoff for up to [`RECONNECT_FOR`].
 ///
 /// # Errors
-/// [`OpsError`] when the coordinator cannot be reached or the stream breaks.
+/// [`OpsError`] when the coordinator answers with an error (the job is unknown, the caller is
+/// not the operator) or stays unreachable for [`RECONNECT_FOR`].
 pub async fn follow(
     client: &mut ControlClient,
     id: &str,
@@ -37,15 +98,38 @@ pub async fn follow(
     } else {
         None
     };
+    let bar_for_say = pb_bar.clone();
+    let mut say = move |line: &str| match &bar_for_say {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    };
+    let result = follow_inner(client, id, pb_bar.as_ref(), &mut say).await;
+    if let Some(b) = pb_bar {
+        b.finish_and_clear();
+    }
+    result
+}
+
+async fn follow_inner(
+    client: &mut ControlClient,
+    id: &str,
+    pb_bar: Option<&ProgressBar>,
+    say: &mut impl FnMut(&str),
+) -> Result<pb::JobInfo, OpsError> {
+    let mut outage = Outage::new();
+    let mut last = loop {
+        match client.job(id).await {
+            Ok(j) => break j,
+            Err(e) => outage.wait(e, say, client).await?,
+        }
+    };
+    outage.back(say);
     let mut last_line = String::new();
-    let mut last = client.job(id).await?;
-    // A stream can break if the coordinator restarts: reconnect and go on until the job ends.
-    for _ in 0..1000 {
+    while !is_final(&last.state) {
         let mut stream = match client.watch(id).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                outage.wait(e, say, client).await?;
                 continue;
             }
         };
@@ -53,15 +137,16 @@ pub async fn follow(
             let info = match stream.message().await {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "watch stream broke; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                Err(status) => {
+                    tracing::debug!(error = %status, "watch stream broke");
+                    outage.wait(status.into(), say, client).await?;
                     break;
                 }
             };
+            outage.back(say);
             let p: Progress = serde_json::from_str(&info.progress_json).unwrap_or_default();
             let line = describe(&info, &p);
-            match &pb_bar {
+            match pb_bar {
                 Some(b) => {
                     b.set_length(p.total.max(1));
                     b.set_position(p.done);
@@ -79,21 +164,25 @@ pub async fn follow(
         if is_final(&last.state) {
             break;
         }
-        last = client.job(id).await?;
-        if is_final(&last.state) {
-            break;
+        // The stream ended before the job did (the coordinator stopped, or the job task was
+        // handed over to a restarted coordinator): read the job again.
+        match client.job(id).await {
+            Ok(j) => {
+                outage.back(say);
+                last = j;
+            }
+            Err(e) => outage.wait(e, say, client).await?,
         }
-    }
-    if let Some(b) = pb_bar {
-        b.finish_and_clear();
     }
     Ok(last)
 }
 
 /// One line about a job: state, stage, loss and validation AUC.
 pub fn describe(info: &pb::JobInfo, p: &Progress) -> String {
-    let mut s =
-        format!("{} {}", info.state, if p.stage.is_empty() { &info.status } else { &p.stage });
+    // A finished job's last status ("waiting for …", "ended") no longer describes it.
+    let status = if is_final(&info.state) { "" } else { info.status.as_str() };
+    let what = if p.stage.is_empty() { status } else { p.stage.as_str() };
+    let mut s = if what.is_empty() { info.state.clone() } else { format!("{} {what}", info.state) };
     if let Some(l) = p.loss {
         s.push_str(&format!(" loss {l:.4}"));
     }

@@ -50,17 +50,194 @@ pub enum DaemonError {
     /// TLS material, the state directory or the coordinator URL cannot be used.
     #[error("{0}")]
     Setup(String),
+    /// The coordinator refused this party for a reason retrying cannot fix (a certificate
+    /// from another CA, a server name the coordinator's certificate does not hold, a denied
+    /// identity); the message says what to check.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Why one session ended.
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("cannot reach the coordinator: {0}")]
+    #[error("cannot reach the coordinator: {}", chain(.0))]
     Connect(#[from] tonic::transport::Error),
-    #[error("the coordinator refused the stream: {0}")]
+    #[error("the coordinator refused the stream: {}", status_text(.0))]
     Refused(tonic::Status),
     #[error("stream: {0}")]
     Stream(String),
+}
+
+/// An error and its causes on one line, each cause once.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// A status as one line: its code, message and causes (not tonic's multi-line debug form).
+fn status_text(s: &tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), chain(s))
+}
+
+/// The rustls error somewhere in an error's causes (I/O errors carry it inside).
+fn find_tls_error<'a>(
+    mut err: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a tokio_rustls::rustls::Error> {
+    while let Some(e) = err {
+        if let Some(t) = e.downcast_ref::<tokio_rustls::rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(t) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<tokio_rustls::rustls::Error>())
+        {
+            return Some(t);
+        }
+        err = e.source();
+    }
+    None
+}
+
+/// Why a session error cannot heal by retrying, with what to check; `None` when it may
+/// (the coordinator is down, restarting or unreachable for now).
+fn permanent_reason(e: &SessionError, config: &ParticipantConfig) -> Option<String> {
+    let (source, text): (Option<&(dyn std::error::Error + 'static)>, String) = match e {
+        SessionError::Connect(t) => (Some(t), chain(t)),
+        SessionError::Refused(s) => {
+            if matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated) {
+                return Some(format!(
+                    "the coordinator refused party `{}`: {}",
+                    config.name,
+                    s.message()
+                ));
+            }
+            (Some(s), chain(s))
+        }
+        SessionError::Stream(_) => return None,
+    };
+    if let Some(tls) = find_tls_error(source) {
+        return tls_refusal(tls, config);
+    }
+    // HTTP/2 passes I/O errors on as text: the alert may be only in the message.
+    if text.contains("received fatal alert: ") {
+        let alert: String = text
+            .split("received fatal alert: ")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        return (alert != "CloseNotify")
+            .then(|| refused_ours(config, &format!("TLS alert {alert}")));
+    }
+    if text.contains("invalid peer certificate") {
+        return Some(format!("the coordinator's certificate is refused: {text}"));
+    }
+    None
+}
+
+fn refused_ours(config: &ParticipantConfig, what: &str) -> String {
+    let cert = config.tls.as_ref().map(|t| t.cert.display().to_string()).unwrap_or_default();
+    format!(
+        "the coordinator refused this party's certificate {cert} ({what}): it is not signed by \
+         the coordinator's CA, or has expired. Ask the federation's operator for a certificate \
+         from its CA (`fedcredit certs add --party {}`)",
+        config.name
+    )
+}
+
+/// What a TLS error means for this party, when retrying cannot fix it.
+fn tls_refusal(tls: &tokio_rustls::rustls::Error, config: &ParticipantConfig) -> Option<String> {
+    use tokio_rustls::rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let ca = config.tls.as_ref().map(|t| t.ca.display().to_string()).unwrap_or_default();
+    match tls {
+        E::AlertReceived(
+            a @ (A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::DecryptError
+            | A::CertificateRequired),
+        ) => Some(refused_ours(config, &format!("TLS alert {a:?}"))),
+        E::InvalidCertificate(c) => Some(match c {
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                "the coordinator's certificate is not valid for server_name `{}` ({c:?}): set \
+                 server_name in this party's config to a name the coordinator's certificate \
+                 holds, or have it reissued with `fedcredit certs init --hosts HOST`",
+                config.server_name
+            ),
+            C::UnknownIssuer | C::BadSignature => format!(
+                "the coordinator's certificate is not signed by [tls] ca {ca} ({c:?}): this \
+                 party trusts another federation's CA"
+            ),
+            other => format!("the coordinator's certificate is refused: {other:?}"),
+        }),
+        _ => None,
+    }
+}
+
+/// A bare TLS handshake with this party's certificate, to tell a refused certificate (the
+/// coordinator answers with an alert) from a coordinator that is away: behind HTTP/2 the
+/// alert often surfaces only as "connection closed". Returns the TLS error, if the
+/// coordinator could be reached and refused the handshake.
+async fn probe_tls(config: &ParticipantConfig) -> Option<tokio_rustls::rustls::Error> {
+    use tokio::io::AsyncReadExt;
+    use tokio_rustls::rustls::{
+        self, ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+    };
+    let tls = config.tls.as_ref()?;
+    let uri: tonic::codegen::http::Uri = config.coordinator.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&tls.ca).ok()? {
+        roots.add(c.ok()?).ok()?;
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&tls.cert).ok()?.collect::<Result<_, _>>().ok()?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).ok()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .ok()?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from(config.server_name.clone()).ok()?;
+    let io_tls =
+        |e: &std::io::Error| e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).cloned();
+    let step = Duration::from_secs(5);
+    let tcp = tokio::time::timeout(step, tokio::net::TcpStream::connect((host.as_str(), port)))
+        .await
+        .ok()?
+        .ok()?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let mut stream = match tokio::time::timeout(step, connector.connect(name, tcp)).await.ok()? {
+        Ok(s) => s,
+        Err(e) => return io_tls(&e),
+    };
+    // TLS 1.3: the server checks this party's certificate after the client's handshake is
+    // done, and says so with an alert; an accepted connection stays silent.
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+        Ok(Err(e)) => io_tls(&e),
+        _ => None,
+    }
 }
 
 /// A running job: its session and the queue of its worker.
@@ -173,11 +350,13 @@ impl Daemon {
         Ok(ep.connect().await?)
     }
 
-    /// Runs until `shutdown` is cancelled, reconnecting with backoff.
+    /// Runs until `shutdown` is cancelled, reconnecting with backoff while the coordinator is
+    /// away. Stops on errors that retrying cannot fix.
     ///
     /// # Errors
-    /// [`DaemonError::Setup`] when the TLS files or the state directory cannot be used
-    /// (retrying cannot help).
+    /// [`DaemonError::Setup`] when the TLS files or the state directory cannot be used;
+    /// [`DaemonError::Refused`] when the coordinator refuses this party's certificate or
+    /// identity, or its certificate is not one this party can trust (retrying cannot help).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
         if let Some(tls) = &self.config.tls {
             client_tls(tls, &self.config.server_name)
@@ -198,12 +377,35 @@ impl Daemon {
         )
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
         let this = Arc::new(self);
+        info!(coordinator = %this.config.coordinator, "participant starting");
         loop {
             let span = info_span!("session", party = %this.me);
-            let result = tokio::select! {
-                r = this.clone().session(&mut backoff, shutdown.clone()).instrument(span) => r,
-                _ = shutdown.cancelled() => return Ok(()),
-            };
+            // The session watches `shutdown` itself, so that it can close its stream cleanly.
+            let mut welcomed = false;
+            let result = this
+                .clone()
+                .session(&mut backoff, &mut welcomed, shutdown.clone())
+                .instrument(span)
+                .await;
+            if shutdown.is_cancelled() {
+                // Give the connection a moment to close (TLS close_notify) before the process
+                // ends, so the coordinator sees a clean goodbye.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                info!("participant stopped");
+                return Ok(());
+            }
+            if let Err(e) = &result {
+                let mut why = permanent_reason(e, &this.config);
+                // A session that failed before the coordinator greeted it may hide a refused
+                // certificate behind "connection closed": ask with a bare handshake.
+                if why.is_none() && !matches!(e, SessionError::Stream(_)) && !welcomed {
+                    why = probe_tls(&this.config).await.and_then(|t| tls_refusal(&t, &this.config));
+                }
+                if let Some(why) = why {
+                    tracing::error!(reason = %why, "not retrying: this cannot heal by reconnecting");
+                    return Err(DaemonError::Refused(why));
+                }
+            }
             let delay = backoff.next_delay();
             match result {
                 Ok(()) => info!(?delay, "the coordinator closed the stream; reconnecting"),
@@ -219,9 +421,13 @@ impl Daemon {
     async fn session(
         self: Arc<Self>,
         backoff: &mut Backoff<ChaCha8Rng>,
+        welcomed: &mut bool,
         shutdown: CancellationToken,
     ) -> Result<(), SessionError> {
-        let channel = self.channel().await?;
+        let channel = tokio::select! {
+            c = self.channel() => c?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
         let mut client = pb::federation_client::FederationClient::new(channel)
             .max_decoding_message_size(MAX_FRAME)
             .max_encoding_message_size(MAX_FRAME);
@@ -252,17 +458,35 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").into(),
         }))
         .await?;
-        let mut stream = client
-            .participate(ReceiverStream::new(frames_rx))
-            .await
-            .map_err(SessionError::Refused)?
-            .into_inner();
+        let opened = tokio::select! {
+            r = client.participate(ReceiverStream::new(frames_rx)) => r,
+            _ = shutdown.cancelled() => {
+                writer.abort();
+                return Ok(());
+            }
+        };
+        let mut stream = match opened {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                writer.abort();
+                return Err(SessionError::Refused(status));
+            }
+        };
         let mut inbound = Inbound::new(64 * 1024 * 1024);
         let mut jobs: HashMap<String, JobWorker> = HashMap::new();
         let result = loop {
             let frame = tokio::select! {
                 f = stream.message() => f,
-                _ = shutdown.cancelled() => break Ok(()),
+                _ = shutdown.cancelled() => {
+                    // A clean goodbye: end this side of the stream (the writer owns it) and
+                    // let the coordinator end its side, briefly.
+                    writer.abort();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Ok(Some(_)) = stream.message().await {}
+                    })
+                    .await;
+                    break Ok(());
+                }
             };
             let frame = match frame {
                 Ok(Some(f)) => f,
@@ -280,6 +504,7 @@ impl Daemon {
                 Body::Welcome(w) => {
                     info!(as_party = %w.party, "connected to the coordinator");
                     backoff.reset();
+                    *welcomed = true;
                 }
                 Body::Ack(a) => {
                     if a.outcome() != pb::ack::Outcome::Accepted {
@@ -577,9 +802,29 @@ fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Resul
     let path = data.path.display().to_string();
     let name = data.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let private = |e: String| {
-        warn!(file = %path, error = %e, "the table does not fit the job");
+        warn!(party = %me, file = %path, error = %e, "the table does not fit the job");
         let e = e.replace(&path, &format!("its table ({name})"));
         format!("{me}: {e}")
+    };
+    // What the coordinator (and its operator) reads: party, column, row and problem; the
+    // file's location, its other columns and cell values stay in the local log.
+    let decline = |e: fedcredit_datasets::DataError| {
+        use fedcredit_datasets::DataError as D;
+        let full = e.to_string();
+        warn!(party = %me, file = %path, error = %full, "the table does not fit the job");
+        match e {
+            D::MissingColumn { column, role, .. } => {
+                format!("{me}: its table has no {role} column `{column}`")
+            }
+            D::TextInNumericColumn { column, row, .. } => format!(
+                "{me}: column `{column}` holds text at data row {row} of its table where numbers \
+                 are expected (if it is a category, list it in categorical_columns)"
+            ),
+            D::LabelNotBinary { column, row, .. } => format!(
+                "{me}: label column `{column}` is neither 0 nor 1 at data row {row} of its table"
+            ),
+            _ => format!("{me}: {}", full.replace(&path, &format!("its table ({name})"))),
+        }
     };
     let mut t = TableSpec::new(&data.path, &spec.data.id).with_label(&spec.data.label);
     if !spec.data.features.is_empty() {
@@ -588,7 +833,8 @@ fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Resul
     if let Some(c) = &data.categorical_columns {
         t = t.with_categorical(c.iter().cloned());
     }
-    let table = load_table(&t).map_err(|e| private(e.to_string()))?;
+    let table = load_table(&t).map_err(decline)?;
+    note_numeric_looking_text(me, &path, &table);
     let schema = table.features.specs.clone();
     let label = table.label.as_ref().map(|l| l.to_vec()).unwrap_or_default();
     let (train, valid) = if spec.data.validation_fraction > 0.0 {
@@ -604,4 +850,38 @@ fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Resul
         (table.dataset().map_err(|e| private(e.to_string()))?, None)
     };
     Ok((Some(train), valid, schema))
+}
+
+/// Logs (locally) each text column whose values are nearly all numbers: most likely a
+/// numeric column with a bad cell, which makes the party's columns differ from the others'.
+/// Names the column and the first data row that is not a number, never the value.
+fn note_numeric_looking_text(me: &PartyId, file: &str, table: &fedcredit_datasets::table::Table) {
+    let values = &table.features.values;
+    for (j, spec) in table.features.specs.iter().enumerate() {
+        let FeatureKind::Categorical { levels } = &spec.kind else { continue };
+        let numeric: Vec<bool> = levels.iter().map(|l| l.trim().parse::<f64>().is_ok()).collect();
+        let n_numeric = numeric.iter().filter(|n| **n).count();
+        let n_text = levels.len() - n_numeric;
+        if n_text == 0 || n_numeric < 2 || n_numeric < 9 * n_text {
+            continue;
+        }
+        let row = (0..values.nrows()).find(|&i| {
+            let v = values[[i, j]];
+            !v.is_nan() && numeric.get(v as usize).is_some_and(|n| !n)
+        });
+        if let Some(i) = row {
+            warn!(
+                party = %me,
+                %file,
+                column = %spec.name,
+                row = i + 1,
+                "column `{}` is read as text because data row {} (1-based) is not a number, while \
+                 {n_numeric} of its {} distinct values are: if the column is numeric, fix that \
+                 cell; if it is a category, list it in categorical_columns",
+                spec.name,
+                i + 1,
+                levels.len()
+            );
+        }
+    }
 }

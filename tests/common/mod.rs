@@ -301,3 +301,51 @@ pub fn step_setup(m: &pb::CoordinatorMessage) -> Option<pb::RoundSetup> {
         _ => None,
     }
 }
+
+/// Like [`launch`], with the coordinator's `parties` list extended by `extra` (parties driven
+/// by hand or started later), or without a list (`declare = false`: jobs may then name only
+/// parties that have connected).
+pub fn launch_with(
+    dir: &Path,
+    parties: &[PartySetup],
+    extra: &[&str],
+    declare: bool,
+    coordinator_extra: &str,
+) -> LocalFederation {
+    let mut opts = LaunchOptions::new(env!("CARGO_BIN_EXE_fedcredit"), dir);
+    opts.coordinator_extra = coordinator_extra.to_string();
+    opts.extra_parties = extra.iter().map(|s| s.to_string()).collect();
+    opts.declare_parties = declare;
+    LocalFederation::start(opts, parties).expect("start the local federation")
+}
+
+/// Runs the `fedcredit` CLI against `fed` as the operator; (success, stdout, stderr).
+pub fn cli(fed: &LocalFederation, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedcredit"))
+        .args(args)
+        .arg("--coordinator")
+        .arg(fed.url())
+        .arg("--certs")
+        .arg(fed.dir().join("certs"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run fedcredit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits (bounded by [`MESSAGE_BOUND`]) until every one of `names` is connected.
+pub async fn wait_connected(client: &mut ControlClient, names: &[&str]) {
+    let bound = tokio::time::Instant::now() + MESSAGE_BOUND;
+    loop {
+        let parties = client.parties().await.expect("list parties");
+        if names.iter().all(|n| parties.iter().any(|p| p.name == *n && p.connected)) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < bound, "not all of {names:?} connected: {parties:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

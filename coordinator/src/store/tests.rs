@@ -292,3 +292,33 @@ fn store_is_shared_across_threads() {
     }
     assert_eq!(store.audit_log(Some("j"), 1000).unwrap().len(), 100);
 }
+
+#[test]
+fn hello_records_version_and_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.touch_party("bank", 100).unwrap();
+    store.record_hello("bank", 300, "0.1.0", "127.0.0.1:5000").unwrap();
+    store.record_hello("tax", 200, "0.2.0", "").unwrap();
+    store.touch_party("bank", 400).unwrap();
+    assert_eq!(
+        store.party_details().unwrap(),
+        vec![
+            PartyDetail {
+                name: "bank".into(),
+                first_seen_ms: 100,
+                last_seen_ms: 400,
+                version: "0.1.0".into(),
+                address: "127.0.0.1:5000".into(),
+            },
+            PartyDetail {
+                name: "tax".into(),
+                first_seen_ms: 200,
+                last_seen_ms: 200,
+                version: "0.2.0".into(),
+                address: String::new(),
+            },
+        ]
+    );
+    assert_eq!(store.parties().unwrap().len(), 2);
+}
