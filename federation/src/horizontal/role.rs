@@ -14,8 +14,10 @@
 //!   shares of one party, see [`crate::secagg`]); an explicit job threshold must be met
 //!   exactly;
 //! - a step whose sum it already helped unmask is never answered again, in any attempt;
-//! - a task it already helped unmask under one roster is refused under any other roster
-//!   (the difference of two such sums is the missing party's contribution);
+//! - a contribution it already helped unmask under one roster is refused under any other
+//!   roster (the difference of two such sums is the missing party's contribution). The check
+//!   is on the vector itself, not on how the task is worded: the same census after a model
+//!   update, or a level task behind a tree of zeros, gives the same vector and is refused;
 //! - only the public benchmark vectors are ever sent unmasked.
 //!
 //! What it remembers for these checks is in its checkpoint, written before any unmask share
@@ -25,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fedcredit_crypto::secagg::Graph;
 use fedcredit_proto::pb;
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -42,7 +43,8 @@ use crate::wire::{client_to_wire, server_from_wire};
 struct Policy {
     /// Steps whose sum this party helped unmask.
     unmasked_steps: BTreeSet<u64>,
-    /// Task digest → roster under which it was unmasked (hex digests).
+    /// Contribution digest → roster under which it was unmasked (hex digests, see
+    /// [`HorizontalRole::contribution_digest`]).
     unmasked_tasks: BTreeMap<String, Vec<PartyId>>,
 }
 
@@ -57,7 +59,7 @@ struct Saved {
 #[derive(Debug)]
 struct Current {
     step: u64,
-    digest: String,
+    digest: Option<String>,
     client: Option<SecAggClient>,
     ring_bits: u32,
 }
@@ -106,7 +108,7 @@ impl HorizontalRole {
     }
 
     /// Checks an attempt's setup against the job this party accepted.
-    fn check_setup(&self, setup: &RoundSetup, digest: &str) -> Result<(), String> {
+    fn check_setup(&self, setup: &RoundSetup) -> Result<(), String> {
         let step = setup.header.round.0;
         if self.policy.unmasked_steps.contains(&step) {
             return Err(format!(
@@ -153,23 +155,37 @@ impl HorizontalRole {
             }
             _ => {}
         }
-        if let Some(prev) = self.policy.unmasked_tasks.get(digest)
+        Ok(())
+    }
+
+    /// The digest of a contribution this party may have helped unmask before. It covers the
+    /// vector itself: a coordinator can word the same contribution as another task (another
+    /// step number, a model update the task does not depend on, a tree of zeros), but not
+    /// change the vector. An all-zero vector is not tracked: its difference reveals nothing.
+    fn contribution_digest(vector: &[f64]) -> Option<String> {
+        if vector.iter().all(|v| *v == 0.0) {
+            return None;
+        }
+        let mut h = Sha256::new();
+        h.update(b"fedcredit horizontal contribution v1");
+        h.update((vector.len() as u64).to_le_bytes());
+        for v in vector {
+            h.update(v.to_bits().to_le_bytes());
+        }
+        Some(hex(&h.finalize()))
+    }
+
+    /// Refuses a contribution already unmasked under another roster.
+    fn check_repeat(&self, digest: Option<&String>, roster: &[PartyId]) -> Result<(), String> {
+        if let Some(prev) = digest.and_then(|d| self.policy.unmasked_tasks.get(d))
             && prev != roster
         {
             return Err(format!(
-                "this task was unmasked with [{}]; the same task with another roster would reveal a party's contribution",
+                "this contribution was unmasked with [{}]; under another roster the difference would reveal a party's contribution",
                 prev.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
         Ok(())
-    }
-
-    fn digest(&self, task: &pb::HorizontalTask) -> String {
-        let mut h = Sha256::new();
-        h.update(b"fedcredit horizontal task v1");
-        h.update(self.model.version.to_le_bytes());
-        h.update(task.encode_to_vec());
-        hex(&h.finalize())
     }
 
     fn fail(out: &mut RoleOutbox, step: u64, reason: String) {
@@ -197,8 +213,7 @@ impl HorizontalRole {
             }
         }
         let wire_task = msg.task.unwrap_or_default();
-        let digest = self.digest(&wire_task);
-        if let Err(reason) = self.check_setup(&setup, &digest) {
+        if let Err(reason) = self.check_setup(&setup) {
             Self::fail(out, step, format!("refused: {reason}"));
             return Ok(());
         }
@@ -216,6 +231,11 @@ impl HorizontalRole {
                 return Ok(());
             }
         };
+        let digest = Self::contribution_digest(&vector);
+        if let Err(reason) = self.check_repeat(digest.as_ref(), &setup.roster) {
+            Self::fail(out, step, format!("refused: {reason}"));
+            return Ok(());
+        }
         let fixed = match setup.config.fixed_point(setup.roster.len()) {
             Ok(f) => f,
             Err(e) => {
@@ -271,7 +291,9 @@ impl HorizontalRole {
                 if matches!(reply, ClientMessage::Unmask(_)) {
                     // Remember before the shares leave: a restarted party keeps refusing.
                     self.policy.unmasked_steps.insert(cur.step);
-                    self.policy.unmasked_tasks.insert(cur.digest.clone(), client.roster().to_vec());
+                    if let Some(d) = &cur.digest {
+                        self.policy.unmasked_tasks.insert(d.clone(), client.roster().to_vec());
+                    }
                     out.checkpoint = true;
                 }
                 out.send(pb::role_message::Body::Secagg(client_to_wire(&reply, cur.ring_bits)));

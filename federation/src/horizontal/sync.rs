@@ -382,6 +382,47 @@ pub fn task_to_wire(task: &Task) -> pb::HorizontalTask {
 /// make a party allocate).
 pub const MAX_BENCH_DIM: usize = 1 << 26;
 
+/// Refuses a tree that splits on a feature the model does not have (routing a row through it
+/// would index past the party's columns).
+fn check_splits(tree: &[BinNode], n_features: usize) -> Result<(), TrainError> {
+    match tree.iter().find_map(|n| match n {
+        BinNode::Split { f, .. } if *f >= n_features => Some(*f),
+        _ => None,
+    }) {
+        Some(f) => Err(proto(format!("tree: a split on feature {f} of {n_features}"))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a level task that names a feature twice or one the model does not have, or a node
+/// twice or one that is not a leaf of the partial tree: the vector a party builds is then at
+/// most one histogram of each feature per leaf (a task repeating indices, a few bytes each on
+/// the wire, would make it allocate without bound).
+fn check_level(
+    partial: &[BinNode],
+    nodes: &[usize],
+    features: &[usize],
+    n_features: usize,
+) -> Result<(), TrainError> {
+    check_splits(partial, n_features)?;
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(f) = features.iter().find(|&&f| f >= n_features || !seen.insert(f)) {
+        return Err(proto(format!(
+            "level task: feature {f} is repeated or not among the {n_features} features"
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(n) = nodes
+        .iter()
+        .find(|&&n| !matches!(partial.get(n), Some(BinNode::Leaf { .. })) || !seen.insert(n))
+    {
+        return Err(proto(format!(
+            "level task: node {n} is repeated or not a leaf of the partial tree"
+        )));
+    }
+    Ok(())
+}
+
 /// The model a party holds between steps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartyModel {
@@ -427,7 +468,10 @@ impl PartyModel {
                 if self.setup.is_none() || u.version != 2 + self.trees.len() as u64 {
                     return Err(proto("a tree update out of sequence"));
                 }
-                self.trees.push(tree_from_wire(t)?);
+                let tree = tree_from_wire(t)?;
+                let n_features = self.setup.as_ref().map_or(0, |(e, _)| e.len());
+                check_splits(&tree, n_features)?;
+                self.trees.push(tree);
             }
             Body::Design(d) => {
                 if u.version != 1 {
@@ -496,15 +540,18 @@ impl PartyModel {
             },
             T::Gbdt(g) => {
                 let (edges, base_score) = self.gbdt()?;
+                let partial =
+                    tree_from_wire(g.partial.as_ref().ok_or_else(|| proto("no partial tree"))?)?;
+                let nodes: Vec<usize> = g.nodes.iter().map(|&n| n as usize).collect();
+                let features: Vec<usize> = g.features.iter().map(|&f| f as usize).collect();
+                check_level(&partial, &nodes, &features, edges.len())?;
                 Task::Gbdt(Box::new(GbdtTask {
                     edges: edges.clone(),
                     base_score,
                     trees: self.trees.clone(),
-                    partial: tree_from_wire(
-                        g.partial.as_ref().ok_or_else(|| proto("no partial tree"))?,
-                    )?,
-                    nodes: g.nodes.iter().map(|&n| n as usize).collect(),
-                    features: g.features.iter().map(|&f| f as usize).collect(),
+                    partial,
+                    nodes,
+                    features,
                     with_root: g.with_root,
                 }))
             }
