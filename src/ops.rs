@@ -518,7 +518,7 @@ pub struct SecaggBenchArgs {
     #[arg(long, default_value_t = 0)]
     dropouts: usize,
     /// Rounds per job (the first is a warm-up).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     rounds: u64,
     /// Working directory (certificates, configs, logs).
     #[arg(long, value_name = "DIR", default_value = "out/bench-secagg")]

@@ -304,8 +304,8 @@ fn coordinator_sees_only_masked_vectors() {
 
 /// Real data (skipped without `../shared/datasets`): a small federated GBDT on the three
 /// horizontal parts of default_credit survives a SIGKILL of the coordinator mid-training. The
-/// trainer resumes from its checkpoint, the rounds recorded before the kill are unchanged, and
-/// the model is registered.
+/// trainer resumes from its checkpoint (state and the log of finished trees), the rounds
+/// recorded before the kill are unchanged, and the model is registered.
 #[test]
 fn gbdt_job_survives_a_coordinator_sigkill() {
     let data =
@@ -328,7 +328,7 @@ fn gbdt_job_survives_a_coordinator_sigkill() {
     let runtime = rt();
     let spec = "name = \"gbdt\"\nparties = [\"bank1\", \"bank2\", \"bank3\"]\nphase_timeout_secs = 60\n\
                 [data]\nid = \"id\"\nlabel = \"y\"\nvalidation_fraction = 0.2\nseed = 3\n\
-                [model]\nkind = \"gbdt\"\nn_trees = 3\nmax_depth = 3\nseed = 3\n";
+                [model]\nkind = \"gbdt\"\nn_trees = 8\nmax_depth = 3\nseed = 3\n";
     let (id, before) = runtime.block_on(async {
         let mut client = operator(&fed).await;
         let id = client.submit(spec).await.expect("submit").id;
@@ -336,7 +336,8 @@ fn gbdt_job_survives_a_coordinator_sigkill() {
         loop {
             let info = client.job(&id).await.expect("job");
             assert!(!progress_final(&info.state), "ended before the kill: {info:?}");
-            if info.rounds_done >= 2 {
+            // Two sketch rounds, then three steps per tree: the first tree is in the log.
+            if info.rounds_done >= 6 {
                 break;
             }
             assert!(tokio::time::Instant::now() < bound, "no progress: {info:?}");
@@ -366,6 +367,12 @@ fn gbdt_job_survives_a_coordinator_sigkill() {
     });
     let log = fed.log("coordinator");
     assert!(log.contains("resuming from checkpoint"), "resumed from the checkpoint:\n{log}");
+    let logged = log
+        .split("logged=")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(logged.is_some_and(|n| n >= 1), "finished trees came back from the log:\n{log}");
 }
 
 fn progress_final(state: &str) -> bool {

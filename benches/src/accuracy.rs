@@ -92,6 +92,24 @@ pub struct AccuracyRow {
     pub n_test: usize,
     /// Feature columns used.
     pub n_features: usize,
+    /// Federated GBDT: wall time per tree from the coordinator's step records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_ms: Option<TreeTimes>,
+}
+
+/// Wall time of the trees of a federated GBDT run (every step of a tree: root, levels), ms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeTimes {
+    /// The first tree.
+    pub first: f64,
+    /// The tenth tree (the first with the model past its warm-up).
+    pub tenth: f64,
+    /// The last tree.
+    pub last: f64,
+    /// The median tree.
+    pub median: f64,
+    /// Trees timed.
+    pub trees: usize,
 }
 
 /// Trains one model on `train` and returns test-set probabilities and the fit time.
@@ -274,6 +292,7 @@ pub fn run(
                 n_train: train.n_rows(),
                 n_test: test.n_rows(),
                 n_features: cols.len(),
+                tree_ms: None,
             });
         }
     }
@@ -292,6 +311,14 @@ pub fn render_table(rows: &[AccuracyRow]) -> String {
             "{:<10} {:<setting_w$} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>10.3}\n",
             r.model, r.setting, r.auc, r.ks, r.log_loss, r.n_features, r.train_seconds
         ));
+    }
+    for r in rows {
+        if let Some(t) = &r.tree_ms {
+            out.push_str(&format!(
+                "{} {}: {} trees, per tree first {:.0} ms, 10th {:.0} ms, median {:.0} ms, last {:.0} ms\n",
+                r.model, r.setting, t.trees, t.first, t.tenth, t.median, t.last
+            ));
+        }
     }
     out
 }

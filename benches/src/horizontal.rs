@@ -20,7 +20,7 @@ use fedcredit_ops::launch::{LaunchOptions, LocalFederation, PartySetup};
 use fedcredit_ops::{ControlClient, progress};
 use ndarray::Array1;
 
-use crate::accuracy::{AccuracyRow, ModelName, observed_fit};
+use crate::accuracy::{AccuracyRow, ModelName, TreeTimes, observed_fit};
 use crate::{BenchError, Observer};
 
 /// What to run.
@@ -100,6 +100,7 @@ fn row(
         n_train,
         n_test: test.n_rows(),
         n_features: test.features.n_features(),
+        tree_ms: None,
     })
 }
 
@@ -243,12 +244,13 @@ pub fn run(cfg: &HorizontalConfig, mut say: impl Observer) -> Result<Vec<Accurac
                 )));
             }
             let m = client.model(&end.model_id).await?;
-            out.push((model, m.artifact_json, secs));
+            let trees = tree_times(&client.rounds(&end.id).await?);
+            out.push((model, m.artifact_json, secs, trees));
         }
         Ok(out)
     });
     let federated = federated.map_err(|e| BenchError::Config(e.to_string()))?;
-    for (model, artifact_json, secs) in federated {
+    for (model, artifact_json, secs, trees) in federated {
         let err = |source| BenchError::Model {
             model: model.as_str().into(),
             setting: "federated".into(),
@@ -256,12 +258,37 @@ pub fn run(cfg: &HorizontalConfig, mut say: impl Observer) -> Result<Vec<Accurac
         };
         let art = ModelArtifact::from_json(&artifact_json).map_err(err)?;
         let p = art.predict_proba(&test.features).map_err(err)?;
-        rows.push(row(model, "federated", &p.to_vec(), &test, central.n_rows(), secs)?);
+        let mut r = row(model, "federated", &p.to_vec(), &test, central.n_rows(), secs)?;
+        r.tree_ms = trees;
+        rows.push(r);
     }
     rows.sort_by_key(|r| {
         (cfg.models.iter().position(|m| m.as_str() == r.model), order(&r.setting))
     });
     Ok(rows)
+}
+
+/// Per-tree wall times of a GBDT job from its step records (`what` = `tree i/n, …`); `None`
+/// for other models.
+fn tree_times(rounds: &[fedcredit_proto::pb::RoundInfo]) -> Option<TreeTimes> {
+    let mut per_tree: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for r in rounds {
+        let tree = r.what.strip_prefix("tree ").and_then(|t| t.split('/').next());
+        if let Some(i) = tree.and_then(|t| t.parse::<u64>().ok()) {
+            *per_tree.entry(i).or_default() += (r.finished_ms - r.started_ms) as f64;
+        }
+    }
+    let times: Vec<f64> = per_tree.into_values().collect();
+    let (&first, &last) = (times.first()?, times.last()?);
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Some(TreeTimes {
+        first,
+        tenth: times.get(9).copied().unwrap_or(last),
+        last,
+        median: sorted[sorted.len() / 2],
+        trees: times.len(),
+    })
 }
 
 fn order(setting: &str) -> u8 {

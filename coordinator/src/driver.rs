@@ -26,7 +26,7 @@ use fedcredit_models::{FeatureKind, FeatureSpec};
 use fedcredit_proto::pb;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::registry::PartyEvent;
 use crate::store::{Direction, ModelRecord, RoundRecord, TranscriptEntry};
@@ -102,6 +102,8 @@ pub(crate) struct Runner {
     deadline: Instant,
     /// When the current step started (for its record).
     step_started: i64,
+    /// Entries of the conductor's checkpoint log already in the store.
+    logged: usize,
 }
 
 impl Runner {
@@ -126,6 +128,7 @@ impl Runner {
             conductor: None,
             deadline: Instant::now(),
             step_started: now_ms(),
+            logged: 0,
         }
     }
 
@@ -371,24 +374,17 @@ impl Runner {
         }
     }
 
-    /// Sends what the conductor asked for and records completed steps.
+    /// Records completed steps with the conductor's checkpoint, then sends what the conductor
+    /// asked for: a coordinator killed in between resumes after the step (whose step number
+    /// the parties would refuse to run again), never before it.
     async fn drain(&mut self, out: Outbox) -> Result<Option<protocol::Outcome>, JobError> {
-        let sent = !out.messages.is_empty();
-        for (p, m) in out.messages {
-            if !self.send_job(&p, pb::to_party::Body::Protocol(m)).await {
-                // Unreachable: the driver's liveness rule handles it like a disconnection.
-                self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
-            }
-        }
-        if sent {
-            self.deadline = Instant::now() + self.phase_timeout();
-        }
         if !out.steps.is_empty() {
             let c = self.conductor.as_ref().ok_or_else(|| failed("no conductor"))?;
-            let checkpoint = c.checkpoint();
+            let checkpoint = c.checkpoint(self.logged);
             let progress = c.progress();
             let progress_json = serde_json::to_string(&progress).unwrap_or_default();
-            for s in out.steps {
+            let n = out.steps.len();
+            for (i, s) in out.steps.into_iter().enumerate() {
                 let rec = RoundRecord {
                     job_id: self.job.0.clone(),
                     round: u32::try_from(s.step).map_err(|_| failed("too many steps"))?,
@@ -399,18 +395,30 @@ impl Runner {
                     finished_ms: now_ms(),
                     what: s.what.clone(),
                 };
+                // The log's new entries go with the last record of the batch.
+                let log: &[Vec<u8>] = if i + 1 == n { &checkpoint.log } else { &[] };
                 self.shared
                     .store
-                    .complete_round(&rec, &checkpoint, &progress_json)
+                    .complete_round(&rec, &checkpoint.state, self.logged, log, &progress_json)
                     .map_err(|e| failed(e.to_string()))?;
                 self.shared.publish_progress(&self.job, s.step + 1, &progress_json, &s.what);
                 self.step_started = now_ms();
             }
+            self.logged += checkpoint.log.len();
+        }
+        debug!(messages = out.messages.len(), "sending");
+        if !out.messages.is_empty() {
+            for (p, m) in out.messages {
+                if !self.send_job(&p, pb::to_party::Body::Protocol(m)).await {
+                    // Unreachable: the driver's liveness rule handles it like a disconnection.
+                    self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
+                }
+            }
+            self.deadline = Instant::now() + self.phase_timeout();
         }
         Ok(out.finished)
     }
 
-    /// Keeps a protocol message as received (`record_transcripts`).
     fn record(&self, party: &PartyId, msg: &pb::RoleMessage) {
         let (kind, ring_bits, payload) = transcript_of(msg);
         let (round, attempt) = header_of(msg);
@@ -463,8 +471,18 @@ impl Runner {
             self.ready.iter().map(|(p, j)| (p.clone(), j.schema.clone())).collect();
         let conductor = match &record.checkpoint {
             Some(bytes) if record.rounds_done > 0 => {
-                info!(rounds_done = record.rounds_done, "resuming from checkpoint");
-                protocol::restore_conductor(&self.spec, bytes).map_err(failed)?
+                let log = self
+                    .shared
+                    .store
+                    .checkpoint_log(&self.job.0)
+                    .map_err(|e| failed(e.to_string()))?;
+                info!(
+                    rounds_done = record.rounds_done,
+                    logged = log.len(),
+                    "resuming from checkpoint"
+                );
+                self.logged = log.len();
+                protocol::restore_conductor(&self.spec, bytes, &log).map_err(failed)?
             }
             _ => protocol::new_conductor(&self.job, &self.spec, &schemas).map_err(failed)?,
         };
@@ -529,6 +547,7 @@ impl Runner {
                             Err(r) if r.too_late => (pb::Ack::too_late(r.reason.clone()), format!("too late: {}", r.reason)),
                             Err(r) => (pb::Ack::rejected(r.reason.clone()), format!("rejected: {}", r.reason)),
                         };
+                        debug!(%party, bytes, %outcome, "protocol message");
                         self.audit(&party, Direction::In, "protocol", bytes, &outcome);
                         self.ack(&party, ack.for_seq(seq)).await;
                         if let Some(outcome) = self.drain(out).await? {

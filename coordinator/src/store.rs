@@ -98,6 +98,14 @@ const MIGRATIONS: &[&str] = &[
     // connected from.
     "ALTER TABLE parties ADD COLUMN version TEXT NOT NULL DEFAULT '';
     ALTER TABLE parties ADD COLUMN address TEXT NOT NULL DEFAULT '';",
+    // Version 4: the append-only part of a job's checkpoint (a GBDT's finished trees), so a
+    // step rewrites only the small rest in `jobs.checkpoint`.
+    "CREATE TABLE checkpoint_log (
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        seq INTEGER NOT NULL CHECK (seq >= 0),
+        entry BLOB NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    );",
 ];
 
 /// The schema version this build writes.
@@ -560,12 +568,15 @@ impl Store {
         Ok(())
     }
 
-    /// Records a completed round and, in the same transaction, the job's new checkpoint,
+    /// Records a completed round and, in the same transaction, the job's new checkpoint
+    /// (`checkpoint`, and `log` appended to its log as entries `log_from`, `log_from + 1`, …),
     /// progress and `rounds_done = round + 1`. Either all of it is stored or none.
     pub fn complete_round(
         &self,
         round: &RoundRecord,
         checkpoint: &[u8],
+        log_from: usize,
+        log: &[Vec<u8>],
         progress_json: &str,
     ) -> Result<(), StoreError> {
         let key = format!("job {:?} round {}", round.job_id, round.round);
@@ -612,7 +623,35 @@ impl Store {
             ])
         })
         .map_err(ctx(op, "jobs", key.clone()))?;
+        for (i, entry) in log.iter().enumerate() {
+            let seq = i64::try_from(log_from + i).map_err(|_| StoreError::OutOfRange {
+                op,
+                table: "checkpoint_log",
+                key: key.clone(),
+                what: "seq",
+                value: (log_from + i) as u64,
+            })?;
+            tx.prepare_cached(
+                "INSERT INTO checkpoint_log (job_id, seq, entry) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![round.job_id, seq, entry]))
+            .map_err(ctx(op, "checkpoint_log", key.clone()))?;
+        }
         tx.commit().map_err(ctx(op, "rounds", key))
+    }
+
+    /// The log part of a job's checkpoint, in order.
+    pub fn checkpoint_log(&self, job_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let op = "read checkpoint log";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT entry FROM checkpoint_log WHERE job_id = ?1 ORDER BY seq")
+            .map_err(ctx(op, "checkpoint_log", job_key(job_id)))?;
+        stmt.query_map([job_id], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(ctx(
+            op,
+            "checkpoint_log",
+            job_key(job_id),
+        ))
     }
 
     /// The completed rounds of a job, in round order.

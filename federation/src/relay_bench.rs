@@ -195,8 +195,11 @@ impl Conductor for RelayConductor {
         }
     }
 
-    fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    fn checkpoint(&self, _logged: usize) -> crate::protocol::Checkpoint {
+        crate::protocol::Checkpoint {
+            state: serde_json::to_vec(self).unwrap_or_default(),
+            log: Vec::new(),
+        }
     }
 }
 

@@ -158,8 +158,12 @@ fn checkpoint_restore_and_fresh_parties_continue_to_the_same_model() {
     for _ in 0..9 {
         assert!(fed.step(&mut trainer, &mut rng).unwrap().is_none());
     }
-    let bytes = trainer.checkpoint();
-    let mut restored = Trainer::restore(&bytes).unwrap();
+    let cp = trainer.checkpoint(0);
+    // Finished trees go to the log, not the state; a checkpoint carries only the new entries.
+    assert!(cp.log.len() >= 2, "{} trees logged", cp.log.len());
+    assert_eq!(trainer.checkpoint(1).log, cp.log[1..]);
+    assert!(Trainer::restore(&cp.state, &cp.log[1..]).unwrap() != trainer);
+    let mut restored = Trainer::restore(&cp.state, &cp.log).unwrap();
     assert_eq!(restored, trainer);
     // Parties restart too: they keep no state between rounds.
     let mut fed = Federation::new(&spec, parties(&[300, 200, 250], true), false).unwrap();
@@ -198,6 +202,26 @@ fn a_party_missing_a_level_ends_the_tree() {
         got.trees[0].n_leaves(),
         want.trees[0].n_leaves()
     );
+}
+
+/// A bank that leaves for good: the model reports the rows it was last fitted on, not the
+/// census taken before the bank left.
+#[test]
+fn n_train_counts_the_rows_of_the_last_tree() {
+    let spec = job("kind = \"gbdt\"\nn_trees = 3\nmax_depth = 2\nmax_bins = 32\neval_every = 0");
+    let mut trainer = Trainer::new(&spec, specs()).unwrap();
+    let mut fed = Federation::new(&spec, parties(&[300, 200, 250], false), false).unwrap();
+    for round in 3..1000 {
+        fed.absent.insert(round, vec![party(1)]);
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let out = loop {
+        if let Some(out) = fed.step(&mut trainer, &mut rng).unwrap() {
+            break out;
+        }
+    };
+    assert_eq!(out.metrics["n_train_start"], 750.0);
+    assert_eq!(out.metrics["n_train"], 550.0);
 }
 
 #[test]

@@ -3,10 +3,11 @@
 //! the same seeded vectors, the same transport and fixed-point encoding, no keys, no masks.
 //!
 //! Round times come from the coordinator's round records (first message out to sum absorbed).
-//! The first round of each job is a warm-up and is left out of the medians; with dropouts, the
+//! The first round of each job is a warm-up and is left out of the means; with dropouts, the
 //! parties told to die exit just before sending their masked vector in round 1, and that
 //! round's time is reported apart (it includes the recovery from the survivors' shares).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,9 +53,9 @@ pub struct SecaggBenchResult {
     pub tls: bool,
     /// SecAgg+ neighbours per party (`None` = complete graph).
     pub degree: Option<usize>,
-    /// Median time of a secure round (warm-up and dropout rounds excluded), ms.
+    /// Mean time of a secure round (warm-up and dropout rounds excluded), ms.
     pub round_ms: f64,
-    /// Median time of a plaintext round, ms.
+    /// Mean time of a plaintext round (warm-up excluded), ms.
     pub plaintext_round_ms: f64,
     /// `round_ms / plaintext_round_ms`.
     pub ratio: f64,
@@ -66,13 +67,14 @@ pub struct SecaggBenchResult {
     pub min_contributors: usize,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
+/// Mean time of the rounds numbered `first` and after: from the start of round `first` to the
+/// end of the last round, over their count.
+fn steady_mean_ms(rounds: &[fedcredit_proto::pb::RoundInfo], first: u64) -> f64 {
+    let steady: Vec<_> = rounds.iter().filter(|r| r.round >= first).collect();
+    match (steady.iter().map(|r| r.started_ms).min(), steady.iter().map(|r| r.finished_ms).max()) {
+        (Some(a), Some(b)) if !steady.is_empty() => (b - a) as f64 / steady.len() as f64,
+        _ => f64::NAN,
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 fn job_toml(cfg: &SecaggBenchConfig, names: &[String], plaintext: bool) -> String {
@@ -95,7 +97,7 @@ async fn run_job(
     toml: &str,
 ) -> Result<(Vec<fedcredit_proto::pb::RoundInfo>, serde_json::Value), OpsError> {
     let job = client.submit(toml).await?;
-    let end = progress::follow(client, &job.id, false).await?;
+    let end = progress::follow(client, &job.id, std::io::stderr().is_terminal()).await?;
     if end.state != "succeeded" {
         return Err(OpsError::Local(format!("job {} {}: {}", job.id, end.state, end.error)));
     }
@@ -129,7 +131,8 @@ pub async fn secagg(
         .collect();
     let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
     opts.tls = cfg.tls;
-    opts.log = "warn".into();
+    // `FEDCREDIT_BENCH_LOG` (e.g. `fedcredit_coordinator=debug`) to see where a round's time goes.
+    opts.log = std::env::var("FEDCREDIT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     say(&format!(
         "starting a coordinator and {} participants ({})",
         cfg.parties,
@@ -145,12 +148,13 @@ pub async fn secagg(
     ));
     let (secure, metrics) = run_job(&mut client, &job_toml(cfg, &names, false)).await?;
     let ms = |r: &fedcredit_proto::pb::RoundInfo| (r.finished_ms - r.started_ms) as f64;
-    let plaintext_round_ms = median(plain.iter().skip(1).map(ms).collect());
-    let dropout_round = (cfg.dropouts > 0).then_some(1u64);
-    let round_ms = median(
-        secure.iter().filter(|r| r.round != 0 && Some(r.round) != dropout_round).map(ms).collect(),
-    );
-    let dropout_round_ms = dropout_round.and_then(|d| secure.iter().find(|r| r.round == d)).map(ms);
+    // Rounds run back to back, so the span of the steady rounds over their count is the mean
+    // round time with the resolution of the records' milliseconds divided by the count.
+    let first_steady = if cfg.dropouts > 0 { 2 } else { 1 };
+    let plaintext_round_ms = steady_mean_ms(&plain, 1);
+    let round_ms = steady_mean_ms(&secure, first_steady);
+    let dropout_round_ms =
+        (cfg.dropouts > 0).then(|| secure.iter().find(|r| r.round == 1).map(ms)).flatten();
     let get = |k: &str| metrics.get(k).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
     Ok(SecaggBenchResult {
         parties: cfg.parties,

@@ -117,8 +117,13 @@ fn complete_round_stores_round_and_checkpoint_together() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.insert_job(&new_job("j", 1)).unwrap();
-    store.complete_round(&round("j", 0), b"ckpt-0", "{\"loss\":0.6}").unwrap();
-    store.complete_round(&round("j", 1), b"ckpt-1", "{\"loss\":0.5}").unwrap();
+    store
+        .complete_round(&round("j", 0), b"ckpt-0", 0, &[b"tree-1".to_vec()], "{\"loss\":0.6}")
+        .unwrap();
+    store
+        .complete_round(&round("j", 1), b"ckpt-1", 1, &[b"tree-2".to_vec()], "{\"loss\":0.5}")
+        .unwrap();
+    assert_eq!(store.checkpoint_log("j").unwrap(), vec![b"tree-1".to_vec(), b"tree-2".to_vec()]);
     let job = store.job("j").unwrap().unwrap();
     assert_eq!(job.rounds_done, 2);
     assert_eq!(job.checkpoint.as_deref(), Some(&b"ckpt-1"[..]));
@@ -127,7 +132,9 @@ fn complete_round_stores_round_and_checkpoint_together() {
     assert_eq!(store.rounds("j").unwrap(), vec![round("j", 0), round("j", 1)]);
 
     // A duplicate round fails and leaves the job exactly as it was.
-    let err = store.complete_round(&round("j", 1), b"ckpt-bad", "{\"loss\":9}").unwrap_err();
+    let err = store
+        .complete_round(&round("j", 1), b"ckpt-bad", 2, &[b"tree-3".to_vec()], "{\"loss\":9}")
+        .unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("complete round") && msg.contains("rounds") && msg.contains("\"j\""),
@@ -135,9 +142,14 @@ fn complete_round_stores_round_and_checkpoint_together() {
     );
     assert_eq!(store.job("j").unwrap().unwrap(), job);
     assert_eq!(store.rounds("j").unwrap().len(), 2);
+    assert_eq!(store.checkpoint_log("j").unwrap().len(), 2);
+    // A log entry written twice fails the same way.
+    let err = store.complete_round(&round("j", 2), b"ckpt-2", 1, &[b"again".to_vec()], "{}");
+    assert!(err.unwrap_err().to_string().contains("checkpoint_log"));
+    assert_eq!(store.job("j").unwrap().unwrap(), job);
 
     // An unknown job is an error naming it, and nothing is written.
-    let err = store.complete_round(&round("ghost", 0), b"x", "{}").unwrap_err();
+    let err = store.complete_round(&round("ghost", 0), b"x", 0, &[], "{}").unwrap_err();
     assert!(matches!(&err, StoreError::UnknownJob { job_id, .. } if job_id == "ghost"), "{err}");
     assert!(store.rounds("ghost").unwrap().is_empty());
 }
@@ -220,10 +232,10 @@ fn reopen_finds_everything() {
         let store = Store::open(dir.path()).unwrap();
         store.insert_job(&new_job("j1", 1)).unwrap();
         store.insert_job(&new_job("j2", 2)).unwrap();
-        store.complete_round(&round("j1", 0), &[0, 1, 2, 255], "{\"r\":0}").unwrap();
+        store.complete_round(&round("j1", 0), &[0, 1, 2, 255], 0, &[], "{\"r\":0}").unwrap();
         store.finish_job("j1", Some(&model("m1", "j1", 3)), "{}", 4).unwrap();
         store.set_job_state("j2", JobState::Running, None, 5).unwrap();
-        store.complete_round(&round("j2", 0), b"j2-ckpt", "{}").unwrap();
+        store.complete_round(&round("j2", 0), b"j2-ckpt", 0, &[], "{}").unwrap();
         store.audit(&entry(Some("j1"), "bank", Direction::In, 9)).unwrap();
         store.touch_party("bank", 10).unwrap();
     }

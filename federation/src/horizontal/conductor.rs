@@ -110,12 +110,15 @@ impl HorizontalConductor {
         })
     }
 
-    /// A conductor saved with [`Conductor::checkpoint`].
+    /// A conductor saved with [`Conductor::checkpoint`]: its state and its whole log.
     ///
     /// # Errors
     /// A message when the bytes are not such a checkpoint.
-    pub fn restore(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("checkpoint cannot be read: {e}"))
+    pub fn restore(state: &[u8], log: &[Vec<u8>]) -> Result<Self, String> {
+        let mut c: Self =
+            serde_json::from_slice(state).map_err(|e| format!("checkpoint cannot be read: {e}"))?;
+        c.trainer.restore_log(log).map_err(|e| e.to_string())?;
+        Ok(c)
     }
 
     /// The trainer (tests read its bin edges).
@@ -490,7 +493,10 @@ impl Conductor for HorizontalConductor {
         self.trainer.progress()
     }
 
-    fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    fn checkpoint(&self, logged: usize) -> crate::protocol::Checkpoint {
+        crate::protocol::Checkpoint {
+            state: serde_json::to_vec(self).unwrap_or_default(),
+            log: self.trainer.log_entries(logged),
+        }
     }
 }

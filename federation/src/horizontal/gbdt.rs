@@ -348,10 +348,15 @@ pub struct GbdtTrainer {
     kinds: Vec<BinKind>,
     base_score: f64,
     n_train: f64,
+    /// Rows under the root of the latest tree: below `n_train` once a bank has left.
+    #[serde(default)]
+    last_tree_rows: Option<f64>,
     usable: Option<Vec<usize>>,
     pool: Vec<usize>,
     /// Word position of the column-sampling stream.
     rng_pos: u128,
+    /// Finished trees: the checkpoint's log, left out of its state.
+    #[serde(skip)]
     trees: Vec<GrownTree>,
     current: Option<Current>,
     eval_pending: bool,
@@ -381,6 +386,7 @@ impl GbdtTrainer {
             bins_per_feature: Vec::new(),
             base_score: 0.0,
             n_train: 0.0,
+            last_tree_rows: None,
             usable: None,
             pool: Vec::new(),
             rng_pos: 0,
@@ -461,7 +467,10 @@ impl GbdtTrainer {
             })),
             Pending::Root | Pending::Level if self.trees.len() >= self.spec.n_trees => {
                 let mut metrics = self.metrics.clone();
-                metrics.insert("n_train".into(), self.n_train);
+                // `n_train`: the rows the finished model was last fitted on (fewer than at the
+                // start when a bank left mid-job); `n_train_start`: the rows of the census.
+                metrics.insert("n_train".into(), self.last_tree_rows.unwrap_or(self.n_train));
+                metrics.insert("n_train_start".into(), self.n_train);
                 metrics.insert("trees".into(), self.trees.len() as f64);
                 metrics.insert("trees_cut_short".into(), self.cut_short as f64);
                 metrics.insert("rounds".into(), self.rounds as f64);
@@ -567,6 +576,25 @@ impl GbdtTrainer {
         feats
     }
 
+    /// Finished trees from the `from`-th on, one log entry each.
+    pub(crate) fn log_entries(&self, from: usize) -> Vec<Vec<u8>> {
+        self.trees.iter().skip(from).map(|t| serde_json::to_vec(t).unwrap_or_default()).collect()
+    }
+
+    /// Puts back the finished trees of a checkpoint's log.
+    pub(crate) fn restore_log(&mut self, log: &[Vec<u8>]) -> Result<(), TrainError> {
+        self.trees = log
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                serde_json::from_slice(e).map_err(|e| {
+                    TrainError::Protocol(format!("checkpoint log entry {i} (tree {}): {e}", i + 1))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
     fn finish_tree(&mut self, tree: GrownTree) {
         self.trees.push(tree);
         self.current = None;
@@ -622,6 +650,7 @@ impl GbdtTrainer {
                     sum_hess: sum[1],
                     count: prep::count(sum[2]) as u32,
                 };
+                self.last_tree_rows = Some(f64::from(root.count));
                 let mut hists = self.read_hists(&sum[3..], &features, 1)?;
                 if first {
                     let h = &hists[0];

@@ -280,10 +280,39 @@ impl Trainer {
         }
     }
 
-    /// The whole trainer state; [`Trainer::restore`] continues from it.
-    pub fn checkpoint(&self) -> Vec<u8> {
-        // The state holds only numbers, strings and model structs: serializing cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The trainer's state without its log, and the log entries from `logged` on;
+    /// [`Trainer::restore`] continues from the state and the whole log.
+    pub fn checkpoint(&self, logged: usize) -> crate::protocol::Checkpoint {
+        crate::protocol::Checkpoint {
+            // The state holds only numbers, strings and model structs: serializing cannot fail.
+            state: serde_json::to_vec(self).unwrap_or_default(),
+            log: self.log_entries(logged),
+        }
+    }
+
+    /// The append-only part of the state from entry `from` on: a GBDT's finished trees (the
+    /// other models keep no log).
+    pub fn log_entries(&self, from: usize) -> Vec<Vec<u8>> {
+        match &self.state {
+            State::Gbdt(t) => t.log_entries(from),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Puts back the log left out of the state.
+    ///
+    /// # Errors
+    /// [`TrainError::Protocol`] on an entry that cannot be read, or a log for a model that
+    /// keeps none.
+    pub fn restore_log(&mut self, log: &[Vec<u8>]) -> Result<(), TrainError> {
+        match &mut self.state {
+            State::Gbdt(t) => t.restore_log(log),
+            _ if log.is_empty() => Ok(()),
+            _ => Err(TrainError::Protocol(format!(
+                "a checkpoint log of {} entries for a model that keeps none",
+                log.len()
+            ))),
+        }
     }
 
     /// The GBDT bin edges chosen from the federated sketch, once known (`None` for other
@@ -295,13 +324,15 @@ impl Trainer {
         }
     }
 
-    /// A trainer saved with [`Trainer::checkpoint`].
+    /// A trainer saved with [`Trainer::checkpoint`]: its state and its whole log.
     ///
     /// # Errors
     /// [`TrainError::Protocol`] on bytes that are not a checkpoint.
-    pub fn restore(bytes: &[u8]) -> Result<Self, TrainError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| TrainError::Protocol(format!("checkpoint cannot be read: {e}")))
+    pub fn restore(state: &[u8], log: &[Vec<u8>]) -> Result<Self, TrainError> {
+        let mut t: Self = serde_json::from_slice(state)
+            .map_err(|e| TrainError::Protocol(format!("checkpoint cannot be read: {e}")))?;
+        t.restore_log(log)?;
+        Ok(t)
     }
 }
 

@@ -188,8 +188,21 @@ pub trait Conductor: Send + Sync + std::fmt::Debug {
     /// Where training stands.
     fn progress(&self) -> Progress;
 
-    /// Everything needed to resume after a coordinator restart (taken after a completed step).
-    fn checkpoint(&self) -> Vec<u8>;
+    /// Everything needed to resume after a coordinator restart (taken after a completed step),
+    /// leaving out the first `logged` entries of the append-only log, which the store holds.
+    fn checkpoint(&self, logged: usize) -> Checkpoint;
+}
+
+/// A conductor's checkpoint in two parts, so that checkpointing a step costs the same at the
+/// hundredth tree as at the first: `state`, small and rewritten after every step, and the new
+/// entries of an append-only `log` (a GBDT's finished trees), which the store appends to
+/// those it already holds. [`restore_conductor`] takes the state and the whole log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The conductor without its log.
+    pub state: Vec<u8>,
+    /// Log entries from the `logged` one asked for on.
+    pub log: Vec<Vec<u8>>,
 }
 
 /// What a role asks the runtime to do.
@@ -287,12 +300,16 @@ pub fn new_conductor(
 ///
 /// # Errors
 /// A message when the bytes are not a checkpoint of `spec`'s protocol.
-pub fn restore_conductor(spec: &JobSpec, bytes: &[u8]) -> Result<Box<dyn Conductor>, String> {
+pub fn restore_conductor(
+    spec: &JobSpec,
+    state: &[u8],
+    log: &[Vec<u8>],
+) -> Result<Box<dyn Conductor>, String> {
     match &spec.model {
         crate::horizontal::ModelSpec::RelayBench(_) => {
-            Ok(Box::new(crate::relay_bench::RelayConductor::restore(bytes)?))
+            Ok(Box::new(crate::relay_bench::RelayConductor::restore(state)?))
         }
-        _ => Ok(Box::new(crate::horizontal::conductor::HorizontalConductor::restore(bytes)?)),
+        _ => Ok(Box::new(crate::horizontal::conductor::HorizontalConductor::restore(state, log)?)),
     }
 }
 
