@@ -406,8 +406,8 @@ impl Runner {
             }
             self.logged += checkpoint.log.len();
         }
-        debug!(messages = out.messages.len(), "sending");
         if !out.messages.is_empty() {
+            debug!(messages = out.messages.len(), "sending");
             for (p, m) in out.messages {
                 if !self.send_job(&p, pb::to_party::Body::Protocol(m)).await {
                     // Unreachable: the driver's liveness rule handles it like a disconnection.

@@ -10,11 +10,12 @@
 //! it the job's messages in order, off the async threads, and sends what it produces:
 //! protocol messages, payloads sealed for other parties, and streams pulled one message at a
 //! time (in their own task, so a large outgoing payload never stops the job from reading).
-//! Whenever the session asks, its checkpoint is written atomically under the state directory
-//! before anything it produced is sent, so a daemon killed at any instant resumes the job.
+//! Whenever the session asks, its checkpoint is appended to the job's journal under the state
+//! directory ([`crate::journal`]) before anything it produced is sent (and nothing is sent if
+//! that fails), so a daemon killed at any instant resumes the job.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ParticipantConfig;
+use crate::journal::Journal;
 
 /// Job messages queued per job before the stream reader waits.
 const JOB_QUEUE: usize = 64;
@@ -281,25 +283,6 @@ impl Outgoing {
     async fn send(&self, body: pb::participant_message::Body) -> Result<(), SessionError> {
         self.tx.send(body).await.map_err(|_| SessionError::Stream("stream closed".into()))
     }
-}
-
-/// Writes a file atomically: a temporary file beside it, then a rename. Mode 0600 on unix
-/// (a session checkpoint holds the job's channel secret).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 impl Daemon {
@@ -575,7 +558,7 @@ impl Daemon {
         let spec2 = spec.clone();
         let job = JobId(job_id.clone());
         let built = tokio::task::spawn_blocking(move || this.build_session(&job, &spec2)).await;
-        let (session, schema) = match built {
+        let (session, schema, journal) = match built {
             Ok(Ok(x)) => x,
             Ok(Err(reason)) => return decline(reason),
             Err(e) => return decline(format!("{}: loading the table failed: {e}", self.me)),
@@ -590,7 +573,13 @@ impl Daemon {
         let cancel = CancellationToken::new();
         let worker = tokio::spawn(
             self.clone()
-                .work(Arc::new(Mutex::new(session)), rx, out.clone(), cancel.clone())
+                .work(
+                    Arc::new(Mutex::new(session)),
+                    Arc::new(Mutex::new(journal)),
+                    rx,
+                    out.clone(),
+                    cancel.clone(),
+                )
                 .instrument(info_span!("job", job = %job_id, party = %self.me)),
         );
         drop(worker);
@@ -613,22 +602,22 @@ impl Daemon {
         &self,
         job: &JobId,
         spec: &JobSpec,
-    ) -> Result<(PartySession, Vec<FeatureSpec>), String> {
+    ) -> Result<(PartySession, Vec<FeatureSpec>, Journal), String> {
         let (train, valid, schema) = load(&self.me, spec, &self.config.data)?;
         let path = self.state_path(&job.0);
         let mut rng = ChaCha20Rng::from_rng(&mut rand::rng());
-        let (secret, role_bytes) = match std::fs::read(&path) {
-            Ok(bytes) => match split_checkpoint(&bytes) {
-                Ok((s, r)) => {
-                    info!(path = %path.display(), "restoring the job from its checkpoint");
-                    (s, Some(r))
-                }
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "unreadable checkpoint; starting fresh");
-                    (ChannelSecret::generate(&mut rng), None)
-                }
-            },
-            Err(_) => (ChannelSecret::generate(&mut rng), None),
+        let (mut journal, saved) = Journal::open(&path)
+            .map_err(|e| format!("{}: cannot open its state for the job: {e}", self.me))?;
+        let (secret, role_bytes) = match saved.as_deref().map(split_checkpoint) {
+            Some(Ok((s, r))) => {
+                info!(path = %path.display(), "restoring the job from its checkpoint");
+                (s, Some(r))
+            }
+            Some(Err(e)) => {
+                warn!(path = %path.display(), error = %e, "unreadable checkpoint; starting fresh");
+                (ChannelSecret::generate(&mut rng), None)
+            }
+            None => (ChannelSecret::generate(&mut rng), None),
         };
         let role = protocol::new_role(spec, &self.me, train, valid, role_bytes.as_deref())
             .map_err(|e| format!("{}: {e}", self.me))?;
@@ -642,37 +631,48 @@ impl Daemon {
             rng,
         );
         // The channel secret is kept from the start, so a restart keeps the same key.
-        write_atomic(&path, &session.checkpoint())
+        journal
+            .append(&session.checkpoint())
             .map_err(|e| format!("{}: cannot write its state: {e}", self.me))?;
-        Ok((session, schema))
+        Ok((session, schema, journal))
     }
 
     /// A job's worker: handles its messages in order, off the async threads.
     async fn work(
         self: Arc<Self>,
         session: Arc<Mutex<PartySession>>,
+        journal: Arc<Mutex<Journal>>,
         mut rx: mpsc::Receiver<pb::ToParty>,
         out: Outgoing,
         cancel: CancellationToken,
     ) {
-        let path = self.state_path(&session.lock().unwrap_or_else(|e| e.into_inner()).job().0);
         loop {
             let msg = tokio::select! {
                 m = rx.recv() => match m { Some(m) => m, None => return },
                 _ = cancel.cancelled() => return,
             };
             let s = session.clone();
-            let p = path.clone();
+            let j = journal.clone();
             // The checkpoint is written in the same blocking call, before anything is sent.
+            let received = std::time::Instant::now();
             let handled = tokio::task::spawn_blocking(move || {
+                let queued = received.elapsed();
                 let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                let outputs = s.handle(msg)?;
-                if outputs.iter().any(|o| matches!(o, SessionOutput::Checkpoint))
-                    && let Err(e) = write_atomic(&p, &s.checkpoint())
-                {
-                    warn!(error = %e, "cannot write the job checkpoint");
+                let outputs = s.handle(msg).map_err(|e| e.to_string())?;
+                let handled = received.elapsed();
+                if outputs.iter().any(|o| matches!(o, SessionOutput::Checkpoint)) {
+                    // Nothing is sent unless the step is stored first.
+                    let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+                    j.append(&s.checkpoint())
+                        .map_err(|e| format!("cannot write the job checkpoint: {e}"))?;
                 }
-                Ok::<_, protocol::SessionError>(outputs)
+                debug!(
+                    queued_us = queued.as_micros() as u64,
+                    handled_us = handled.as_micros() as u64,
+                    stored_us = received.elapsed().as_micros() as u64,
+                    "job message"
+                );
+                Ok::<_, String>(outputs)
             })
             .await;
             let outputs = match handled {

@@ -5,10 +5,12 @@
 //! executes its role and sends only masked or encrypted values, never rows.
 //!
 //! - [`config`] — `participant.toml`.
-//! - [`daemon`] — the connection loop, job offers and secure-aggregation rounds.
+//! - [`daemon`] — the connection loop, job offers and each job's worker.
+//! - [`journal`] — a job's checkpoint file, append-only.
 
 pub mod config;
 pub mod daemon;
+pub mod journal;
 
 pub use config::ParticipantConfig;
 pub use daemon::Daemon;
