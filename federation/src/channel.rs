@@ -34,6 +34,15 @@ pub enum ChannelRefusal {
     /// A directory names a party outside the job.
     #[error("the directory lists {0}, who is not a party of this job")]
     Stranger(PartyId),
+    /// A directory entry's key cannot be a party's own: a low-order point, this party's own
+    /// key, or another party's key.
+    #[error("channel key of {party}: {reason}")]
+    BadKey {
+        /// The party of the entry.
+        party: PartyId,
+        /// What is wrong.
+        reason: String,
+    },
     /// Cryptographic failure (bad key, failed authentication).
     #[error(transparent)]
     Crypto(#[from] ChannelError),
@@ -115,7 +124,10 @@ impl Channels {
 
     /// Checks every entry of `dir` and keeps the verified ones (replacing earlier keys of the
     /// same parties). With a `verifier`, unsigned entries are refused; entries naming parties
-    /// outside `job_parties` are refused.
+    /// outside `job_parties` are refused, and so are keys no party can hold as its own: a
+    /// low-order point (non-contributory agreement), this party's own key, or one key for two
+    /// parties (whoever holds the secret of a key listed twice derives both parties' pair
+    /// secrets with everyone, and the party that copied it cannot derive any).
     ///
     /// # Errors
     /// The first refused entry; nothing of `dir` is kept then.
@@ -155,11 +167,31 @@ impl Channels {
             }
             verified.insert(party, Peer { certificate: key.certificate, key: k });
         }
+        let mine = self.secret.public();
+        // Keys already held for parties this directory does not list count too.
+        let mut owners: BTreeMap<[u8; 32], &PartyId> = self
+            .peers
+            .iter()
+            .filter(|(p, _)| !verified.contains_key(*p))
+            .map(|(p, peer)| (peer.key, p))
+            .collect();
+        for (p, peer) in &verified {
+            let bad = |reason: String| ChannelRefusal::BadKey { party: p.clone(), reason };
+            if *p != self.me && peer.key == mine {
+                return Err(bad("it is this party's own channel key".into()));
+            }
+            if let Some(q) = owners.insert(peer.key, p) {
+                return Err(bad(format!("it is the channel key of {q}")));
+            }
+        }
         let mut pairs = BTreeMap::new();
         for (p, peer) in &verified {
             if *p != self.me {
                 let ctx = self.job.0.as_bytes();
-                pairs.insert(p.clone(), self.secret.pair(ctx, &self.me.0, &p.0, &peer.key)?);
+                let pair = self.secret.pair(ctx, &self.me.0, &p.0, &peer.key).map_err(|e| {
+                    ChannelRefusal::BadKey { party: p.clone(), reason: e.to_string() }
+                })?;
+                pairs.insert(p.clone(), pair);
             }
         }
         for (p, peer) in verified {

@@ -14,10 +14,14 @@
 //!   shares of one party, see [`crate::secagg`]); an explicit job threshold must be met
 //!   exactly;
 //! - a step whose sum it already helped unmask is never answered again, in any attempt;
-//! - a contribution it already helped unmask under one roster is refused under any other
-//!   roster (the difference of two such sums is the missing party's contribution). The check
-//!   is on the vector itself, not on how the task is worded: the same census after a model
-//!   update, or a level task behind a tree of zeros, gives the same vector and is refused;
+//! - a contribution it already helped unmask is only ever unmasked again over the very same
+//!   contributors (the difference of two sums over different sets of parties is the missing
+//!   parties' contribution): a roster that does not hold them all is refused at the setup, and
+//!   a survivor set naming other contributors (a party called dropped in one run of the
+//!   contribution and not in the other, under the same roster) is refused before anything is
+//!   signed or released. The check is on the vector itself, not on how the task is worded: the
+//!   same census after a model update, or a level task behind a tree of zeros, gives the same
+//!   vector and is refused;
 //! - only the public benchmark vectors are ever sent unmasked.
 //!
 //! What it remembers for these checks is in its checkpoint, written before any unmask share
@@ -35,7 +39,7 @@ use super::{Participant, Task};
 use crate::ids::PartyId;
 use crate::job::JobSpec;
 use crate::protocol::{CsRng, PartyAuth, Role, RoleError, RoleOutbox};
-use crate::secagg::{ClientMessage, MaskedInput, RoundSetup, SecAggClient};
+use crate::secagg::{ClientMessage, MaskedInput, RoundSetup, SecAggClient, ServerMessage};
 use crate::wire::{client_to_wire, server_from_wire};
 
 /// What the party remembers to refuse repeats (kept in its checkpoint).
@@ -43,9 +47,34 @@ use crate::wire::{client_to_wire, server_from_wire};
 struct Policy {
     /// Steps whose sum this party helped unmask.
     unmasked_steps: BTreeSet<u64>,
-    /// Contribution digest → roster under which it was unmasked (hex digests, see
-    /// [`HorizontalRole::contribution_digest`]).
+    /// Contribution digest → the contributors (the survivor set, sorted) of the sum this
+    /// party helped unmask (hex digests, see [`HorizontalRole::contribution_digest`]).
     unmasked_tasks: BTreeMap<String, Vec<PartyId>>,
+}
+
+impl Policy {
+    /// Refuses to sign or unmask a survivor set other than the contributors this contribution
+    /// was already unmasked with (the same roster with a party called dropped in one run and
+    /// not in the other gives two sums whose difference is that party's contribution).
+    fn check_contributors(
+        &self,
+        digest: Option<&String>,
+        survivors: &[PartyId],
+    ) -> Result<(), String> {
+        let Some(prev) = digest.and_then(|d| self.unmasked_tasks.get(d)) else {
+            return Ok(());
+        };
+        let mut named = survivors.to_vec();
+        named.sort();
+        if *prev != named {
+            return Err(format!(
+                "this contribution was unmasked with [{}]; a sum over [{}] would reveal the difference",
+                names(prev),
+                names(&named)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The role's checkpoint: the policy. The model is the conductor's to resend (it is what
@@ -77,6 +106,10 @@ pub struct HorizontalRole {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn names(ps: &[PartyId]) -> String {
+    ps.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 impl HorizontalRole {
@@ -175,14 +208,15 @@ impl HorizontalRole {
         Some(hex(&h.finalize()))
     }
 
-    /// Refuses a contribution already unmasked under another roster.
+    /// Refuses a contribution already unmasked over contributors the roster does not hold all
+    /// of (no run of this roster can end with the same sum).
     fn check_repeat(&self, digest: Option<&String>, roster: &[PartyId]) -> Result<(), String> {
         if let Some(prev) = digest.and_then(|d| self.policy.unmasked_tasks.get(d))
-            && prev != roster
+            && prev.iter().any(|p| !roster.contains(p))
         {
             return Err(format!(
                 "this contribution was unmasked with [{}]; under another roster the difference would reveal a party's contribution",
-                prev.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+                names(prev)
             ));
         }
         Ok(())
@@ -286,13 +320,31 @@ impl HorizontalRole {
             .filter(|c| c.step == msg.header().round.0)
             .ok_or_else(|| RoleError(format!("no open attempt for {}", msg.header())))?;
         let client = cur.client.as_mut().ok_or_else(|| RoleError("attempt already over".into()))?;
+        // The contributors the sum would have: what is signed, or what is unmasked (checked for
+        // this attempt's messages; others are refused by the client as they are).
+        let survivors = match &msg {
+            _ if msg.header() != client.header() => None,
+            ServerMessage::Consistency(c) => Some(&c.survivors),
+            ServerMessage::Unmask(u) => Some(&u.all_survivors),
+            ServerMessage::Setup(_) => None,
+        };
+        if let Some(survivors) = survivors
+            && let Err(reason) = self.policy.check_contributors(cur.digest.as_ref(), survivors)
+        {
+            let step = cur.step;
+            cur.client = None;
+            Self::fail(out, step, format!("refused: {reason}"));
+            return Ok(());
+        }
         match client.handle(&msg, auth, rng) {
             Ok(reply) => {
-                if matches!(reply, ClientMessage::Unmask(_)) {
+                if let (ClientMessage::Unmask(_), ServerMessage::Unmask(u)) = (&reply, &msg) {
                     // Remember before the shares leave: a restarted party keeps refusing.
                     self.policy.unmasked_steps.insert(cur.step);
                     if let Some(d) = &cur.digest {
-                        self.policy.unmasked_tasks.insert(d.clone(), client.roster().to_vec());
+                        let mut contributors = u.all_survivors.clone();
+                        contributors.sort();
+                        self.policy.unmasked_tasks.insert(d.clone(), contributors);
                     }
                     out.checkpoint = true;
                 }
