@@ -224,6 +224,11 @@ impl Runner {
         if fedcredit_crypto::secagg::keys::is_low_order(&pk) {
             return Err("the channel key is a low-order point".into());
         }
+        // The parties refuse a directory listing one key twice; refusing the copy here keeps
+        // the others' job going without the party that sent it.
+        if let Some(owner) = key_owner(&self.ready, party, &pk) {
+            return Err(format!("the channel key is the one {owner} joined with"));
+        }
         v.verify(
             party,
             &k.certificate,
@@ -564,6 +569,18 @@ impl Runner {
     }
 }
 
+/// Another ready party that joined with public channel key `pk`.
+fn key_owner<'a>(
+    ready: &'a BTreeMap<PartyId, Joined>,
+    party: &PartyId,
+    pk: &[u8; 32],
+) -> Option<&'a PartyId> {
+    ready
+        .iter()
+        .find(|(p, j)| *p != party && j.key.as_ref().is_some_and(|k| k.public_key == pk))
+        .map(|(p, _)| p)
+}
+
 /// What a transcript keeps of a protocol message: its kind, ring width (masked vectors) and
 /// payload (the packed masked vector, or the whole message).
 fn transcript_of(msg: &pb::RoleMessage) -> (&'static str, u32, Vec<u8>) {
@@ -707,4 +724,26 @@ fn finish(
 fn names_json(parties: &[PartyId]) -> String {
     let names: Vec<&str> = parties.iter().map(|p| p.0.as_str()).collect();
     serde_json::to_string(&names).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_key_already_joined_with_by_another_party_is_found() {
+        let joined = |k: u8| Joined {
+            schema: Vec::new(),
+            state: protocol::JoinState::default(),
+            key: Some(pb::ChannelKey { public_key: vec![k; 32], ..Default::default() }),
+        };
+        let ready: BTreeMap<PartyId, Joined> =
+            [(PartyId("bank1".into()), joined(1)), (PartyId("bank2".into()), joined(2))].into();
+        let bank1 = PartyId("bank1".into());
+        let bank3 = PartyId("bank3".into());
+        assert_eq!(key_owner(&ready, &bank3, &[1; 32]), Some(&bank1));
+        // A party rejoining with its own key is not a copy; a fresh key is nobody's.
+        assert_eq!(key_owner(&ready, &bank1, &[1; 32]), None);
+        assert_eq!(key_owner(&ready, &bank3, &[3; 32]), None);
+    }
 }

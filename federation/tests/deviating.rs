@@ -1338,7 +1338,7 @@ fn l1_a_resumed_coordinator_cannot_rerun_an_unmasked_step_with_another_roster() 
         .1;
     let step0_checkpoint = saved.lock().unwrap()[0].clone();
 
-    let resumed = restore_conductor(&spec, &step0_checkpoint).unwrap();
+    let resumed = restore_conductor(&spec, &step0_checkpoint.state, &step0_checkpoint.log).unwrap();
     let present: Vec<Bank> = banks[..2].to_vec();
     let sessions = present
         .iter()

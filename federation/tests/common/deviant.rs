@@ -178,13 +178,13 @@ pub fn federation_with(
 #[derive(Debug)]
 pub struct Recording {
     pub inner: Box<dyn Conductor>,
-    pub saved: Arc<Mutex<Vec<Vec<u8>>>>,
+    pub saved: Arc<Mutex<Vec<protocol::Checkpoint>>>,
 }
 
 impl Recording {
     fn record(&self, out: &Outbox, before: usize) {
         if out.steps.len() > before {
-            self.saved.lock().unwrap().push(self.inner.checkpoint());
+            self.saved.lock().unwrap().push(self.inner.checkpoint(0));
         }
     }
 }
@@ -234,8 +234,8 @@ impl Conductor for Recording {
     fn progress(&self) -> Progress {
         self.inner.progress()
     }
-    fn checkpoint(&self) -> Vec<u8> {
-        self.inner.checkpoint()
+    fn checkpoint(&self, logged: usize) -> protocol::Checkpoint {
+        self.inner.checkpoint(logged)
     }
 }
 
