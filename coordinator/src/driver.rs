@@ -104,6 +104,8 @@ pub(crate) struct Runner {
     step_started: i64,
     /// Entries of the conductor's checkpoint log already in the store.
     logged: usize,
+    /// Each party's columns when the conductor started.
+    started_with: Schemas,
 }
 
 impl Runner {
@@ -129,6 +131,7 @@ impl Runner {
             deadline: Instant::now(),
             step_started: now_ms(),
             logged: 0,
+            started_with: Schemas::new(),
         }
     }
 
@@ -279,9 +282,8 @@ impl Runner {
             protocol::JoinState { version: reply.state_version, next_step: reply.next_step };
         let joined = Joined { schema, state, key: reply.channel_key };
         if self.conductor.is_some() {
-            // Mid-job: the party must bring the columns the job started with.
-            let first = self.ready.values().next().map(|j| j.schema.clone());
-            if first.as_ref().is_some_and(|s| *s != joined.schema) {
+            // Mid-job: the party must bring the columns it started the job with.
+            if self.started_with.get(&party).is_some_and(|s| *s != joined.schema) {
                 warn!(%party, "party rejoined with different columns; left out");
                 self.audit(&party, Direction::In, "job_reply", 0, "left out: columns differ");
                 self.left_out.insert(party);
@@ -474,6 +476,7 @@ impl Runner {
         self.gather().await?;
         let schemas: Schemas =
             self.ready.iter().map(|(p, j)| (p.clone(), j.schema.clone())).collect();
+        self.started_with = schemas.clone();
         let conductor = match &record.checkpoint {
             Some(bytes) if record.rounds_done > 0 => {
                 let log = self

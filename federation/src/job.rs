@@ -111,6 +111,9 @@ pub struct JobSpec {
     /// Secure-aggregation settings.
     #[serde(default)]
     pub secagg: SecAggSpec,
+    /// Present for a vertical job (parties hold different columns about the same ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertical: Option<crate::vertical::VerticalSpec>,
 }
 
 impl JobSpec {
@@ -208,6 +211,45 @@ impl JobSpec {
         }
         if !(8..=40).contains(&self.secagg.frac_bits) {
             return Err(invalid("secagg.frac_bits", "must be between 8 and 40".into()));
+        }
+        match &self.vertical {
+            Some(v) => {
+                v.validate(self)
+                    .map_err(|(key, reason)| invalid(&format!("vertical.{key}"), reason))?;
+                if !self.model.is_vertical() {
+                    return Err(invalid(
+                        "model.kind",
+                        format!(
+                            "`{}` is not trained vertically; vertical jobs run `align` or `woe`",
+                            self.model.kind()
+                        ),
+                    ));
+                }
+                if !self.data.features.is_empty() {
+                    return Err(invalid(
+                        "data.features",
+                        "a vertical job reads every column of each party's table (except id and \
+                         label); leave data.features out"
+                            .into(),
+                    ));
+                }
+                if self.min_parties.is_some_and(|m| m != self.parties.len()) {
+                    return Err(invalid(
+                        "min_parties",
+                        "a vertical job needs every party (each holds columns of its own)".into(),
+                    ));
+                }
+            }
+            None if self.model.is_vertical() => {
+                return Err(invalid(
+                    "model.kind",
+                    format!(
+                        "`{}` runs in a vertical job: add a [vertical] section naming the label_holder",
+                        self.model.kind()
+                    ),
+                ));
+            }
+            None => {}
         }
         self.model.validate().map_err(|(key, reason)| invalid(&format!("model.{key}"), reason))
     }

@@ -20,8 +20,8 @@
 //!   is a secure sum; [`relay_bench`]: a payload streamed between two parties.
 //! - [`wire`]: secure-aggregation messages ↔ protobuf.
 //!
-//! The vertical protocols (PSI, vertical LR, SecureBoost, federated inference) follow in
-//! later issues, as further conductors and roles.
+//! - [`vertical`]: vertical jobs as stages — alignment by PSI, federated WOE/IV — with a
+//!   conductor and a party role that check each stage against the job.
 
 pub mod auth;
 pub mod channel;
@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod relay_bench;
 pub mod secagg;
 pub mod strategy;
+pub mod vertical;
 pub mod wire;
 
 pub use ids::{JobId, PartyId, Role, RoundId};

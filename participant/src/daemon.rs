@@ -603,7 +603,7 @@ impl Daemon {
         job: &JobId,
         spec: &JobSpec,
     ) -> Result<(PartySession, Vec<FeatureSpec>, Journal), String> {
-        let (train, valid, schema) = load(&self.me, spec, &self.config.data)?;
+        let (loaded, schema) = load(&self.me, spec, &self.config.data)?;
         let path = self.state_path(&job.0);
         let mut rng = ChaCha20Rng::from_rng(&mut rand::rng());
         let (mut journal, saved) = Journal::open(&path)
@@ -619,8 +619,18 @@ impl Daemon {
             }
             None => (ChannelSecret::generate(&mut rng), None),
         };
-        let role = protocol::new_role(spec, &self.me, train, valid, role_bytes.as_deref())
-            .map_err(|e| format!("{}: {e}", self.me))?;
+        let role = match loaded {
+            Loaded::Vertical(table) => {
+                protocol::new_vertical_role(job, spec, &self.me, table, role_bytes.as_deref())
+            }
+            Loaded::Horizontal { train, valid } => {
+                protocol::new_role(spec, &self.me, Some(train), valid, role_bytes.as_deref())
+            }
+            Loaded::Nothing => {
+                protocol::new_role(spec, &self.me, None, None, role_bytes.as_deref())
+            }
+        }
+        .map_err(|e| format!("{}: {e}", self.me))?;
         let session = PartySession::new(
             job.clone(),
             spec,
@@ -694,6 +704,17 @@ impl Daemon {
                             return;
                         }
                     }
+                    SessionOutput::Reports(source) => {
+                        tokio::spawn(
+                            send_reports(
+                                session.lock().unwrap_or_else(|e| e.into_inner()).job().0.clone(),
+                                source,
+                                out.clone(),
+                                cancel.clone(),
+                            )
+                            .in_current_span(),
+                        );
+                    }
                     SessionOutput::Stream { stream, stream_out } => {
                         tokio::spawn(
                             send_stream(
@@ -765,6 +786,43 @@ async fn send_stream(
     }
 }
 
+/// Pulls a stream of messages to the coordinator one at a time (off the async threads: a
+/// message may take computing) and sends each, waiting whenever the stream to the
+/// coordinator is full.
+async fn send_reports(
+    job_id: String,
+    source: protocol::ReportStream,
+    out: Outgoing,
+    cancel: CancellationToken,
+) {
+    let source = Arc::new(Mutex::new(source));
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let src = source.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            src.lock().unwrap_or_else(|e| e.into_inner()).next()
+        })
+        .await;
+        let msg = match next {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "report producer panicked");
+                return;
+            }
+        };
+        let body = pb::participant_message::Body::Job(pb::FromParty {
+            job_id: job_id.clone(),
+            body: Some(pb::from_party::Body::Protocol(msg)),
+        });
+        if out.send(body).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Testing only: exits (as if killed) instead of sending the configured secure-aggregation
 /// message.
 fn check_fault(f: &crate::config::FaultConfig, body: &pb::participant_message::Body) {
@@ -790,14 +848,26 @@ fn check_fault(f: &crate::config::FaultConfig, body: &pb::participant_message::B
     }
 }
 
-/// A party's rows for a job: training, validation (both absent for benchmarks) and schema.
-type Loaded = (Option<Dataset>, Option<Dataset>, Vec<FeatureSpec>);
+/// A party's rows for a job, as its role takes them.
+enum Loaded {
+    /// A benchmark: no table.
+    Nothing,
+    /// Horizontal: training rows and (optionally) validation rows.
+    Horizontal { train: Dataset, valid: Option<Dataset> },
+    /// Vertical: the whole table (ids, its columns, the label at the label holder).
+    Vertical(fedcredit_federation::vertical::PartyTable),
+}
 
-/// Loads the party's table for `spec` and splits off its validation rows. Errors name the
-/// party, column and row; the file's location is logged here, not sent.
-fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Result<Loaded, String> {
+/// Loads the party's table for `spec` (and, horizontally, splits off its validation rows);
+/// returns it with the schema the party reports. Errors name the party, column and row; the
+/// file's location and cell values (ids included) are logged here, not sent.
+fn load(
+    me: &PartyId,
+    spec: &JobSpec,
+    data: &crate::config::DataConfig,
+) -> Result<(Loaded, Vec<FeatureSpec>), String> {
     if !spec.model.needs_data() {
-        return Ok((None, None, Vec::new()));
+        return Ok((Loaded::Nothing, Vec::new()));
     }
     let path = data.path.display().to_string();
     let name = data.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -823,10 +893,22 @@ fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Resul
             D::LabelNotBinary { column, row, .. } => format!(
                 "{me}: label column `{column}` is neither 0 nor 1 at data row {row} of its table"
             ),
+            D::DuplicateId { column, first_row, second_row, .. } => format!(
+                "{me}: id column `{column}` holds the same id at data rows {first_row} and \
+                 {second_row} of its table (ids must be unique)"
+            ),
+            D::NullId { column, row, .. } => {
+                format!("{me}: id column `{column}` is empty at data row {row} of its table")
+            }
             _ => format!("{me}: {}", full.replace(&path, &format!("its table ({name})"))),
         }
     };
-    let mut t = TableSpec::new(&data.path, &spec.data.id).with_label(&spec.data.label);
+    let vertical = spec.vertical.as_ref();
+    let wants_label = vertical.is_none_or(|v| v.label_holder == *me);
+    let mut t = TableSpec::new(&data.path, &spec.data.id);
+    if wants_label {
+        t = t.with_label(&spec.data.label);
+    }
     if !spec.data.features.is_empty() {
         t = t.with_features(spec.data.features.iter().cloned());
     }
@@ -836,6 +918,15 @@ fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Resul
     let table = load_table(&t).map_err(decline)?;
     note_numeric_looking_text(me, &path, &table);
     let schema = table.features.specs.clone();
+    if vertical.is_some() {
+        let label = table.label.as_ref().map(|l| l.to_vec());
+        let part = fedcredit_federation::vertical::PartyTable {
+            ids: table.ids,
+            features: table.features,
+            label,
+        };
+        return Ok((Loaded::Vertical(part), schema));
+    }
     let label = table.label.as_ref().map(|l| l.to_vec()).unwrap_or_default();
     let (train, valid) = if spec.data.validation_fraction > 0.0 {
         let split =
@@ -849,7 +940,7 @@ fn load(me: &PartyId, spec: &JobSpec, data: &crate::config::DataConfig) -> Resul
     } else {
         (table.dataset().map_err(|e| private(e.to_string()))?, None)
     };
-    Ok((Some(train), valid, schema))
+    Ok((Loaded::Horizontal { train, valid }, schema))
 }
 
 /// Logs (locally) each text column whose values are nearly all numbers: most likely a

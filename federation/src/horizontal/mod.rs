@@ -67,6 +67,10 @@ pub enum ModelSpec {
     /// Streams a payload from one party to another through the coordinator: measures the
     /// relay, trains nothing.
     RelayBench(crate::relay_bench::RelayBenchSpec),
+    /// Vertical: align the parties' rows by PSI and report the intersection size.
+    Align(crate::vertical::AlignSpec),
+    /// Vertical: federated binning with WOE and IV of every party's features.
+    Woe(crate::vertical::woe::WoeSpec),
 }
 
 impl ModelSpec {
@@ -81,7 +85,14 @@ impl ModelSpec {
             ModelSpec::Logistic(s) => s.solver().validate(),
             ModelSpec::Scorecard(s) => s.validate(),
             ModelSpec::RelayBench(s) => s.validate(),
+            ModelSpec::Align(_) => Ok(()),
+            ModelSpec::Woe(s) => s.validate(),
         }
+    }
+
+    /// Whether the model is trained by a vertical job (`[vertical]` in `job.toml`).
+    pub fn is_vertical(&self) -> bool {
+        matches!(self, ModelSpec::Align(_) | ModelSpec::Woe(_))
     }
 
     /// Whether participants need their table for this model.
@@ -108,6 +119,8 @@ impl ModelSpec {
             ModelSpec::Logistic(_) => "logistic",
             ModelSpec::Scorecard(_) => "scorecard",
             ModelSpec::RelayBench(_) => "relay_bench",
+            ModelSpec::Align(_) => "align",
+            ModelSpec::Woe(_) => "woe",
         }
     }
 }
@@ -224,6 +237,12 @@ impl Trainer {
             }
             ModelSpec::RelayBench(_) => {
                 return Err(TrainError::Spec("a relay benchmark trains no model".into()));
+            }
+            ModelSpec::Align(_) | ModelSpec::Woe(_) => {
+                return Err(TrainError::Spec(format!(
+                    "`{}` is a vertical model; the job needs a [vertical] section",
+                    spec.model.kind()
+                )));
             }
             ModelSpec::Scorecard(c) => State::Scorecard(Box::new(
                 scorecard::ScorecardTrainer::new(c, features.clone(), clip),

@@ -213,6 +213,15 @@ impl Federation {
                     }
                 }
                 SessionOutput::Send(m) => self.coordinator_receives(&to, m, hook),
+                SessionOutput::Reports(source) => {
+                    for m in source {
+                        let msg = pb::FromParty {
+                            job_id: self.job.0.clone(),
+                            body: Some(pb::from_party::Body::Protocol(m)),
+                        };
+                        self.coordinator_receives(&to, msg, hook);
+                    }
+                }
                 SessionOutput::Stream { stream, stream_out } => {
                     let mut items = stream_out.source.peekable();
                     let mut seq = 0u32;

@@ -206,7 +206,7 @@ pub struct Checkpoint {
 }
 
 /// What a role asks the runtime to do.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RoleOutbox {
     /// Messages to the conductor.
     pub messages: Vec<pb::RoleMessage>,
@@ -214,8 +214,26 @@ pub struct RoleOutbox {
     pub payloads: Vec<(Vec<PartyId>, pb::Payload)>,
     /// Streams to other parties, pulled lazily by the runtime.
     pub streams: Vec<OutStream>,
+    /// Streams of messages to the conductor (a large set in chunks), pulled lazily by the
+    /// runtime after [`RoleOutbox::messages`].
+    pub reports: Vec<ReportStream>,
     /// The role's state changed in a way worth a checkpoint.
     pub checkpoint: bool,
+}
+
+/// Messages to the conductor, produced on demand.
+pub type ReportStream = Box<dyn Iterator<Item = pb::RoleMessage> + Send>;
+
+impl std::fmt::Debug for RoleOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleOutbox")
+            .field("messages", &self.messages)
+            .field("payloads", &self.payloads)
+            .field("streams", &self.streams)
+            .field("reports", &self.reports.len())
+            .field("checkpoint", &self.checkpoint)
+            .finish()
+    }
 }
 
 impl RoleOutbox {
@@ -284,6 +302,11 @@ pub fn new_conductor(
     spec: &JobSpec,
     schemas: &Schemas,
 ) -> Result<Box<dyn Conductor>, String> {
+    if spec.vertical.is_some() {
+        return Ok(Box::new(crate::vertical::conductor::VerticalConductor::new(
+            job, spec, schemas,
+        )?));
+    }
     match &spec.model {
         crate::horizontal::ModelSpec::RelayBench(b) => {
             let mut c = crate::relay_bench::RelayConductor::new(b)?;
@@ -305,6 +328,9 @@ pub fn restore_conductor(
     state: &[u8],
     log: &[Vec<u8>],
 ) -> Result<Box<dyn Conductor>, String> {
+    if spec.vertical.is_some() {
+        return Ok(Box::new(crate::vertical::conductor::VerticalConductor::restore(state)?));
+    }
     match &spec.model {
         crate::horizontal::ModelSpec::RelayBench(_) => {
             Ok(Box::new(crate::relay_bench::RelayConductor::restore(state)?))
@@ -336,6 +362,22 @@ pub fn new_role(
             Ok(Box::new(crate::horizontal::role::HorizontalRole::new(spec, p, checkpoint)?))
         }
     }
+}
+
+/// A party's role in vertical job `spec` over its table, restored from the role's part of
+/// its checkpoint when there is one.
+///
+/// # Errors
+/// A message naming the problem (the table does not fit the party's part, an unreadable
+/// checkpoint).
+pub fn new_vertical_role(
+    job: &JobId,
+    spec: &JobSpec,
+    me: &PartyId,
+    table: crate::vertical::PartyTable,
+    checkpoint: Option<&[u8]>,
+) -> Result<Box<dyn Role>, String> {
+    Ok(Box::new(crate::vertical::role::VerticalRole::new(job, spec, me, table, checkpoint)?))
 }
 
 /// Names the first difference between two schemas: the column and its kind at each party.

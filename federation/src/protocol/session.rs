@@ -96,7 +96,6 @@ pub struct Identity {
 }
 
 /// What the session asks the runtime to do.
-#[derive(Debug)]
 pub enum SessionOutput {
     /// Send this message to the coordinator.
     Send(pb::FromParty),
@@ -108,8 +107,25 @@ pub enum SessionOutput {
         /// The stream.
         stream_out: OutStream,
     },
+    /// Pull this stream and send each message to the coordinator, in order.
+    Reports(super::ReportStream),
     /// The session's state changed: write [`PartySession::checkpoint`].
     Checkpoint,
+}
+
+impl std::fmt::Debug for SessionOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionOutput::Send(m) => f.debug_tuple("Send").field(m).finish(),
+            SessionOutput::Stream { stream, stream_out } => f
+                .debug_struct("Stream")
+                .field("stream", stream)
+                .field("stream_out", stream_out)
+                .finish(),
+            SessionOutput::Reports(_) => f.write_str("Reports(..)"),
+            SessionOutput::Checkpoint => f.write_str("Checkpoint"),
+        }
+    }
 }
 
 /// Why a message to the session was refused.
@@ -248,6 +264,9 @@ impl PartySession {
         }
         for s in out.streams {
             res.push(SessionOutput::Stream { stream: self.rng.next_u64(), stream_out: s });
+        }
+        for r in out.reports {
+            res.push(SessionOutput::Reports(r));
         }
         Ok(res)
     }
