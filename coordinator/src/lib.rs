@@ -1,16 +1,24 @@
-//! The fedcredit coordinator: registry of parties, job queue and round driver, persistence
+//! The fedcredit coordinator: registry of parties, job queue and protocol driver, persistence
 //! in an embedded SQLite database, model registry, and the control API.
 //!
-//! It never sees a row of data: it relays sealed share bundles it cannot open, sees masked
-//! vectors and only the unmasked *sums* of the parties' contributions (Bonawitz et al.,
-//! CCS 2017). Every message it receives is recorded in the audit log (who, what kind, how
-//! large, when, and the answer), never its content.
+//! It never sees a row of data: it sees masked vectors and only the unmasked *sums* of the
+//! parties' contributions (Bonawitz et al., CCS 2017), passes on secure-aggregation share
+//! bundles it cannot open, and relays party-to-party payloads sealed end to end, seeing only
+//! their sizes, senders and recipients. It is not trusted to follow the protocol: the parties
+//! check its requests against the job and each other's signatures themselves
+//! (`fedcredit_federation::horizontal::role`, `fedcredit_federation::channel`). Messages it
+//! receives and payloads it relays are recorded in the audit log (who, what kind, how
+//! large, when, and the answer), never their content; so are refused connections and calls
+//! and operator actions.
 //!
 //! - [`config`] — `coordinator.toml`.
-//! - [`store`] — jobs, rounds with checkpoints, models and the audit log in SQLite.
-//! - [`registry`] — connected parties and their bounded outbound queues.
-//! - [`driver`] — one task per job, running secure-aggregation rounds for the trainer.
-//! - [`service`] — the participants' stream (`Federation.Participate`).
+//! - [`store`] — jobs, steps with checkpoints (small state plus an append-only log), models,
+//!   parties and the audit log in SQLite.
+//! - [`registry`] — connected parties and their bounded outbound queues (messages and bytes).
+//! - [`driver`] — one task per job, running the job's protocol conductor, whatever the
+//!   protocol.
+//! - [`service`] — the participants' stream (`Federation.Participate`) and the relay of sealed
+//!   payloads.
 //! - [`control`] — the operator API (`Control`).
 //! - [`server`] — binds it all to a socket with mutual TLS and shuts down gracefully.
 

@@ -341,7 +341,8 @@ pub struct TranscriptEntry {
     pub round: u32,
     pub attempt: u32,
     pub party: String,
-    /// `masked_input`, `advertise_keys`, `share_keys`, `unmask`.
+    /// `masked_input`, `consistency`, `unmask`, `step_failed`, or `secagg` / `protocol` for
+    /// other messages.
     pub kind: String,
     /// Ring width of a packed masked vector (0 for other kinds).
     pub ring_bits: u32,

@@ -1,5 +1,6 @@
 //! Who signed what. A party's certificate key (issued by the federation CA) signs its channel
-//! key for a job and its secure-aggregation keys and survivor sets for each round; every
+//! key for a job (from which every secure-aggregation round's pairwise secrets derive) and,
+//! in a round where someone dropped, the survivor set of the consistency check; every
 //! peer checks those signatures itself, so a coordinator that substitutes a key or edits a
 //! signed set is caught by the parties (Bonawitz et al., CCS 2017, §6: the signature scheme
 //! of the actively secure variant, here bound to the TLS certificates the federation already

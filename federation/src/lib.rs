@@ -7,9 +7,10 @@
 //! - [`ids`]: typed identifiers for parties, jobs and rounds.
 //! - [`strategy`]: aggregation strategies (FedAvg, McMahan et al., AISTATS 2017).
 //! - [`secagg`]: secure-aggregation rounds (Bonawitz et al., CCS 2017; SecAgg+, Bell et
-//!   al., CCS 2020) as a coordinator and a participant state machine, with restarts on
-//!   early dropouts and an in-memory driver for tests.
-//!
+//!   al., CCS 2020; round secrets from the job's signed channel keys, after Ma et al.,
+//!   Flamingo, IEEE S&P 2023) as a coordinator and a participant state machine: masked
+//!   input, a consistency check with signed survivor sets when someone dropped, unmask;
+//!   retries of failed attempts, and an in-memory driver for tests.
 //! - [`job`]: the job spec (`job.toml`) every party sees.
 //! - [`protocol`]: protocols as role state machines — a conductor on the coordinator, a
 //!   role per party, typed protobuf messages — with a party's session (channels, directory)

@@ -3,8 +3,9 @@
 //!
 //! Mutual TLS binds what the coordinator *receives* to a party; it does not bind what the
 //! coordinator *relays* from one party to another. So parties sign what their peers must be
-//! able to trust through a relay — their job channel keys, their secure-aggregation round keys
-//! and survivor sets — with the private key of their certificate (ECDSA P-256 with SHA-256,
+//! able to trust through a relay — their job channel keys (from which every secure-aggregation
+//! round's pairwise secrets derive) and the survivor sets of the consistency check — with the
+//! private key of their certificate (ECDSA P-256 with SHA-256,
 //! ASN.1 signatures, via ring), and each peer checks the certificate itself: the chain to the
 //! federation CA and its validity now (webpki, client-authentication usage), that its subject
 //! common name is the party it claims to be, and the signature under its public key.

@@ -11,7 +11,8 @@
 //! - [`backoff`]: exponential reconnect backoff with jitter, after gRPC's connection-backoff
 //!   specification.
 //!
-//! No polars, no models: the coordinator links this crate.
+//! No polars: the coordinator links this crate. (It depends on `fedcredit-federation` for the
+//! signer and verifier traits, and so on `fedcredit-models` through it.)
 
 pub mod backoff;
 pub mod frame;

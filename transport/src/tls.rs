@@ -8,11 +8,18 @@
 //! carry ECDSA P-256 keys (generated with rcgen on ring).
 //!
 //! The coordinator runs TLS 1.3 (RFC 8446) with mandatory client authentication against the
-//! federation CA ([`server_tls`]); participants and the operator connect with [`client_tls`].
-//! Because every accepted connection presents a CA-signed certificate, the subject common name
-//! of the leaf certificate ([`peer_name`], [`request_identity`]) names the sender of every
-//! message: this is the transport identity that replaces the signatures of Bonawitz et al.
-//! (CCS 2017) in the semi-honest model.
+//! federation CA (its server does the handshake itself with tokio-rustls, so that refusals can
+//! be logged and audited; [`server_tls`] is the same policy as tonic's configuration);
+//! participants and the operator connect with [`client_tls`]. Because every accepted
+//! connection presents a CA-signed certificate, the subject common name of the leaf
+//! certificate ([`peer_name`], [`request_identity`]) names the sender of every message the
+//! coordinator *receives*: a party can act only as itself towards the coordinator.
+//!
+//! It does not bind what the coordinator *relays* from one party to another, so it does not
+//! replace the signatures of Bonawitz et al. (CCS 2017, §6): a coordinator that may deviate
+//! could otherwise hand a party substituted keys. Parties therefore sign their job channel
+//! keys and survivor sets with their certificate keys and check each other's signatures
+//! themselves ([`crate::identity`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};

@@ -1,4 +1,4 @@
-//! Per-operation timings for `fedcredit bench he` and `cargo bench --bench he`.
+//! Per-operation timings for `cargo bench -p fedcredit-crypto --bench he`.
 //!
 //! One thread, each operation looped until `min_seconds` of the thread's CPU time have
 //! passed (Linux `/proc/thread-self/schedstat`; wall time elsewhere), on seeded random

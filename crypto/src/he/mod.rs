@@ -10,12 +10,12 @@
 //!   Jurik and Nielsen, IJIS 9(6), 2010 ([`Scheme::Paillier`]: 512-byte ciphertexts,
 //!   additions modulo `n²`, a 2046-bit plaintext space).
 //!
-//! Used by the vertical protocols: the label holder ([`SecretKey`]) encrypts per-row
-//! values (event indicators for WOE/IV, packed `(g, h)` for SecureBoost), feature holders
-//! ([`PublicKey`]) sum them per bin ([`PublicKey::sum_by_bin`], [`PublicKey::histograms`]),
-//! compress the sums ([`PublicKey::compress`], SecureBoost+, arXiv 2110.10927 §4.2) and
-//! return them; the label holder decrypts ([`SecretKey::decrypt_batch`]) and unpacks
-//! ([`Packer::unpack_many`]).
+//! Built for the vertical protocols (not wired into jobs yet): the label holder
+//! ([`SecretKey`]) encrypts per-row values (event indicators for WOE/IV, packed `(g, h)`
+//! for SecureBoost), feature holders ([`PublicKey`]) sum them per bin
+//! ([`PublicKey::sum_by_bin`], [`PublicKey::histograms`]), compress the sums
+//! ([`PublicKey::compress`], SecureBoost+, arXiv 2110.10927 §4.2) and return them; the label
+//! holder decrypts ([`SecretKey::decrypt_batch`]) and unpacks ([`Packer::unpack_many`]).
 //!
 //! ```
 //! use fedcredit_crypto::he::{FixedScale, Packer, PublicKey, Scheme, SecretKey};

@@ -1,5 +1,6 @@
-//! Throughput of the PSI primitives on this machine, for `fedcredit bench psi` and the
-//! criterion bench, and the end-to-end estimates derived from it.
+//! Throughput of the PSI primitives on this machine, for the criterion bench
+//! (`cargo bench -p fedcredit-crypto --bench psi`), and the end-to-end estimates derived
+//! from it.
 //!
 //! The primitives are those of [`super::ecdh`] (Huberman–Franklin–Hogg ECDH-PSI over
 //! ristretto255, RFC 9496 / RFC 9380) and [`super::token`] (server-aided PSI, Kamara et

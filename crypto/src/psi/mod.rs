@@ -18,12 +18,13 @@
 //!
 //! [`intersect`] holds the set operations both modes share (k-way intersection of
 //! unbalanced sets, mapping back to one's own rows) and the **agreed order** of the
-//! aligned rows; [`measure`] holds the throughput measurement behind `fedcredit bench psi`.
+//! aligned rows; [`measure`] holds the throughput measurement behind the `psi` criterion
+//! bench (`cargo bench -p fedcredit-crypto --bench psi`).
 //!
 //! This module does no I/O. The protocol roles (who sends what to whom through the
-//! coordinator) live in `fedcredit_federation`; every function here works on one chunk of
-//! a set, so callers stream millions of ids with bounded memory. Work inside a chunk is
-//! spread over the rayon thread pool (both cores); run a call inside
+//! coordinator) are to live in `fedcredit_federation` and are not built yet; every function
+//! here works on one chunk of a set, so callers stream millions of ids with bounded memory.
+//! Work inside a chunk is spread over the rayon thread pool (both cores); run a call inside
 //! [`rayon::ThreadPool::install`] to bound it.
 //!
 //! # Two-party ECDH protocol (what [`ecdh`] is built for)

@@ -1,11 +1,12 @@
 //! Secure aggregation: the server learns the sum of the parties' vectors and nothing else.
 //!
 //! This is the protocol of Bonawitz et al., "Practical Secure Aggregation for
-//! Privacy-Preserving Machine Learning" (CCS 2017), in its semi-honest variant, with
-//! the sparse neighbour graph of Bell et al., "Secure Single-Server Aggregation with
-//! (Poly)Logarithmic Overhead" (SecAgg+, CCS 2020) as an option. This module holds
-//! the party-local cryptography only and does no I/O; the round state machines that
-//! move its messages (with party names, phases, deadlines and restarts) live in
+//! Privacy-Preserving Machine Learning" (CCS 2017), with the sparse neighbour graph of
+//! Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic Overhead"
+//! (SecAgg+, CCS 2020) as an option. This module holds the party-local cryptography only
+//! and does no I/O; the round state machines that move its messages (with party names,
+//! phases, deadlines, restarts, and the consistency check of the actively secure variant:
+//! survivor sets signed with the parties' certificate keys) live in
 //! `fedcredit_federation::secagg`.
 //!
 //! # Protocol (one round, `n` parties indexed `0..n` by their position in the roster)
@@ -25,6 +26,8 @@
 //!    `y_u = x_u + PRG(b_u) + Σ_{v∈N(u), u<v} PRG(s_uv) − Σ_{v∈N(u), u>v} PRG(s_uv)`
 //!    in `Z_{2^k}` ([`masking`]), where `x_u` is the fixed-point encoding of its vector
 //!    ([`crate::FixedPoint`], clipped) and PRG is the ChaCha20 keystream keyed by the seed.
+//!    (When someone dropped, `fedcredit_federation::secagg` runs a consistency check here:
+//!    the survivors sign the survivor set before anything is revealed.)
 //! 2. **Unmask.** The server names the survivors (who uploaded) and the dropped, and hands
 //!    each survivor the shares its surviving neighbours sealed to it. Each survivor returns,
 //!    for each member of its neighbourhood, the share of `b` if it survived or its own
@@ -41,10 +44,12 @@
 //!
 //! # Security model and what each role sees
 //!
-//! Semi-honest parties; the server does not collude with participants. The pair roots come
-//! from job channel keys that every party signs with its certificate key and every peer
-//! checks, so the server cannot stand in for a neighbour. A server that lies about who
-//! dropped is caught by the consistency check one level up (`fedcredit_federation::secagg`).
+//! Semi-honest parties; the server does not collude with participants and may deviate from
+//! the protocol. The pair roots come from job channel keys that every party signs with its
+//! certificate key and every peer checks, so the server cannot stand in for a neighbour
+//! (mutual TLS alone would not stop it: it binds what the server receives, not what it
+//! relays). A server that lies about who dropped is caught by the consistency check one
+//! level up (`fedcredit_federation::secagg`), whose threshold `t > m/2` the parties enforce.
 //!
 //! | role | sees |
 //! |---|---|
@@ -157,7 +162,8 @@ pub enum SecAggError {
         /// Bytes expected.
         expected: usize,
     },
-    /// The server asked for both the self-mask share and the masking-key share of one party.
+    /// The server asked for both secrets of one party: a share of its self-mask seed (as a
+    /// survivor) and the pairwise round seed with it (as a dropped party).
     #[error("both the self-mask share and the masking-key share of party {party} were requested")]
     BothSharesRequested {
         /// The party.

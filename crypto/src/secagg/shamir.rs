@@ -4,7 +4,9 @@
 //! random polynomial of degree `t − 1`; a share is the polynomial's value at a nonzero
 //! point `x`. Any `t` shares determine the polynomial (Lagrange interpolation at 0) and
 //! any `t − 1` are uniformly distributed whatever the secret. Secure aggregation uses it
-//! for the self-mask seed `b_u` and the masking key `s_u` (Bonawitz et al., CCS 2017, §4).
+//! for the self-mask seed `b_u` (Bonawitz et al., CCS 2017, §4; the masking key `s_u` the
+//! paper also shares does not exist here: pairwise seeds derive from the job's pair roots,
+//! and a dropped party's are revealed by its surviving neighbours).
 //!
 //! The field is GF(2^16) = GF(2)\[X\] / (X^16 + X^12 + X^3 + X + 1), so up to 65,535 parties
 //! get distinct x-coordinates (party index + 1); a 32-byte secret is 16 field elements

@@ -6,9 +6,12 @@
 //! [`Participant::contribute`] for the request's [`Task`], and the trainer absorbs the decoded
 //! sum. The trainer never sees one bank's contribution, only sums; a participant never sees
 //! another bank's anything. Both sides are sans-IO and serializable: the coordinator stores the
-//! trainer after every absorbed sum ([`Trainer::checkpoint`]) and resumes from it after a crash,
-//! and a task carries everything a participant needs, so a restarted participant answers the
-//! next task without any state of its own.
+//! trainer after every absorbed sum ([`Trainer::checkpoint`]: a small state and an append-only
+//! log of finished trees) and resumes from it after a crash. Over the wire
+//! ([`conductor`], [`role`]) a bank keeps the model between steps and gets only the model
+//! updates it lacks ([`sync`]); its own checkpoint holds what it must remember to refuse a
+//! deviating coordinator (the steps and contributions it helped unmask), so a restarted bank
+//! resumes with its policy and is sent the model again.
 //!
 //! Algorithms: [`bench`] (seeded random vectors, for `fedcredit bench secagg`), [`gbdt`]
 //! (histogram GBDT), [`lr`] (logistic regression: Newton on secure sums, FedAvg, FedProx),
