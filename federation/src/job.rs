@@ -217,11 +217,12 @@ impl JobSpec {
             Some(v) => {
                 v.validate(self)
                     .map_err(|(key, reason)| invalid(&format!("vertical.{key}"), reason))?;
-                if !self.model.is_vertical() {
+                if !self.model.trains_vertically() {
                     return Err(invalid(
                         "model.kind",
                         format!(
-                            "`{}` is not trained vertically; vertical jobs run `align` or `woe`",
+                            "`{}` is not trained vertically; vertical jobs run `align`, `woe`, \
+                             `logistic`, `scorecard` or `gbdt`",
                             self.model.kind()
                         ),
                     ));

@@ -647,8 +647,13 @@ fn h2c_a_lowered_threshold_or_other_settings_than_the_jobs_are_refused() {
     let weak = bench_spec(5, "", "threshold = 2", 1);
     let err = JobSpec::from_json(&weak.to_json()).unwrap_err().to_string();
     assert!(err.contains("secagg.threshold") && err.contains("majority"), "{err}");
-    let mut fed =
-        federation_with(&weak, &no_data(5), Some(&certs), conductor(&plain, &no_data(5)), &|_, r| r);
+    let mut fed = federation_with(
+        &weak,
+        &no_data(5),
+        Some(&certs),
+        conductor(&plain, &no_data(5)),
+        &|_, r| r,
+    );
     let mut hook = edit_first_step(|s| {
         s.config.threshold = Some(2);
         None

@@ -45,6 +45,21 @@ fn open_options() -> OpenOptions {
     o
 }
 
+/// Writes `bytes` to a new file at `path` (mode 0600), through a temporary file, synced, and
+/// a rename.
+///
+/// # Errors
+/// The write or the rename failed.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = open_options().write(true).truncate(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
 /// One record: header and payload.
 fn record(payload: &[u8]) -> io::Result<Vec<u8>> {
     let len = u32::try_from(payload.len())
