@@ -1,0 +1,1208 @@
+//! Vertical logistic regression by two-party secret sharing with the coordinator as dealer:
+//! the three roles as sans-IO state machines exchanging typed messages ([`LrMsg`]).
+//!
+//! # Roles
+//!
+//! - The **label holder** `L` (the bank) holds the label and its own columns (plus the
+//!   intercept, a column of ones).
+//! - The **feature holders** `F₁, …, F_k` hold columns. `F₁` (the first in the job's order)
+//!   computes the sigmoid with `L`; every other feature holder pairs with `L` for its own
+//!   products and hands its shares to `F₁`.
+//! - The **dealer** (the coordinator) deals correlated randomness: seeds once, and per step the
+//!   correcting shares of the triples ([`fedcredit_crypto::mpc`]). It learns the shapes
+//!   (rows, encoded columns per party) and the step count, nothing else.
+//!
+//! Each party standardizes its own columns with its own statistics (the centralized encoder of
+//! [`LinearEncoder`] restricted to its columns: columns are partitioned, so no pooling is
+//! needed) and clips them to `±clip` (the polynomial sigmoid needs moderate logits).
+//!
+//! # One step (a mini-batch of rows `B`, `m` rows)
+//!
+//! Every party `p` owns its encoded matrix `X_p`; its coefficients `w_p` are shared between `p`
+//! and its **partner** (`F₁` for `L`, `L` for every `F_j`), so a pair always contains `L`;
+//! `L` is side `P0` of every pair. The masked matrix `E_p = X_p − A_p` went to the partner once.
+//!
+//! 1. The partner sends `w_p`'s share masked by a fresh dealer vector; both end with shares of
+//!    `u_p = X_{p,B}·w_p` (matrix triple).
+//! 2. Logits `z = Σ u_p`: `L` sums its shares; each `F_j` (`j ≥ 2`) sends its share to `F₁`
+//!    (uniform on its own), which sums. `L` and `F₁` truncate: `z` is shared between them.
+//! 3. `σ(z)` by the degree-5 polynomial in three Beaver rounds between `L` and `F₁`;
+//!    `L` subtracts the labels from its share: residuals `d = σ − y`, shared. `F₁` hands its
+//!    share to every `F_j` (`j ≥ 2`), which then shares `d` with `L`.
+//! 4. The partner sends its share of `d` masked; both end with shares of `X_{p,B}ᵀ·d`
+//!    (matrix triple, the same mask `A_p`), and update their shares of
+//!    `w_p ← w_p − η_t·(X_{p,B}ᵀ d / m + λ·w_p)` locally (`λ = 1/(C·n)`, none on the intercept).
+//!
+//! After the last step each partner sends the owner its share of `w_p`: the owner, and only
+//! the owner, learns its coefficients.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use fedcredit_crypto::mpc::beaver::{Opening, Triple, TripleDealer};
+use fedcredit_crypto::mpc::matrix::{MatrixDealer, MatrixOwner, MatrixPartner};
+use fedcredit_crypto::mpc::sigmoid::{self, Sigmoid};
+use fedcredit_crypto::mpc::{
+    self, Elem, Fixed, MpcError, Seed, Side, add_assign, encode_bits, matvec, matvec_t, sub_assign,
+    truncate,
+};
+use fedcredit_models::preprocess::{EncoderOptions, LinearEncoder};
+use fedcredit_models::{Features, ModelError};
+use ndarray::Array2;
+use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, PartyId};
+
+/// Fractional bits of the constants `η/m` and `η·λ` (more than the data's: `η/m` is small).
+const CONST_BITS: u32 = 40;
+
+/// Steps a message may run ahead of its receiver (the dealer may deal one step ahead).
+const AHEAD: u64 = 2;
+
+/// Why the protocol cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LrError {
+    /// A secret-sharing step failed (a message of the wrong length, …).
+    #[error("secret sharing: {0}")]
+    Mpc(#[from] MpcError),
+    /// A message that does not fit the protocol (wrong sender, step or role).
+    #[error("{0}")]
+    Protocol(String),
+    /// The party's table cannot be encoded.
+    #[error("encoding the party's columns: {0}")]
+    Model(#[from] ModelError),
+    /// Parameters out of range.
+    #[error("invalid parameter: {0}")]
+    Params(String),
+}
+
+fn protocol<T>(msg: impl Into<String>) -> Result<T, LrError> {
+    Err(LrError::Protocol(msg.into()))
+}
+
+/// Hyper-parameters (the same at every role: they come from the job spec).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LrParams {
+    /// Passes over the rows.
+    pub epochs: u32,
+    /// Rows per step (`0`: all rows, full-batch gradient descent).
+    pub batch_size: usize,
+    /// Step size `η₀`; at epoch `e`, `η = η₀ / (1 + decay·e)`.
+    pub learning_rate: f64,
+    /// Decay of the step size per epoch.
+    pub decay: f64,
+    /// Inverse L2 strength as in the centralized `logistic` (`Σℓ + ‖β‖²/(2C)`).
+    pub c: f64,
+    /// Standardized columns are clipped to `±clip`.
+    pub clip: f64,
+    /// Fractional bits of the fixed-point code.
+    pub frac_bits: u32,
+}
+
+impl Default for LrParams {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 1024,
+            learning_rate: 1.0,
+            decay: 0.2,
+            c: 1.0,
+            clip: 4.0,
+            frac_bits: 20,
+        }
+    }
+}
+
+impl LrParams {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`LrError::Params`] naming the parameter.
+    pub fn validate(&self) -> Result<(), LrError> {
+        let bad = |s: String| Err(LrError::Params(s));
+        if self.epochs == 0 || self.epochs > 10_000 {
+            return bad(format!("epochs is {}; must be within 1..=10000", self.epochs));
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate <= 100.0)
+        {
+            return bad(format!("learning_rate is {}; must be in (0, 100]", self.learning_rate));
+        }
+        if !(self.decay.is_finite() && self.decay >= 0.0) {
+            return bad(format!("decay is {}; must be ≥ 0", self.decay));
+        }
+        if !(self.c.is_finite() && self.c > 0.0) {
+            return bad(format!("c is {}; must be > 0", self.c));
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0 && self.clip <= 64.0) {
+            return bad(format!("clip is {}; must be in (0, 64]", self.clip));
+        }
+        if !(8..=32).contains(&self.frac_bits) {
+            return bad(format!("frac_bits is {}; must be within 8..=32", self.frac_bits));
+        }
+        Ok(())
+    }
+}
+
+/// The public schedule: which rows each step covers and its step size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    rows: usize,
+    batch: usize,
+    per_epoch: u64,
+    params: LrParams,
+}
+
+impl Schedule {
+    /// The schedule of `params` over `rows` rows.
+    pub fn new(params: &LrParams, rows: usize) -> Self {
+        let batch = if params.batch_size == 0 { rows } else { params.batch_size.min(rows) }.max(1);
+        let per_epoch = rows.div_ceil(batch).max(1) as u64;
+        Self { rows, batch, per_epoch, params: *params }
+    }
+
+    /// Steps in all.
+    pub fn steps(&self) -> u64 {
+        self.per_epoch * u64::from(self.params.epochs)
+    }
+
+    /// Steps per epoch.
+    pub fn per_epoch(&self) -> u64 {
+        self.per_epoch
+    }
+
+    /// The rows of step `step` (contiguous in the agreed row order, which alignment made
+    /// pseudorandom).
+    pub fn rows(&self, step: u64) -> Range<usize> {
+        let b = (step % self.per_epoch) as usize;
+        let start = b * self.batch;
+        start.min(self.rows)..(start + self.batch).min(self.rows)
+    }
+
+    /// The step size of step `step`.
+    pub fn eta(&self, step: u64) -> f64 {
+        let epoch = (step / self.per_epoch) as f64;
+        self.params.learning_rate / (1.0 + self.params.decay * epoch)
+    }
+}
+
+/// Where a message goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Node {
+    /// The coordinator as dealer.
+    Dealer,
+    /// A party.
+    Party(PartyId),
+}
+
+/// The dealer's per-step corrections for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Corrections {
+    /// For each matrix the recipient partners, by owner: `c₁` of the forward product.
+    pub forward: BTreeMap<PartyId, Vec<Elem>>,
+    /// Same for the backward product.
+    pub backward: BTreeMap<PartyId, Vec<Elem>>,
+    /// The sigmoid's three triple corrections (to `F₁` only).
+    pub sigmoid: Vec<Vec<Elem>>,
+}
+
+/// The protocol's messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LrMsg {
+    /// Party → dealer: the shape of its encoded matrix.
+    Shape {
+        /// Rows (the aligned rows).
+        rows: u64,
+        /// Encoded columns (the label holder's intercept included).
+        cols: u64,
+    },
+    /// Label holder → dealer: deal step `step`.
+    Need {
+        /// The step.
+        step: u64,
+    },
+    /// Dealer → party, once: its seeds.
+    Seeds {
+        /// For the matrix the recipient owns.
+        owner: Seed,
+        /// For the matrices it partners, by owner.
+        partner: BTreeMap<PartyId, Seed>,
+        /// For the sigmoid's triples (label holder and `F₁` only).
+        beaver: Option<Seed>,
+    },
+    /// Dealer → party: the corrections of step `step`.
+    Deal {
+        /// The step.
+        step: u64,
+        /// The corrections.
+        corrections: Corrections,
+    },
+    /// Owner → partner, once: `E = X − A`, row-major.
+    Masked {
+        /// The masked matrix.
+        e: Vec<Elem>,
+    },
+    /// Partner → owner: its weight share masked for step `step`.
+    ForwardOpen {
+        /// The step.
+        step: u64,
+        /// `w − b`.
+        f: Vec<Elem>,
+    },
+    /// `F_j` → `F₁`: its share of `u_j` (untruncated).
+    LogitShare {
+        /// The step.
+        step: u64,
+        /// The share.
+        share: Vec<Elem>,
+    },
+    /// Label holder ↔ `F₁`: a sigmoid round's opening.
+    SigmoidOpen {
+        /// The step.
+        step: u64,
+        /// The round (0, 1, 2).
+        round: u64,
+        /// `(x − a, y − b)` shares.
+        opening: Opening,
+    },
+    /// `F₁` → `F_j`: its share of the residuals.
+    ResidualShare {
+        /// The step.
+        step: u64,
+        /// The share.
+        share: Vec<Elem>,
+    },
+    /// Partner → owner: its residual share masked for step `step`.
+    BackwardOpen {
+        /// The step.
+        step: u64,
+        /// `d − b′`.
+        f: Vec<Elem>,
+    },
+    /// Partner → owner, at the end: its share of the owner's coefficients.
+    FinalShare {
+        /// The share.
+        share: Vec<Elem>,
+    },
+}
+
+impl LrMsg {
+    /// Name, for errors and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LrMsg::Shape { .. } => "shape",
+            LrMsg::Need { .. } => "need",
+            LrMsg::Seeds { .. } => "seeds",
+            LrMsg::Deal { .. } => "deal",
+            LrMsg::Masked { .. } => "masked",
+            LrMsg::ForwardOpen { .. } => "forward-open",
+            LrMsg::LogitShare { .. } => "logit-share",
+            LrMsg::SigmoidOpen { .. } => "sigmoid-open",
+            LrMsg::ResidualShare { .. } => "residual-share",
+            LrMsg::BackwardOpen { .. } => "backward-open",
+            LrMsg::FinalShare { .. } => "final-share",
+        }
+    }
+
+    /// Every ring vector the message carries (for transcript checks).
+    pub fn vectors(&self) -> Vec<&[Elem]> {
+        match self {
+            LrMsg::Shape { .. } | LrMsg::Need { .. } | LrMsg::Seeds { .. } => Vec::new(),
+            LrMsg::Deal { corrections: c, .. } => c
+                .forward
+                .values()
+                .chain(c.backward.values())
+                .chain(&c.sigmoid)
+                .map(Vec::as_slice)
+                .collect(),
+            LrMsg::Masked { e } => vec![e],
+            LrMsg::ForwardOpen { f, .. } | LrMsg::BackwardOpen { f, .. } => vec![f],
+            LrMsg::LogitShare { share, .. }
+            | LrMsg::ResidualShare { share, .. }
+            | LrMsg::FinalShare { share } => vec![share],
+            LrMsg::SigmoidOpen { opening, .. } => vec![&opening.e, &opening.f],
+        }
+    }
+}
+
+/// What a role asks to send.
+pub type Sends = Vec<(Node, LrMsg)>;
+
+/// The roster: label holder and feature holders in the job's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roster {
+    /// The label holder.
+    pub label: PartyId,
+    /// The feature holders; the first computes the sigmoid with the label holder.
+    pub features: Vec<PartyId>,
+}
+
+impl Roster {
+    /// Checks there is at least one feature holder and no party twice.
+    ///
+    /// # Errors
+    /// [`LrError::Params`].
+    pub fn new(label: PartyId, features: Vec<PartyId>) -> Result<Self, LrError> {
+        if features.is_empty() {
+            return Err(LrError::Params("vertical LR needs at least one feature holder".into()));
+        }
+        let mut all = features.clone();
+        all.push(label.clone());
+        all.sort();
+        all.dedup();
+        if all.len() != features.len() + 1 {
+            return Err(LrError::Params("a party appears twice in the roster".into()));
+        }
+        Ok(Self { label, features })
+    }
+
+    /// `F₁`.
+    fn first(&self) -> &PartyId {
+        &self.features[0]
+    }
+
+    /// The partner of `owner`'s matrix.
+    pub fn partner_of(&self, owner: &PartyId) -> &PartyId {
+        if *owner == self.label { self.first() } else { &self.label }
+    }
+
+    /// Every party, label holder first.
+    pub fn parties(&self) -> impl Iterator<Item = &PartyId> {
+        std::iter::once(&self.label).chain(&self.features)
+    }
+
+    fn contains(&self, p: &PartyId) -> bool {
+        self.parties().any(|q| q == p)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dealer
+
+/// The coordinator's role: dealer of correlated randomness.
+#[derive(Debug)]
+pub struct Dealer {
+    roster: Roster,
+    params: LrParams,
+    root: Seed,
+    shapes: BTreeMap<PartyId, (usize, usize)>,
+    matrices: BTreeMap<PartyId, MatrixDealer>,
+    beaver: TripleDealer,
+    schedule: Option<Schedule>,
+    dealt: Option<u64>,
+}
+
+impl Dealer {
+    /// The dealer of a job, with a fresh root from a cryptographic generator.
+    ///
+    /// # Errors
+    /// [`LrError::Params`] on bad parameters.
+    pub fn new<R: CryptoRng + ?Sized>(
+        roster: Roster,
+        params: LrParams,
+        rng: &mut R,
+    ) -> Result<Self, LrError> {
+        params.validate()?;
+        let root = Seed::random(rng);
+        let beaver = TripleDealer::new(&root.derive(b"lr/beaver"));
+        Ok(Self {
+            roster,
+            params,
+            root,
+            shapes: BTreeMap::new(),
+            matrices: BTreeMap::new(),
+            beaver,
+            schedule: None,
+            dealt: None,
+        })
+    }
+
+    /// Handles a party's message.
+    ///
+    /// # Errors
+    /// [`LrError`] when the message does not fit (nothing changed then).
+    pub fn handle(&mut self, from: &Node, msg: LrMsg) -> Result<Sends, LrError> {
+        let Node::Party(from) = from else {
+            return protocol("the dealer takes messages from parties only");
+        };
+        if !self.roster.contains(from) {
+            return protocol(format!("{from} is not a party of this job"));
+        }
+        match msg {
+            LrMsg::Shape { rows, cols } => self.shape(from, rows, cols),
+            LrMsg::Need { step } => {
+                if *from != self.roster.label {
+                    return protocol(format!("{from} may not ask for a step"));
+                }
+                self.deal(step)
+            }
+            other => protocol(format!("the dealer does not take {} messages", other.kind())),
+        }
+    }
+
+    fn shape(&mut self, from: &PartyId, rows: u64, cols: u64) -> Result<Sends, LrError> {
+        let rows = usize::try_from(rows).map_err(|_| LrError::Protocol("too many rows".into()))?;
+        let cols = usize::try_from(cols).map_err(|_| LrError::Protocol("too many cols".into()))?;
+        if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|c| c > 1 << 31) {
+            return protocol(format!("{from}: a {rows} × {cols} matrix cannot be dealt"));
+        }
+        if self.shapes.contains_key(from) {
+            return protocol(format!("{from} sent its shape twice"));
+        }
+        if let Some((r, _)) = self.shapes.values().next()
+            && *r != rows
+        {
+            return protocol(format!("{from} has {rows} aligned rows, another party {r}"));
+        }
+        self.shapes.insert(from.clone(), (rows, cols));
+        if self.shapes.len() < self.roster.parties().count() {
+            return Ok(Vec::new());
+        }
+        self.schedule = Some(Schedule::new(&self.params, rows));
+        let mut out = Vec::new();
+        for (owner, (r, c)) in &self.shapes {
+            let root = self.root.derive(format!("lr/matrix/{owner}").as_bytes());
+            self.matrices.insert(owner.clone(), MatrixDealer::new(&root, *r, *c));
+        }
+        for p in self.roster.parties() {
+            let owner = self.matrices[p].owner_seed();
+            let partner = self
+                .matrices
+                .iter()
+                .filter(|(o, _)| self.roster.partner_of(o) == p)
+                .map(|(o, m)| (o.clone(), m.partner_seed()))
+                .collect();
+            let beaver = if *p == self.roster.label {
+                Some(self.beaver.seed(Side::P0))
+            } else if p == self.roster.first() {
+                Some(self.beaver.seed(Side::P1))
+            } else {
+                None
+            };
+            out.push((Node::Party(p.clone()), LrMsg::Seeds { owner, partner, beaver }));
+        }
+        Ok(out)
+    }
+
+    fn deal(&mut self, step: u64) -> Result<Sends, LrError> {
+        let Some(schedule) = self.schedule else {
+            return protocol("a step was asked before every party sent its shape");
+        };
+        if step >= schedule.steps() {
+            return protocol(format!("step {step} is beyond the job's {}", schedule.steps()));
+        }
+        // Each step is dealt once, in order: a repeated step would reuse masks.
+        if self.dealt.map_or(step != 0, |d| step != d + 1) {
+            return protocol(format!("step {step} is not the next step to deal"));
+        }
+        self.dealt = Some(step);
+        let rows = schedule.rows(step);
+        let mut per: BTreeMap<PartyId, Corrections> = BTreeMap::new();
+        for (owner, m) in &self.matrices {
+            let partner = self.roster.partner_of(owner).clone();
+            let c = per.entry(partner).or_insert_with(|| Corrections {
+                forward: BTreeMap::new(),
+                backward: BTreeMap::new(),
+                sigmoid: Vec::new(),
+            });
+            c.forward.insert(owner.clone(), m.forward(step, rows.clone())?);
+            c.backward.insert(owner.clone(), m.backward(step, rows.clone())?);
+        }
+        let first = self.roster.first().clone();
+        let sig =
+            (0..sigmoid::ROUNDS).map(|k| self.beaver.correction(step, k, rows.len())).collect();
+        per.entry(first)
+            .or_insert_with(|| Corrections {
+                forward: BTreeMap::new(),
+                backward: BTreeMap::new(),
+                sigmoid: Vec::new(),
+            })
+            .sigmoid = sig;
+        Ok(per
+            .into_iter()
+            .map(|(p, corrections)| (Node::Party(p), LrMsg::Deal { step, corrections }))
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parties
+
+/// A party's encoded columns: how raw columns become the matrix it trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalEncoding {
+    /// Imputation, standardization and one-hot encoding fitted on the party's own rows.
+    pub encoder: LinearEncoder,
+    /// Standardized values are clipped to `±clip`.
+    pub clip: f64,
+}
+
+impl LocalEncoding {
+    /// Fits the party's encoder on its own training rows.
+    ///
+    /// # Errors
+    /// [`LrError::Model`] when the columns cannot be encoded.
+    pub fn fit(features: &Features, clip: f64) -> Result<Self, LrError> {
+        Ok(Self { encoder: LinearEncoder::fit(features, &EncoderOptions::default())?, clip })
+    }
+
+    /// The encoded, clipped matrix.
+    ///
+    /// # Errors
+    /// [`LrError::Model`] when the columns do not fit the encoder.
+    pub fn transform(&self, features: &Features) -> Result<Array2<f64>, LrError> {
+        let mut x = self.encoder.transform(features)?;
+        x.mapv_inplace(|v| v.clamp(-self.clip, self.clip));
+        Ok(x)
+    }
+}
+
+/// A party's part of the trained model: it stays at that party.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LrPart {
+    /// The party.
+    pub party: PartyId,
+    /// Its encoding.
+    pub encoding: LocalEncoding,
+    /// One coefficient per encoded column.
+    pub coefficients: Vec<f64>,
+    /// The intercept (the label holder's part only).
+    pub intercept: Option<f64>,
+}
+
+impl LrPart {
+    /// This party's part of the log-odds of each row of `features` (its own columns).
+    ///
+    /// # Errors
+    /// [`LrError::Model`] when the columns do not fit.
+    pub fn partial_scores(&self, features: &Features) -> Result<Vec<f64>, LrError> {
+        let x = self.encoding.transform(features)?;
+        if x.ncols() != self.coefficients.len() {
+            return Err(LrError::Params(format!(
+                "{} coefficients for {} encoded columns",
+                self.coefficients.len(),
+                x.ncols()
+            )));
+        }
+        let b = self.intercept.unwrap_or(0.0);
+        Ok(x.rows()
+            .into_iter()
+            .map(|r| b + r.iter().zip(&self.coefficients).map(|(a, c)| a * c).sum::<f64>())
+            .collect())
+    }
+}
+
+/// The party's matrix as owner.
+#[derive(Debug)]
+struct Own {
+    mat: MatrixOwner,
+    /// Encoded `X`, row-major.
+    x: Vec<Elem>,
+    /// This party's share of its own coefficients.
+    w: Vec<Elem>,
+}
+
+/// A matrix the party partners.
+#[derive(Debug)]
+struct Partnered {
+    mat: MatrixPartner,
+    /// This party's share of the owner's coefficients.
+    w: Vec<Elem>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for seeds and masked matrices.
+    Setup,
+    /// Step `t` begins.
+    Start,
+    /// Waiting for the forward cross terms.
+    Forward,
+    /// Sigmoid round open.
+    Sigmoid(Box<Sigmoid>),
+    /// `F_j`: waiting for its residual share.
+    Residual,
+    /// Waiting for the backward cross terms; holds this party's residual share.
+    Backward(Vec<Elem>),
+    /// Waiting for the owner's coefficients.
+    Final,
+    /// Finished.
+    Done,
+}
+
+/// A party's role (label holder or feature holder).
+#[derive(Debug)]
+pub struct Party {
+    me: PartyId,
+    span: tracing::Span,
+    roster: Roster,
+    params: LrParams,
+    fx: Fixed,
+    encoding: LocalEncoding,
+    rows: usize,
+    cols: usize,
+    /// Encoded labels (label holder only).
+    labels: Option<Vec<Elem>>,
+    /// Encoded own matrix until the seeds arrive.
+    pending_x: Option<Vec<Elem>>,
+    /// The dealer's seeds, once dealt.
+    seeds: Option<(Seed, BTreeMap<PartyId, Seed>, Option<Seed>)>,
+    /// Masked matrices that arrived, by owner.
+    masked: BTreeMap<PartyId, Vec<Elem>>,
+    own: Option<Own>,
+    partnered: BTreeMap<PartyId, Partnered>,
+    beaver: Option<Seed>,
+    schedule: Schedule,
+    step: u64,
+    phase: Phase,
+    // Inboxes, by step.
+    deals: HashMap<u64, Corrections>,
+    fwd: HashMap<u64, Vec<Elem>>,
+    bwd: HashMap<u64, Vec<Elem>>,
+    logit_shares: HashMap<u64, BTreeMap<PartyId, Vec<Elem>>>,
+    sig_opens: HashMap<(u64, u64), Opening>,
+    residuals: HashMap<u64, Vec<Elem>>,
+    final_share: Option<Vec<Elem>>,
+    result: Option<LrPart>,
+}
+
+impl Party {
+    /// The role of `me`, training on its aligned rows `features` (and `labels` at the label
+    /// holder, 0/1): fits its encoding, and asks the dealer for seeds by sending its shape.
+    ///
+    /// # Errors
+    /// [`LrError`] when the parameters, the roster or the table do not fit.
+    pub fn new(
+        job: &JobId,
+        me: PartyId,
+        roster: Roster,
+        params: LrParams,
+        features: &Features,
+        labels: Option<&[f64]>,
+    ) -> Result<(Self, Sends), LrError> {
+        params.validate()?;
+        if !roster.contains(&me) {
+            return Err(LrError::Params(format!("{me} is not in the roster")));
+        }
+        let is_label = me == roster.label;
+        if is_label != labels.is_some() {
+            return Err(LrError::Params(format!(
+                "{me}: only the label holder ({}) has labels",
+                roster.label
+            )));
+        }
+        let rows = features.n_rows();
+        if rows == 0 {
+            return Err(LrError::Params(format!("{me} has no aligned rows")));
+        }
+        let fx = Fixed::new(params.frac_bits);
+        let encoding = LocalEncoding::fit(features, params.clip)?;
+        let x = encoding.transform(features)?;
+        let intercept = usize::from(is_label);
+        let cols = x.ncols() + intercept;
+        let mut enc = Vec::with_capacity(rows * cols);
+        for r in x.rows() {
+            enc.extend(r.iter().map(|v| fx.encode(*v)));
+            if is_label {
+                enc.push(fx.encode(1.0));
+            }
+        }
+        let labels = match labels {
+            Some(y) => {
+                if y.len() != rows {
+                    return Err(LrError::Params(format!("{} labels for {rows} rows", y.len())));
+                }
+                if y.iter().any(|v| *v != 0.0 && *v != 1.0) {
+                    return Err(LrError::Params("labels must be 0 or 1".into()));
+                }
+                Some(fx.encode_all(y))
+            }
+            None => None,
+        };
+        let schedule = Schedule::new(&params, rows);
+        let span = tracing::debug_span!("vertical-lr", job = %job, party = %me);
+        let party = Self {
+            me,
+            span,
+            roster,
+            params,
+            fx,
+            encoding,
+            rows,
+            cols,
+            labels,
+            pending_x: Some(enc),
+            seeds: None,
+            masked: BTreeMap::new(),
+            own: None,
+            partnered: BTreeMap::new(),
+            beaver: None,
+            schedule,
+            step: 0,
+            phase: Phase::Setup,
+            deals: HashMap::new(),
+            fwd: HashMap::new(),
+            bwd: HashMap::new(),
+            logit_shares: HashMap::new(),
+            sig_opens: HashMap::new(),
+            residuals: HashMap::new(),
+            final_share: None,
+            result: None,
+        };
+        let sends = vec![(Node::Dealer, LrMsg::Shape { rows: rows as u64, cols: cols as u64 })];
+        Ok((party, sends))
+    }
+
+    /// This party.
+    pub fn me(&self) -> &PartyId {
+        &self.me
+    }
+
+    /// The party's model part, once training is over.
+    pub fn result(&self) -> Option<&LrPart> {
+        self.result.as_ref()
+    }
+
+    /// Whether training is over here.
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// The step the party is at.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn is_label(&self) -> bool {
+        self.me == self.roster.label
+    }
+
+    fn is_first(&self) -> bool {
+        self.me == *self.roster.first()
+    }
+
+    /// `F_j`, `j ≥ 2`: neither the label holder nor `F₁`.
+    fn is_other(&self) -> bool {
+        !self.is_label() && !self.is_first()
+    }
+
+    /// The label holder is `P0` of every pair it is in; feature holders are `P1`.
+    fn side(&self) -> Side {
+        if self.is_label() { Side::P0 } else { Side::P1 }
+    }
+
+    /// The party the sigmoid runs with (`L` ↔ `F₁`).
+    fn sigmoid_peer(&self) -> Option<&PartyId> {
+        if self.is_label() {
+            Some(self.roster.first())
+        } else if self.is_first() {
+            Some(&self.roster.label)
+        } else {
+            None
+        }
+    }
+
+    fn my_partner(&self) -> &PartyId {
+        self.roster.partner_of(&self.me)
+    }
+
+    /// Checks a step-numbered message is for the current step or shortly after.
+    fn check_step(&self, step: u64, kind: &str, from: &PartyId) -> Result<(), LrError> {
+        if step < self.step || step > self.step + AHEAD || step >= self.schedule.steps() {
+            return protocol(format!(
+                "{}: a {kind} message from {from} for step {step} while at step {}",
+                self.me, self.step
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handles a message; returns what to send.
+    ///
+    /// # Errors
+    /// [`LrError`] when the message does not fit the protocol (a wrong sender, step or
+    /// length): the job cannot go on.
+    pub fn handle(&mut self, from: &Node, msg: LrMsg) -> Result<Sends, LrError> {
+        let span = self.span.clone();
+        let _g = span.enter();
+        tracing::trace!(kind = msg.kind(), step = self.step, "received");
+        self.store(from, msg)?;
+        let mut out = Vec::new();
+        self.advance(&mut out)?;
+        Ok(out)
+    }
+
+    fn store(&mut self, from: &Node, msg: LrMsg) -> Result<(), LrError> {
+        let from = match (from, &msg) {
+            (Node::Dealer, LrMsg::Seeds { owner, partner, beaver }) => {
+                if self.seeds.is_some() {
+                    return protocol(format!("{}: seeds dealt twice", self.me));
+                }
+                let mut want: Vec<&PartyId> = self
+                    .roster
+                    .parties()
+                    .filter(|o| self.roster.partner_of(o) == &self.me)
+                    .collect();
+                want.sort();
+                if partner.keys().collect::<Vec<_>>() != want
+                    || beaver.is_some() != self.sigmoid_peer().is_some()
+                {
+                    return protocol(format!("{}: seeds that do not fit its roles", self.me));
+                }
+                self.seeds = Some((owner.clone(), partner.clone(), beaver.clone()));
+                return Ok(());
+            }
+            (Node::Dealer, LrMsg::Deal { step, corrections }) => {
+                if *step < self.step || *step > self.step + AHEAD || self.deals.contains_key(step) {
+                    return protocol(format!("{}: a deal for step {step} out of turn", self.me));
+                }
+                self.deals.insert(*step, corrections.clone());
+                return Ok(());
+            }
+            (Node::Dealer, m) => {
+                return protocol(format!("{}: the dealer sent a {} message", self.me, m.kind()));
+            }
+            (Node::Party(p), _) => p.clone(),
+        };
+        if !self.roster.contains(&from) || from == self.me {
+            return protocol(format!("{}: a message from {from}, not a peer", self.me));
+        }
+        let partner = self.my_partner().clone();
+        match msg {
+            LrMsg::Masked { e } => {
+                if self.roster.partner_of(&from) != &self.me || self.masked.contains_key(&from) {
+                    return protocol(format!(
+                        "{}: an unexpected masked matrix from {from}",
+                        self.me
+                    ));
+                }
+                self.masked.insert(from, e);
+            }
+            LrMsg::ForwardOpen { step, f } => {
+                self.check_step(step, "forward", &from)?;
+                if from != partner || self.fwd.insert(step, f).is_some() {
+                    return protocol(format!("{}: an unexpected forward opening", self.me));
+                }
+            }
+            LrMsg::BackwardOpen { step, f } => {
+                self.check_step(step, "backward", &from)?;
+                if from != partner || self.bwd.insert(step, f).is_some() {
+                    return protocol(format!("{}: an unexpected backward opening", self.me));
+                }
+            }
+            LrMsg::LogitShare { step, share } => {
+                self.check_step(step, "logit", &from)?;
+                if !self.is_first() || from == self.roster.label {
+                    return protocol(format!("{}: an unexpected logit share from {from}", self.me));
+                }
+                if self.logit_shares.entry(step).or_default().insert(from, share).is_some() {
+                    return protocol(format!("{}: a logit share twice", self.me));
+                }
+            }
+            LrMsg::SigmoidOpen { step, round, opening } => {
+                self.check_step(step, "sigmoid", &from)?;
+                if self.sigmoid_peer() != Some(&from)
+                    || round >= sigmoid::ROUNDS
+                    || self.sig_opens.insert((step, round), opening).is_some()
+                {
+                    return protocol(format!("{}: an unexpected sigmoid opening", self.me));
+                }
+            }
+            LrMsg::ResidualShare { step, share } => {
+                self.check_step(step, "residual", &from)?;
+                if !self.is_other()
+                    || from != *self.roster.first()
+                    || self.residuals.insert(step, share).is_some()
+                {
+                    return protocol(format!("{}: an unexpected residual share", self.me));
+                }
+            }
+            LrMsg::FinalShare { share } => {
+                if from != partner || self.final_share.is_some() {
+                    return protocol(format!("{}: an unexpected final share", self.me));
+                }
+                self.final_share = Some(share);
+            }
+            other => {
+                return protocol(format!("{}: {from} sent a {} message", self.me, other.kind()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the protocol as far as the messages at hand allow.
+    fn advance(&mut self, out: &mut Sends) -> Result<(), LrError> {
+        loop {
+            let phase = std::mem::replace(&mut self.phase, Phase::Done);
+            let (next, progressed) = self.advance_once(phase, out)?;
+            self.phase = next;
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn advance_once(&mut self, phase: Phase, out: &mut Sends) -> Result<(Phase, bool), LrError> {
+        let t = self.step;
+        match phase {
+            Phase::Setup => self.setup(out),
+            Phase::Start => {
+                if t == self.schedule.steps() {
+                    for (owner, p) in &self.partnered {
+                        out.push((
+                            Node::Party(owner.clone()),
+                            LrMsg::FinalShare { share: p.w.clone() },
+                        ));
+                    }
+                    return Ok((Phase::Final, true));
+                }
+                if self.is_label() {
+                    out.push((Node::Dealer, LrMsg::Need { step: t }));
+                }
+                for (owner, p) in &self.partnered {
+                    let f = p.mat.forward_open(t, &p.w)?;
+                    out.push((Node::Party(owner.clone()), LrMsg::ForwardOpen { step: t, f }));
+                }
+                Ok((Phase::Forward, true))
+            }
+            Phase::Forward => {
+                let needs_deal = !self.is_other();
+                let needs_logits = self.is_first() && self.roster.features.len() > 1;
+                if !self.fwd.contains_key(&t)
+                    || (needs_deal && !self.deals.contains_key(&t))
+                    || (needs_logits
+                        && self.logit_shares.get(&t).map_or(0, BTreeMap::len)
+                            < self.roster.features.len() - 1)
+                {
+                    return Ok((Phase::Forward, false));
+                }
+                let rows = self.schedule.rows(t);
+                let mut y = self.forward(t, &rows)?;
+                if self.is_other() {
+                    out.push((
+                        Node::Party(self.roster.first().clone()),
+                        LrMsg::LogitShare { step: t, share: y },
+                    ));
+                    return Ok((Phase::Residual, true));
+                }
+                if let Some(shares) = self.logit_shares.remove(&t) {
+                    for s in shares.values() {
+                        add_assign(&mut y, s)?;
+                    }
+                }
+                truncate(self.side(), &mut y, self.fx.frac_bits);
+                let mut sig = Box::new(Sigmoid::new(self.side(), self.fx, y));
+                self.open_round(t, 0, &mut sig, out)?;
+                Ok((Phase::Sigmoid(sig), true))
+            }
+            Phase::Sigmoid(mut sig) => {
+                let Some(k) = sig.waiting() else {
+                    return protocol("sigmoid state lost");
+                };
+                let Some(theirs) = self.sig_opens.remove(&(t, k)) else {
+                    return Ok((Phase::Sigmoid(sig), false));
+                };
+                match sig.receive(&theirs)? {
+                    None => {
+                        self.open_round(t, k + 1, &mut sig, out)?;
+                        Ok((Phase::Sigmoid(sig), true))
+                    }
+                    Some(mut d) => {
+                        let rows = self.schedule.rows(t);
+                        if let Some(y) = &self.labels {
+                            sub_assign(&mut d, &y[rows.clone()])?;
+                        }
+                        if self.is_first() {
+                            for p in &self.roster.features[1..] {
+                                out.push((
+                                    Node::Party(p.clone()),
+                                    LrMsg::ResidualShare { step: t, share: d.clone() },
+                                ));
+                            }
+                        }
+                        self.backward_open(t, &rows, &d, out)?;
+                        Ok((Phase::Backward(d), true))
+                    }
+                }
+            }
+            Phase::Residual => {
+                let Some(d) = self.residuals.remove(&t) else {
+                    return Ok((Phase::Residual, false));
+                };
+                let rows = self.schedule.rows(t);
+                mpc_len("residual share", rows.len(), d.len())?;
+                self.backward_open(t, &rows, &d, out)?;
+                Ok((Phase::Backward(d), true))
+            }
+            Phase::Backward(d) => {
+                let needs_deal = !self.is_other();
+                if !self.bwd.contains_key(&t) || (needs_deal && !self.deals.contains_key(&t)) {
+                    return Ok((Phase::Backward(d), false));
+                }
+                self.backward(t, &d)?;
+                self.deals.remove(&t);
+                self.fwd.remove(&t);
+                self.bwd.remove(&t);
+                self.step += 1;
+                if self.step.is_multiple_of(self.schedule.per_epoch()) {
+                    tracing::debug!(epoch = self.step / self.schedule.per_epoch(), "epoch done");
+                }
+                Ok((Phase::Start, true))
+            }
+            Phase::Final => {
+                let Some(share) = self.final_share.take() else {
+                    return Ok((Phase::Final, false));
+                };
+                let own = self.own.as_ref().ok_or(LrError::Protocol("no own matrix".into()))?;
+                let w = mpc::reconstruct(&own.w, &share)?;
+                let mut coefficients = self.fx.decode_all(&w);
+                let intercept = if self.is_label() { coefficients.pop() } else { None };
+                self.result = Some(LrPart {
+                    party: self.me.clone(),
+                    encoding: self.encoding.clone(),
+                    coefficients,
+                    intercept,
+                });
+                tracing::debug!("model part ready");
+                Ok((Phase::Done, false))
+            }
+            Phase::Done => Ok((Phase::Done, false)),
+        }
+    }
+
+    fn setup(&mut self, out: &mut Sends) -> Result<(Phase, bool), LrError> {
+        let Some((owner_seed, partner_seeds, beaver)) = self.seeds.clone() else {
+            return Ok((Phase::Setup, false));
+        };
+        let mut progressed = false;
+        if self.own.is_none() {
+            progressed = true;
+            let mat = MatrixOwner::new(owner_seed, self.rows, self.cols);
+            let x = self.pending_x.take().unwrap_or_default();
+            let e = mat.mask(&x)?;
+            out.push((Node::Party(self.my_partner().clone()), LrMsg::Masked { e }));
+            self.own = Some(Own { mat, x, w: vec![0; self.cols] });
+            self.beaver = beaver;
+        }
+        if partner_seeds.keys().any(|o| !self.masked.contains_key(o)) {
+            return Ok((Phase::Setup, progressed));
+        }
+        for (owner, seed) in partner_seeds {
+            let e = self.masked.remove(&owner).unwrap_or_default();
+            if e.is_empty() || !e.len().is_multiple_of(self.rows) {
+                return protocol(format!(
+                    "{}: the masked matrix of {owner} does not have {} rows",
+                    self.me, self.rows
+                ));
+            }
+            let cols = e.len() / self.rows;
+            let mat = MatrixPartner::new(seed, e, self.rows, cols)?;
+            self.partnered.insert(owner, Partnered { mat, w: vec![0; cols] });
+        }
+        Ok((Phase::Start, true))
+    }
+
+    /// This party's untruncated share of `Σ u_p` over the matrices it is in.
+    fn forward(&mut self, t: u64, rows: &Range<usize>) -> Result<Vec<Elem>, LrError> {
+        let own = self.own.as_ref().ok_or(LrError::Protocol("no own matrix".into()))?;
+        let f = self.fwd.get(&t).map(Vec::as_slice).unwrap_or_default();
+        let m = rows.len();
+        let mut y = matvec(&own.x[rows.start * self.cols..], m, self.cols, &own.w);
+        add_assign(&mut y, &own.mat.forward(t, rows.clone(), f)?)?;
+        if !self.partnered.is_empty() {
+            let deal = self.deals.get(&t).ok_or(LrError::Protocol("no deal".into()))?;
+            for (owner, p) in &self.partnered {
+                let c = deal.forward.get(owner).map(Vec::as_slice).unwrap_or_default();
+                add_assign(&mut y, &p.mat.forward(rows.clone(), &p.w, c)?)?;
+            }
+        }
+        Ok(y)
+    }
+
+    fn open_round(
+        &mut self,
+        t: u64,
+        k: u64,
+        sig: &mut Sigmoid,
+        out: &mut Sends,
+    ) -> Result<(), LrError> {
+        let seed = self.beaver.as_ref().ok_or(LrError::Protocol("no triple seed".into()))?;
+        let correction = match self.side() {
+            Side::P0 => None,
+            Side::P1 => {
+                let deal = self.deals.get(&t).ok_or(LrError::Protocol("no deal".into()))?;
+                Some(deal.sigmoid.get(k as usize).cloned().unwrap_or_default())
+            }
+        };
+        let triple = Triple::new(self.side(), seed, t, k, sig.len(), correction)?;
+        let opening = sig.open(triple)?;
+        let peer = self.sigmoid_peer().ok_or(LrError::Protocol("no sigmoid peer".into()))?;
+        out.push((Node::Party(peer.clone()), LrMsg::SigmoidOpen { step: t, round: k, opening }));
+        Ok(())
+    }
+
+    fn backward_open(
+        &self,
+        t: u64,
+        rows: &Range<usize>,
+        d: &[Elem],
+        out: &mut Sends,
+    ) -> Result<(), LrError> {
+        for (owner, p) in &self.partnered {
+            let f = p.mat.backward_open(t, rows.clone(), d)?;
+            out.push((Node::Party(owner.clone()), LrMsg::BackwardOpen { step: t, f }));
+        }
+        Ok(())
+    }
+
+    /// Gradients in shares and the local update of every coefficient share held here.
+    fn backward(&mut self, t: u64, d: &[Elem]) -> Result<(), LrError> {
+        let rows = self.schedule.rows(t);
+        let m = rows.len();
+        let eta = self.schedule.eta(t);
+        let lambda = 1.0 / (self.params.c * self.rows as f64);
+        let step_c = encode_bits(eta / m as f64, CONST_BITS);
+        let decay_c = encode_bits(eta * lambda, CONST_BITS);
+        let (side, f_bits) = (self.side(), self.fx.frac_bits);
+        let update = |w: &mut Vec<Elem>, mut g: Vec<Elem>, intercept: bool| {
+            mpc::mul_public(&mut g, step_c);
+            truncate(side, &mut g, f_bits + CONST_BITS);
+            let mut l2 = w.clone();
+            mpc::mul_public(&mut l2, decay_c);
+            truncate(side, &mut l2, CONST_BITS);
+            if intercept && let Some(last) = l2.last_mut() {
+                *last = 0;
+            }
+            for ((w, g), r) in w.iter_mut().zip(&g).zip(&l2) {
+                *w = w.wrapping_sub(*g).wrapping_sub(*r);
+            }
+        };
+        let label = self.roster.label.clone();
+        let own = self.own.as_mut().ok_or(LrError::Protocol("no own matrix".into()))?;
+        let f = self.bwd.get(&t).map(Vec::as_slice).unwrap_or_default();
+        let block = &own.x[rows.start * self.cols..rows.end * self.cols];
+        let mut g = matvec_t(block, self.cols, d);
+        add_assign(&mut g, &own.mat.backward(t, rows.clone(), f)?)?;
+        update(&mut own.w, g, self.me == label);
+        if !self.partnered.is_empty() {
+            let deal = self.deals.get(&t).ok_or(LrError::Protocol("no deal".into()))?;
+            for (owner, p) in &mut self.partnered {
+                let c = deal.backward.get(owner).map(Vec::as_slice).unwrap_or_default();
+                let g = p.mat.backward(rows.clone(), d, c)?;
+                update(&mut p.w, g, *owner == label);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mpc_len(what: &'static str, expected: usize, got: usize) -> Result<(), LrError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(LrError::Mpc(MpcError::Length { what, expected, got }))
+    }
+}
