@@ -27,7 +27,8 @@
 //! 2. Logits `z = Σ u_p`: `L` sums its shares; each `F_j` (`j ≥ 2`) sends its share to `F₁`
 //!    (uniform on its own), which sums. `L` and `F₁` truncate: `z` is shared between them.
 //! 3. `σ(z)` by the degree-5 polynomial in three Beaver rounds between `L` and `F₁`;
-//!    `L` subtracts the labels from its share: residuals `d = σ − y`, shared. `F₁` hands its
+//!    `L` subtracts the labels from its share: residuals `d = σ − y`, shared (with class
+//!    weights, one more Beaver product by `L`'s per-row weights: `d = c ⊙ (σ − y)`). `F₁` hands its
 //!    share to every `F_j` (`j ≥ 2`), which then shares `d` with `L`.
 //! 4. The partner sends its share of `d` masked; both end with shares of `X_{p,B}ᵀ·d`
 //!    (matrix triple, the same mask `A_p`), and update their shares of
@@ -39,13 +40,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use fedcredit_crypto::mpc::beaver::{Opening, Triple, TripleDealer};
+use fedcredit_crypto::mpc::beaver::{Mul, Opening, Triple, TripleDealer};
 use fedcredit_crypto::mpc::matrix::{MatrixDealer, MatrixOwner, MatrixPartner};
 use fedcredit_crypto::mpc::sigmoid::{self, Sigmoid};
 use fedcredit_crypto::mpc::{
     self, Elem, Fixed, MpcError, Seed, Side, add_assign, encode_bits, matvec, matvec_t, sub_assign,
     truncate,
 };
+use fedcredit_models::logistic::ClassWeight;
 use fedcredit_models::preprocess::{EncoderOptions, LinearEncoder};
 use fedcredit_models::{Features, ModelError};
 use ndarray::Array2;
@@ -99,6 +101,8 @@ pub struct LrParams {
     pub clip: f64,
     /// Fractional bits of the fixed-point code.
     pub frac_bits: u32,
+    /// Class weights (known to the label holder only; applied in shares).
+    pub class_weight: ClassWeight,
 }
 
 impl Default for LrParams {
@@ -111,6 +115,7 @@ impl Default for LrParams {
             c: 1.0,
             clip: 4.0,
             frac_bits: 20,
+            class_weight: ClassWeight::None,
         }
     }
 }
@@ -139,6 +144,11 @@ impl LrParams {
         }
         if !(self.clip.is_finite() && self.clip > 0.0 && self.clip <= 64.0) {
             return bad(format!("clip is {}; must be in (0, 64]", self.clip));
+        }
+        if let ClassWeight::Custom { negative, positive } = self.class_weight
+            && ![negative, positive].iter().all(|w| w.is_finite() && *w > 0.0 && *w <= 1e6)
+        {
+            return bad("class weights must be within (0, 1e6]".into());
         }
         if !(8..=32).contains(&self.frac_bits) {
             return bad(format!("frac_bits is {}; must be within 8..=32", self.frac_bits));
@@ -205,7 +215,8 @@ pub struct Corrections {
     pub forward: BTreeMap<PartyId, Vec<Elem>>,
     /// Same for the backward product.
     pub backward: BTreeMap<PartyId, Vec<Elem>>,
-    /// The sigmoid's three triple corrections (to `F₁` only).
+    /// The Beaver triple corrections of the sigmoid's three rounds and, with class weights,
+    /// of the weighting product (to `F₁` only).
     pub sigmoid: Vec<Vec<Elem>>,
 }
 
@@ -512,8 +523,8 @@ impl Dealer {
             c.backward.insert(owner.clone(), m.backward(step, rows.clone())?);
         }
         let first = self.roster.first().clone();
-        let sig =
-            (0..sigmoid::ROUNDS).map(|k| self.beaver.correction(step, k, rows.len())).collect();
+        let rounds = sigmoid::ROUNDS + u64::from(self.params.class_weight != ClassWeight::None);
+        let sig = (0..rounds).map(|k| self.beaver.correction(step, k, rows.len())).collect();
         per.entry(first)
             .or_insert_with(|| Corrections {
                 forward: BTreeMap::new(),
@@ -623,6 +634,8 @@ enum Phase {
     Forward,
     /// Sigmoid round open.
     Sigmoid(Box<Sigmoid>),
+    /// The class-weight product open.
+    Weighting(Box<Mul>),
     /// `F_j`: waiting for its residual share.
     Residual,
     /// Waiting for the backward cross terms; holds this party's residual share.
@@ -646,6 +659,8 @@ pub struct Party {
     cols: usize,
     /// Encoded labels (label holder only).
     labels: Option<Vec<Elem>>,
+    /// Encoded class weight of each row (label holder only, with class weights).
+    weights: Option<Vec<Elem>>,
     /// Encoded own matrix until the seeds arrive.
     pending_x: Option<Vec<Elem>>,
     /// The dealer's seeds, once dealt.
@@ -710,6 +725,18 @@ impl Party {
                 enc.push(fx.encode(1.0));
             }
         }
+        let weights = match (labels, params.class_weight) {
+            (_, ClassWeight::None) | (None, _) => None,
+            (Some(y), cw) => {
+                let pos = y.iter().filter(|v| **v == 1.0).count() as f64;
+                let n = y.len() as f64;
+                let (w0, w1) = match cw {
+                    ClassWeight::Custom { negative, positive } => (negative, positive),
+                    _ => (n / (2.0 * (n - pos).max(1.0)), n / (2.0 * pos.max(1.0))),
+                };
+                Some(y.iter().map(|v| fx.encode(if *v == 1.0 { w1 } else { w0 })).collect())
+            }
+        };
         let labels = match labels {
             Some(y) => {
                 if y.len() != rows {
@@ -734,6 +761,7 @@ impl Party {
             rows,
             cols,
             labels,
+            weights,
             pending_x: Some(enc),
             seeds: None,
             masked: BTreeMap::new(),
@@ -803,6 +831,11 @@ impl Party {
         } else {
             None
         }
+    }
+
+    /// Beaver rounds per step: the sigmoid's, and one for class weights.
+    fn rounds(&self) -> u64 {
+        sigmoid::ROUNDS + u64::from(self.params.class_weight != ClassWeight::None)
     }
 
     fn my_partner(&self) -> &PartyId {
@@ -905,7 +938,7 @@ impl Party {
             LrMsg::SigmoidOpen { step, round, opening } => {
                 self.check_step(step, "sigmoid", &from)?;
                 if self.sigmoid_peer() != Some(&from)
-                    || round >= sigmoid::ROUNDS
+                    || round >= self.rounds()
                     || self.sig_opens.insert((step, round), opening).is_some()
                 {
                     return protocol(format!("{}: an unexpected sigmoid opening", self.me));
@@ -1015,18 +1048,30 @@ impl Party {
                         if let Some(y) = &self.labels {
                             sub_assign(&mut d, &y[rows.clone()])?;
                         }
-                        if self.is_first() {
-                            for p in &self.roster.features[1..] {
-                                out.push((
-                                    Node::Party(p.clone()),
-                                    LrMsg::ResidualShare { step: t, share: d.clone() },
-                                ));
-                            }
+                        if self.params.class_weight != ClassWeight::None {
+                            // d = c ⊙ (σ − y): one more Beaver product with the label holder's
+                            // class weights (the first feature holder's operand share is 0).
+                            let cw = match &self.weights {
+                                Some(c) => c[rows.clone()].to_vec(),
+                                None => vec![0; rows.len()],
+                            };
+                            let triple = self.triple(t, sigmoid::ROUNDS, rows.len())?;
+                            let (mul, opening) = Mul::start(self.side(), &cw, &d, triple)?;
+                            self.send_open(t, sigmoid::ROUNDS, opening, out)?;
+                            return Ok((Phase::Weighting(Box::new(mul)), true));
                         }
-                        self.backward_open(t, &rows, &d, out)?;
-                        Ok((Phase::Backward(d), true))
+                        self.residuals_ready(t, &rows, d, out)
                     }
                 }
+            }
+            Phase::Weighting(mul) => {
+                let Some(theirs) = self.sig_opens.remove(&(t, sigmoid::ROUNDS)) else {
+                    return Ok((Phase::Weighting(mul), false));
+                };
+                let mut d = mul.finish(&theirs)?;
+                truncate(self.side(), &mut d, self.fx.frac_bits);
+                let rows = self.schedule.rows(t);
+                self.residuals_ready(t, &rows, d, out)
             }
             Phase::Residual => {
                 let Some(d) = self.residuals.remove(&t) else {
@@ -1122,13 +1167,8 @@ impl Party {
         Ok(y)
     }
 
-    fn open_round(
-        &mut self,
-        t: u64,
-        k: u64,
-        sig: &mut Sigmoid,
-        out: &mut Sends,
-    ) -> Result<(), LrError> {
+    /// This side's triple `k` of step `t` for `n` values.
+    fn triple(&self, t: u64, k: u64, n: usize) -> Result<Triple, LrError> {
         let seed = self.beaver.as_ref().ok_or(LrError::Protocol("no triple seed".into()))?;
         let correction = match self.side() {
             Side::P0 => None,
@@ -1137,11 +1177,46 @@ impl Party {
                 Some(deal.sigmoid.get(k as usize).cloned().unwrap_or_default())
             }
         };
-        let triple = Triple::new(self.side(), seed, t, k, sig.len(), correction)?;
-        let opening = sig.open(triple)?;
+        Ok(Triple::new(self.side(), seed, t, k, n, correction)?)
+    }
+
+    fn send_open(&self, t: u64, k: u64, opening: Opening, out: &mut Sends) -> Result<(), LrError> {
         let peer = self.sigmoid_peer().ok_or(LrError::Protocol("no sigmoid peer".into()))?;
         out.push((Node::Party(peer.clone()), LrMsg::SigmoidOpen { step: t, round: k, opening }));
         Ok(())
+    }
+
+    fn open_round(
+        &mut self,
+        t: u64,
+        k: u64,
+        sig: &mut Sigmoid,
+        out: &mut Sends,
+    ) -> Result<(), LrError> {
+        let triple = self.triple(t, k, sig.len())?;
+        let opening = sig.open(triple)?;
+        self.send_open(t, k, opening, out)
+    }
+
+    /// The step's residual shares are known (`L`, `F₁`): hand them to the other feature
+    /// holders and open the backward products.
+    fn residuals_ready(
+        &mut self,
+        t: u64,
+        rows: &Range<usize>,
+        d: Vec<Elem>,
+        out: &mut Sends,
+    ) -> Result<(Phase, bool), LrError> {
+        if self.is_first() {
+            for p in &self.roster.features[1..] {
+                out.push((
+                    Node::Party(p.clone()),
+                    LrMsg::ResidualShare { step: t, share: d.clone() },
+                ));
+            }
+        }
+        self.backward_open(t, rows, &d, out)?;
+        Ok((Phase::Backward(d), true))
     }
 
     fn backward_open(

@@ -294,3 +294,132 @@ fn default_credit_hetero_matches_the_centralized_model() {
     );
     assert!((fed - central).abs() <= 0.005, "federated {fed} vs centralized {central}");
 }
+
+/// Time per epoch at a given shape, all roles in this thread, split by role:
+/// `VLR_SHAPE=rows,a,b,… cargo test … -- --ignored --nocapture vertical_lr_speed`.
+#[test]
+#[ignore = "speed measurement; run by hand"]
+fn vertical_lr_speed() {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use rand::RngExt;
+
+    use super::super::protocol::{Dealer, Party};
+    use super::Delivery;
+
+    let shape = std::env::var("VLR_SHAPE").unwrap_or_else(|_| "24000,13,10".into());
+    let dims: Vec<usize> = shape.split(',').map(|s| s.trim().parse().unwrap()).collect();
+    let (rows, widths) = (dims[0], &dims[1..]);
+    let epochs = 2;
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    let names: Vec<PartyId> = (0..widths.len()).map(|k| pid(&format!("p{k}"))).collect();
+    let mut z = vec![0.0; rows];
+    let mut inputs = BTreeMap::new();
+    for (k, &w) in widths.iter().enumerate() {
+        let x = Array2::from_shape_fn((rows, w), |_| rng.random::<f64>() * 2.0 - 1.0);
+        for (i, r) in x.rows().into_iter().enumerate() {
+            z[i] += r.iter().take(5).sum::<f64>() * 0.3;
+        }
+        let specs = (0..w).map(|j| FeatureSpec::numeric(format!("c{j}"))).collect();
+        inputs.insert(names[k].clone(), Features::new(specs, x).unwrap());
+    }
+    let labels: Vec<f64> =
+        z.iter().map(|z| f64::from(rng.random::<f64>() < 1.0 / (1.0 + (-z).exp()))).collect();
+    let roster = Roster::new(names[0].clone(), names[1..].to_vec()).unwrap();
+    let params = LrParams { epochs, batch_size: 8192, ..LrParams::default() };
+    let job = JobId("speed".into());
+    let started = Instant::now();
+    let mut dealer = Dealer::new(roster.clone(), params, &mut rng).unwrap();
+    let mut parties = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    for p in roster.parties() {
+        let y = (*p == roster.label).then_some(labels.as_slice());
+        let (party, sends) =
+            Party::new(&job, p.clone(), roster.clone(), params, &inputs[p], y).unwrap();
+        parties.insert(p.clone(), party);
+        queue.extend(sends.into_iter().map(|(to, msg)| Delivery {
+            from: Node::Party(p.clone()),
+            to,
+            msg,
+        }));
+    }
+    let setup = started.elapsed();
+    let mut busy: BTreeMap<Node, Duration> = BTreeMap::new();
+    let mut bytes = 0u64;
+    let mut setup_done: Option<Duration> = None;
+    let train = Instant::now();
+    while let Some(d) = queue.pop_front() {
+        if setup_done.is_none() && matches!(d.msg, LrMsg::Need { .. }) {
+            setup_done = Some(train.elapsed());
+        }
+        if setup_done.is_some() {
+            bytes += 16 * d.msg.vectors().iter().map(|v| v.len() as u64).sum::<u64>();
+        }
+        let t = Instant::now();
+        let (sends, from) = match &d.to {
+            Node::Dealer => (dealer.handle(&d.from, d.msg).unwrap(), Node::Dealer),
+            Node::Party(p) => {
+                (parties.get_mut(p).unwrap().handle(&d.from, d.msg).unwrap(), d.to.clone())
+            }
+        };
+        *busy.entry(d.to.clone()).or_default() += t.elapsed();
+        queue.extend(sends.into_iter().map(|(to, msg)| Delivery { from: from.clone(), to, msg }));
+    }
+    let total = train.elapsed();
+    let mask_setup = setup_done.unwrap_or_default();
+    assert!(parties.values().all(|p| p.finished()));
+    eprintln!(
+        "{rows} rows × {widths:?}: encoding {:.2} s, dealing and masking X {:.2} s, \
+         {:.3} s per epoch ({} epochs, batch {}), {:.1} MB per epoch on the wire",
+        setup.as_secs_f64(),
+        mask_setup.as_secs_f64(),
+        (total - mask_setup).as_secs_f64() / f64::from(epochs),
+        epochs,
+        params.batch_size,
+        bytes as f64 / 1e6 / f64::from(epochs)
+    );
+    for (node, t) in busy {
+        eprintln!("  {node:?}: {:.3} s busy in all", t.as_secs_f64());
+    }
+}
+
+#[test]
+fn balanced_class_weights_match_the_centralized_model() {
+    use fedcredit_models::logistic::ClassWeight;
+    let split = small_split(6000, 3, 2);
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let params = LrParams {
+        epochs: 12,
+        batch_size: 256,
+        class_weight: ClassWeight::Balanced,
+        ..LrParams::default()
+    };
+    let out =
+        run(&JobId("j".into()), &split.roster(), &params, &split.inputs(), &mut rng, true).unwrap();
+    check_transcript(&out, &split.roster());
+    let test_cols: BTreeMap<PartyId, Features> = split
+        .parties
+        .iter()
+        .enumerate()
+        .map(|(k, (p, _))| (p.clone(), split.features(k, &split.test)))
+        .collect();
+    let fed = joint_scores(&out.parts, &test_cols).unwrap();
+    let y_test = split.labels(&split.test);
+    let fed_auc = auc(&fed, &y_test).unwrap();
+    let central = LogisticPipeline::fit(
+        &split.all.select_rows(&split.train),
+        &EncoderOptions::default(),
+        &LogisticParams { class_weight: ClassWeight::Balanced, ..LogisticParams::default() },
+    )
+    .unwrap();
+    let p = central.predict_proba(&split.all.features.select_rows(&split.test)).unwrap();
+    let central_auc = auc(p.as_slice().unwrap(), &y_test).unwrap();
+    // Balanced weights move the intercept up: the mean predicted probability is near ½.
+    let mean_p: f64 = fed.iter().map(|z| 1.0 / (1.0 + (-z).exp())).sum::<f64>() / fed.len() as f64;
+    eprintln!(
+        "balanced: federated AUC {fed_auc:.4}, centralized {central_auc:.4}, mean P {mean_p:.3}"
+    );
+    assert!((fed_auc - central_auc).abs() <= 0.01, "{fed_auc} vs {central_auc}");
+    assert!((0.35..0.65).contains(&mean_p), "{mean_p}");
+}
