@@ -2,9 +2,10 @@
 //!
 //! The protocol (secret sharing between the label holder and the feature holders, the
 //! coordinator as dealer of correlated randomness) is in [`protocol`], as sans-IO roles with
-//! typed messages; [`sim`] runs them in memory. (Being written: the stage's conductor and
+//! typed messages; [`codec`] turns those into bytes; [`sim`] runs them in memory. (Being written: the stage's conductor and
 //! party sides, which carry those messages in `LrPayload`s and the dealer's in `LrStep`s.)
 
+pub mod codec;
 pub mod protocol;
 pub mod sim;
 

@@ -1,5 +1,7 @@
 //! The vertical LR roles run in memory: a FIFO of messages between the dealer and the parties,
 //! with an optional transcript of everything delivered (for leakage tests) and traffic counts.
+//! Every message goes through its bytes ([`LrMsg::encode`], [`LrMsg::decode`]) on the way, as
+//! it would on the wire.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -38,8 +40,8 @@ pub struct SimOutcome {
     pub transcript: Vec<Delivery>,
     /// Messages delivered.
     pub messages: u64,
-    /// Ring values (16 bytes each) sent, by sender and receiver.
-    pub ring_values: BTreeMap<(Node, Node), u64>,
+    /// Bytes sent, by sender and receiver.
+    pub bytes: BTreeMap<(Node, Node), u64>,
 }
 
 /// Runs a job in memory to the end.
@@ -73,11 +75,12 @@ pub fn run<R: CryptoRng + ?Sized>(
     }
     let mut transcript = Vec::new();
     let mut messages = 0u64;
-    let mut ring_values: BTreeMap<(Node, Node), u64> = BTreeMap::new();
-    while let Some(d) = queue.pop_front() {
+    let mut bytes: BTreeMap<(Node, Node), u64> = BTreeMap::new();
+    while let Some(mut d) = queue.pop_front() {
         messages += 1;
-        *ring_values.entry((d.from.clone(), d.to.clone())).or_default() +=
-            d.msg.vectors().iter().map(|v| v.len() as u64).sum::<u64>();
+        let wire = d.msg.encode();
+        *bytes.entry((d.from.clone(), d.to.clone())).or_default() += wire.len() as u64;
+        d.msg = LrMsg::decode(&wire)?;
         if record {
             transcript.push(d.clone());
         }
@@ -98,7 +101,7 @@ pub fn run<R: CryptoRng + ?Sized>(
         })?;
         parts.insert(p, part);
     }
-    Ok(SimOutcome { parts, transcript, messages, ring_values })
+    Ok(SimOutcome { parts, transcript, messages, bytes })
 }
 
 /// The joint log-odds of rows given as each party's columns: the sum of the parties' partial

@@ -109,7 +109,7 @@ fn two_parties_match_the_centralized_model_on_generated_applications() {
         .unwrap();
     let (fed, central) = split.compare(&out);
     eprintln!("generated, 2 parties: federated AUC {fed:.4}, centralized {central:.4}");
-    assert!((fed - central).abs() <= 0.01, "federated {fed} vs centralized {central}");
+    assert!((fed - central).abs() <= 0.005, "federated {fed} vs centralized {central}");
     // Each part has one coefficient per encoded column of its own; only the bank's has the
     // intercept.
     assert!(out.parts[&pid("bank")].intercept.is_some());
@@ -120,12 +120,12 @@ fn two_parties_match_the_centralized_model_on_generated_applications() {
 fn three_parties_with_missing_values_and_text_columns() {
     let split = small_split(6000, 4, 3);
     let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let params = LrParams { epochs: 12, batch_size: 256, ..LrParams::default() };
+    let params = LrParams { epochs: 30, batch_size: 256, decay: 0.1, ..LrParams::default() };
     let out =
         run(&JobId("j".into()), &split.roster(), &params, &split.inputs(), &mut rng, true).unwrap();
     let (fed, central) = split.compare(&out);
     eprintln!("generated, 3 parties: federated AUC {fed:.4}, centralized {central:.4}");
-    assert!((fed - central).abs() <= 0.01, "federated {fed} vs centralized {central}");
+    assert!((fed - central).abs() <= 0.005, "federated {fed} vs centralized {central}");
     check_transcript(&out, &split.roster());
 }
 
@@ -282,15 +282,15 @@ fn default_credit_hetero_matches_the_centralized_model() {
         .unwrap();
     let secs = started.elapsed().as_secs_f64();
     let (fed, central) = split.compare(&out);
-    let traffic: u64 = out.ring_values.values().sum();
+    let traffic: u64 = out.bytes.values().sum();
     eprintln!(
         "default_credit {} × {}: federated AUC {fed:.4}, centralized {central:.4}; \
-         {:.3} s per epoch in memory (all roles, one thread); {} messages, {:.1} MB of ring values",
+         {:.3} s per epoch in memory (all roles, one thread); {} messages, {:.1} MB",
         split.train.len(),
         split.all.features.n_features(),
         secs / f64::from(params.epochs),
         out.messages,
-        traffic as f64 * 16.0 / 1e6
+        traffic as f64 / 1e6
     );
     assert!((fed - central).abs() <= 0.005, "federated {fed} vs centralized {central}");
 }
@@ -420,6 +420,6 @@ fn balanced_class_weights_match_the_centralized_model() {
     eprintln!(
         "balanced: federated AUC {fed_auc:.4}, centralized {central_auc:.4}, mean P {mean_p:.3}"
     );
-    assert!((fed_auc - central_auc).abs() <= 0.01, "{fed_auc} vs {central_auc}");
+    assert!((fed_auc - central_auc).abs() <= 0.005, "{fed_auc} vs {central_auc}");
     assert!((0.35..0.65).contains(&mean_p), "{mean_p}");
 }
