@@ -36,6 +36,24 @@
 //!
 //! After the last step each partner sends the owner its share of `w_p`: the owner, and only
 //! the owner, learns its coefficients.
+//!
+//! # What each role sees (semi-honest parties, a dealer that colludes with no party)
+//!
+//! | role | receives | never sees |
+//! |---|---|---|
+//! | label holder `L` | from the dealer: seeds (its mask `A_L`, the vector masks of the matrices it partners, its triple seed) and corrections `c₁` (uniform: offset by the owner's `c₀`); from each `F_j`: `E_j = X_j − A_j` once (uniform); from `F₁`: masked shares `w − b`, `d − b′` and sigmoid openings (uniform), and at the end `F₁`'s share of `w_L` | other parties' features, partial logits, gradients or coefficients; residuals and predictions on training rows (they stay shared) |
+//! | first feature holder `F₁` | from the dealer: seeds and corrections (uniform); from `L`: `E_L` once, masked shares, sigmoid openings (uniform), at the end `L`'s share of `w_{F₁}`; from `F_j`: their logit shares (uniform: `L` holds the other share) | labels, residuals, predictions, gradients, other parties' coefficients |
+//! | other feature holder `F_j` | from the dealer: its seed; from `L`: masked shares (uniform), at the end `L`'s share of `w_j`; from `F₁`: `F₁`'s residual share (uniform: `L` holds the other) | as `F₁` |
+//! | dealer (coordinator) | each party's shape (aligned rows, encoded columns: for a text column, how many levels are kept) and the label holder's step requests | any value derived from rows, labels, weights or gradients (it sends, never receives, ring values) |
+//!
+//! Shapes are also visible to the partner (the size of `E`). Each party learns its own
+//! coefficients at the end, and the label holder the joint scores it serves; with one feature
+//! holder, a served score minus the label holder's part is the feature holder's part. The
+//! scheme relies on non-collusion: the dealer together with any party, or `L` together with
+//! `F₁`, can reconstruct what the shares hide (the dealer knows `A_p`, so with `p`'s partner it
+//! recovers `X_p` from `E_p`). Party-to-party messages travel sealed through the coordinator,
+//! which relays bytes it cannot read. Masks are ChaCha20 keystreams under HKDF-derived seeds,
+//! never a statistical generator.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
