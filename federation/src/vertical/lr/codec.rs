@@ -129,9 +129,10 @@ impl LrMsg {
         let mut w =
             W(Vec::with_capacity(64 + 16 * self.vectors().iter().map(|v| v.len()).sum::<usize>()));
         match self {
-            LrMsg::Shape { rows, cols } => {
+            LrMsg::Shape { rows, valid, cols } => {
                 w.u8(SHAPE);
                 w.u64(*rows);
+                w.u64(*valid);
                 w.u64(*cols);
             }
             LrMsg::Need { step } => {
@@ -210,7 +211,7 @@ impl LrMsg {
     pub fn decode(bytes: &[u8]) -> Result<Self, LrError> {
         let mut r = R(bytes);
         let msg = match r.u8()? {
-            SHAPE => LrMsg::Shape { rows: r.u64()?, cols: r.u64()? },
+            SHAPE => LrMsg::Shape { rows: r.u64()?, valid: r.u64()?, cols: r.u64()? },
             NEED => LrMsg::Need { step: r.u64()? },
             SEEDS => {
                 let owner = r.seed()?;
@@ -264,7 +265,7 @@ mod tests {
         let p = |s: &str| PartyId(s.into());
         let v = vec![1u128, u128::MAX, 7 << 100];
         let msgs = vec![
-            LrMsg::Shape { rows: 24_000, cols: 14 },
+            LrMsg::Shape { rows: 24_000, valid: 6_000, cols: 14 },
             LrMsg::Need { step: 3 },
             LrMsg::Seeds {
                 owner: Seed([1; 32]),

@@ -34,6 +34,10 @@
 //!    (matrix triple, the same mask `A_p`), and update their shares of
 //!    `w_p ← w_p − η_t·(X_{p,B}ᵀ d / m + λ·w_p)` locally (`λ = 1/(C·n)`, none on the intercept).
 //!
+//! With validation rows (the same aligned rows at every party, after the training rows), each
+//! epoch ends with a validation step: step 1 over those rows, then `F₁` sends `L` its share of
+//! the joint logits, and `L` opens them and computes AUC, KS and log loss ([`EpochReport`]).
+//!
 //! After the last step each partner sends the owner its share of `w_p`: the owner, and only
 //! the owner, learns its coefficients.
 //!
@@ -41,7 +45,7 @@
 //!
 //! | role | receives | never sees |
 //! |---|---|---|
-//! | label holder `L` | from the dealer: seeds (its mask `A_L`, the vector masks of the matrices it partners, its triple seed) and corrections `c₁` (uniform: offset by the owner's `c₀`); from each `F_j`: `E_j = X_j − A_j` once (uniform); from `F₁`: masked shares `w − b`, `d − b′` and sigmoid openings (uniform), and at the end `F₁`'s share of `w_L` | other parties' features, partial logits, gradients or coefficients; residuals and predictions on training rows (they stay shared) |
+//! | label holder `L` | from the dealer: seeds (its mask `A_L`, the vector masks of the matrices it partners, its triple seed) and corrections `c₁` (uniform: offset by the owner's `c₀`); from each `F_j`: `E_j = X_j − A_j` once (uniform); from `F₁`: masked shares `w − b`, `d − b′` and sigmoid openings (uniform), at each epoch's validation step `F₁`'s share of the joint validation logits, which it opens (the scores it would serve), and at the end `F₁`'s share of `w_L` | other parties' features, partial logits, gradients or coefficients; residuals and predictions on training rows (they stay shared) |
 //! | first feature holder `F₁` | from the dealer: seeds and corrections (uniform); from `L`: `E_L` once, masked shares, sigmoid openings (uniform), at the end `L`'s share of `w_{F₁}`; from `F_j`: their logit shares (uniform: `L` holds the other share) | labels, residuals, predictions, gradients, other parties' coefficients |
 //! | other feature holder `F_j` | from the dealer: its seed; from `L`: masked shares (uniform), at the end `L`'s share of `w_j`; from `F₁`: `F₁`'s residual share (uniform: `L` holds the other) | as `F₁` |
 //! | dealer (coordinator) | each party's shape (aligned rows, encoded columns: for a text column, how many levels are kept) and the label holder's step requests | any value derived from rows, labels, weights or gradients (it sends, never receives, ring values) |
@@ -179,42 +183,73 @@ impl LrParams {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
     rows: usize,
+    valid: usize,
     batch: usize,
-    per_epoch: u64,
+    /// Training steps per epoch.
+    batches: u64,
     params: LrParams,
 }
 
 impl Schedule {
-    /// The schedule of `params` over `rows` rows.
-    pub fn new(params: &LrParams, rows: usize) -> Self {
+    /// The schedule of `params` over `rows` training rows, then `valid` validation rows (the
+    /// matrices hold both, training rows first).
+    pub fn new(params: &LrParams, rows: usize, valid: usize) -> Self {
         let batch = if params.batch_size == 0 { rows } else { params.batch_size.min(rows) }.max(1);
-        let per_epoch = rows.div_ceil(batch).max(1) as u64;
-        Self { rows, batch, per_epoch, params: *params }
+        let batches = rows.div_ceil(batch).max(1) as u64;
+        Self { rows, valid, batch, batches, params: *params }
     }
 
     /// Steps in all.
     pub fn steps(&self) -> u64 {
-        self.per_epoch * u64::from(self.params.epochs)
+        self.per_epoch() * u64::from(self.params.epochs)
     }
 
-    /// Steps per epoch.
+    /// Steps per epoch: the training batches, then a validation step when there are
+    /// validation rows.
     pub fn per_epoch(&self) -> u64 {
-        self.per_epoch
+        self.batches + u64::from(self.valid > 0)
+    }
+
+    /// Whether step `step` scores the validation rows (the epoch's last step).
+    pub fn is_validation(&self, step: u64) -> bool {
+        self.valid > 0 && step % self.per_epoch() == self.batches
+    }
+
+    /// The epoch of step `step`, from 0.
+    pub fn epoch(&self, step: u64) -> u64 {
+        step / self.per_epoch()
     }
 
     /// The rows of step `step` (contiguous in the agreed row order, which alignment made
-    /// pseudorandom).
+    /// pseudorandom); a validation step covers the validation rows.
     pub fn rows(&self, step: u64) -> Range<usize> {
-        let b = (step % self.per_epoch) as usize;
+        if self.is_validation(step) {
+            return self.rows..self.rows + self.valid;
+        }
+        let b = (step % self.per_epoch()) as usize;
         let start = b * self.batch;
         start.min(self.rows)..(start + self.batch).min(self.rows)
     }
 
     /// The step size of step `step`.
     pub fn eta(&self, step: u64) -> f64 {
-        let epoch = (step / self.per_epoch) as f64;
+        let epoch = self.epoch(step) as f64;
         self.params.learning_rate / (1.0 + self.params.decay * epoch)
     }
+}
+
+/// The label holder's view of an epoch: figures on the validation rows from the joint scores,
+/// which it may see (it serves them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// Epoch, from 1.
+    pub epoch: u64,
+    /// Validation AUC.
+    pub auc: f64,
+    /// Validation KS.
+    pub ks: f64,
+    /// Validation log loss (exact sigmoid on the joint scores).
+    pub log_loss: f64,
 }
 
 /// Where a message goes or comes from.
@@ -243,8 +278,10 @@ pub struct Corrections {
 pub enum LrMsg {
     /// Party → dealer: the shape of its encoded matrix.
     Shape {
-        /// Rows (the aligned rows).
+        /// Training rows (aligned).
         rows: u64,
+        /// Validation rows (aligned, after the training rows).
+        valid: u64,
         /// Encoded columns (the label holder's intercept included).
         cols: u64,
     },
@@ -281,7 +318,8 @@ pub enum LrMsg {
         /// `w − b`.
         f: Vec<Elem>,
     },
-    /// `F_j` → `F₁`: its share of `u_j` (untruncated).
+    /// `F_j` → `F₁`: its share of `u_j` (untruncated); on a validation step also `F₁` → `L`:
+    /// its share of the joint validation logits (truncated), which `L` opens.
     LogitShare {
         /// The step.
         step: u64,
@@ -417,7 +455,7 @@ pub struct Dealer {
     roster: Roster,
     params: LrParams,
     root: Seed,
-    shapes: BTreeMap<PartyId, (usize, usize)>,
+    shapes: BTreeMap<PartyId, (usize, usize, usize)>,
     matrices: BTreeMap<PartyId, MatrixDealer>,
     beaver: TripleDealer,
     schedule: Option<Schedule>,
@@ -461,7 +499,7 @@ impl Dealer {
             return protocol(format!("{from} is not a party of this job"));
         }
         match msg {
-            LrMsg::Shape { rows, cols } => self.shape(from, rows, cols),
+            LrMsg::Shape { rows, valid, cols } => self.shape(from, rows, valid, cols),
             LrMsg::Need { step } => {
                 if *from != self.roster.label {
                     return protocol(format!("{from} may not ask for a step"));
@@ -472,29 +510,40 @@ impl Dealer {
         }
     }
 
-    fn shape(&mut self, from: &PartyId, rows: u64, cols: u64) -> Result<Sends, LrError> {
+    fn shape(
+        &mut self,
+        from: &PartyId,
+        rows: u64,
+        valid: u64,
+        cols: u64,
+    ) -> Result<Sends, LrError> {
         let rows = usize::try_from(rows).map_err(|_| LrError::Protocol("too many rows".into()))?;
+        let valid =
+            usize::try_from(valid).map_err(|_| LrError::Protocol("too many rows".into()))?;
         let cols = usize::try_from(cols).map_err(|_| LrError::Protocol("too many cols".into()))?;
-        if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|c| c > 1 << 31) {
+        let total = rows.checked_add(valid).ok_or(LrError::Protocol("too many rows".into()))?;
+        if rows == 0 || cols == 0 || total.checked_mul(cols).is_none_or(|c| c > 1 << 31) {
             return protocol(format!("{from}: a {rows} × {cols} matrix cannot be dealt"));
         }
         if self.shapes.contains_key(from) {
             return protocol(format!("{from} sent its shape twice"));
         }
-        if let Some((r, _)) = self.shapes.values().next()
-            && *r != rows
+        if let Some((r, v, _)) = self.shapes.values().next()
+            && (*r, *v) != (rows, valid)
         {
-            return protocol(format!("{from} has {rows} aligned rows, another party {r}"));
+            return protocol(format!(
+                "{from} has {rows} + {valid} aligned rows, another party {r} + {v}"
+            ));
         }
-        self.shapes.insert(from.clone(), (rows, cols));
+        self.shapes.insert(from.clone(), (rows, valid, cols));
         if self.shapes.len() < self.roster.parties().count() {
             return Ok(Vec::new());
         }
-        self.schedule = Some(Schedule::new(&self.params, rows));
+        self.schedule = Some(Schedule::new(&self.params, rows, valid));
         let mut out = Vec::new();
-        for (owner, (r, c)) in &self.shapes {
+        for (owner, (r, v, c)) in &self.shapes {
             let root = self.root.derive(format!("lr/matrix/{owner}").as_bytes());
-            self.matrices.insert(owner.clone(), MatrixDealer::new(&root, *r, *c));
+            self.matrices.insert(owner.clone(), MatrixDealer::new(&root, r + v, *c));
         }
         for p in self.roster.parties() {
             let owner = self.matrices[p].owner_seed();
@@ -529,6 +578,7 @@ impl Dealer {
         }
         self.dealt = Some(step);
         let rows = schedule.rows(step);
+        let validation = schedule.is_validation(step);
         let mut per: BTreeMap<PartyId, Corrections> = BTreeMap::new();
         for (owner, m) in &self.matrices {
             let partner = self.roster.partner_of(owner).clone();
@@ -538,10 +588,16 @@ impl Dealer {
                 sigmoid: Vec::new(),
             });
             c.forward.insert(owner.clone(), m.forward(step, rows.clone())?);
-            c.backward.insert(owner.clone(), m.backward(step, rows.clone())?);
+            if !validation {
+                c.backward.insert(owner.clone(), m.backward(step, rows.clone())?);
+            }
         }
         let first = self.roster.first().clone();
-        let rounds = sigmoid::ROUNDS + u64::from(self.params.class_weight != ClassWeight::None);
+        let rounds = if validation {
+            0
+        } else {
+            sigmoid::ROUNDS + u64::from(self.params.class_weight != ClassWeight::None)
+        };
         let sig = (0..rounds).map(|k| self.beaver.correction(step, k, rows.len())).collect();
         per.entry(first)
             .or_insert_with(|| Corrections {
@@ -673,8 +729,15 @@ pub struct Party {
     params: LrParams,
     fx: Fixed,
     encoding: LocalEncoding,
+    /// Rows of the matrices: training rows, then validation rows.
     rows: usize,
+    /// Training rows.
+    train_rows: usize,
     cols: usize,
+    /// Labels of the validation rows (label holder only).
+    valid_labels: Option<Vec<f64>>,
+    /// Figures per epoch (label holder, with validation rows).
+    progress: Vec<EpochReport>,
     /// Encoded labels (label holder only).
     labels: Option<Vec<Elem>>,
     /// Encoded class weight of each row (label holder only, with class weights).
@@ -715,6 +778,7 @@ impl Party {
         params: LrParams,
         features: &Features,
         labels: Option<&[f64]>,
+        valid: Option<(&Features, Option<&[f64]>)>,
     ) -> Result<(Self, Sends), LrError> {
         params.validate()?;
         if !roster.contains(&me) {
@@ -734,10 +798,30 @@ impl Party {
         let fx = Fixed::new(params.frac_bits);
         let encoding = LocalEncoding::fit(features, params.clip)?;
         let x = encoding.transform(features)?;
+        let xv = valid.map(|(f, _)| encoding.transform(f)).transpose()?;
+        let n_valid = xv.as_ref().map_or(0, |v| v.nrows());
+        let valid_labels = match valid {
+            Some((_, Some(y))) if is_label => {
+                if y.len() != n_valid || y.iter().any(|v| *v != 0.0 && *v != 1.0) {
+                    return Err(LrError::Params(format!(
+                        "{} validation labels for {n_valid} rows, or not 0/1",
+                        y.len()
+                    )));
+                }
+                Some(y.to_vec())
+            }
+            Some((_, None)) if is_label => {
+                return Err(LrError::Params("the label holder needs validation labels".into()));
+            }
+            Some((_, Some(_))) => {
+                return Err(LrError::Params(format!("{me}: only the label holder has labels")));
+            }
+            _ => None,
+        };
         let intercept = usize::from(is_label);
         let cols = x.ncols() + intercept;
-        let mut enc = Vec::with_capacity(rows * cols);
-        for r in x.rows() {
+        let mut enc = Vec::with_capacity((rows + n_valid) * cols);
+        for r in x.rows().into_iter().chain(xv.iter().flat_map(|v| v.rows())) {
             enc.extend(r.iter().map(|v| fx.encode(*v)));
             if is_label {
                 enc.push(fx.encode(1.0));
@@ -767,7 +851,7 @@ impl Party {
             }
             None => None,
         };
-        let schedule = Schedule::new(&params, rows);
+        let schedule = Schedule::new(&params, rows, n_valid);
         let span = tracing::debug_span!("vertical-lr", job = %job, party = %me);
         let party = Self {
             me,
@@ -776,8 +860,11 @@ impl Party {
             params,
             fx,
             encoding,
-            rows,
+            rows: rows + n_valid,
+            train_rows: rows,
             cols,
+            valid_labels,
+            progress: Vec::new(),
             labels,
             weights,
             pending_x: Some(enc),
@@ -798,7 +885,10 @@ impl Party {
             final_share: None,
             result: None,
         };
-        let sends = vec![(Node::Dealer, LrMsg::Shape { rows: rows as u64, cols: cols as u64 })];
+        let sends = vec![(
+            Node::Dealer,
+            LrMsg::Shape { rows: rows as u64, valid: n_valid as u64, cols: cols as u64 },
+        )];
         Ok((party, sends))
     }
 
@@ -815,6 +905,11 @@ impl Party {
     /// Whether training is over here.
     pub fn finished(&self) -> bool {
         matches!(self.phase, Phase::Done)
+    }
+
+    /// Figures per epoch on the validation rows (label holder only).
+    pub fn progress(&self) -> &[EpochReport] {
+        &self.progress
     }
 
     /// The step the party is at.
@@ -946,7 +1041,14 @@ impl Party {
             }
             LrMsg::LogitShare { step, share } => {
                 self.check_step(step, "logit", &from)?;
-                if !self.is_first() || from == self.roster.label {
+                let ok = if self.is_first() {
+                    from != self.roster.label
+                } else {
+                    self.is_label()
+                        && from == *self.roster.first()
+                        && self.schedule.is_validation(step)
+                };
+                if !ok {
                     return protocol(format!("{}: an unexpected logit share from {from}", self.me));
                 }
                 if self.logit_shares.entry(step).or_default().insert(from, share).is_some() {
@@ -1021,12 +1123,15 @@ impl Party {
             }
             Phase::Forward => {
                 let needs_deal = !self.is_other();
-                let needs_logits = self.is_first() && self.roster.features.len() > 1;
+                let validation = self.schedule.is_validation(t);
+                let logits_due = if self.is_first() {
+                    self.roster.features.len() - 1
+                } else {
+                    usize::from(self.is_label() && validation)
+                };
                 if !self.fwd.contains_key(&t)
                     || (needs_deal && !self.deals.contains_key(&t))
-                    || (needs_logits
-                        && self.logit_shares.get(&t).map_or(0, BTreeMap::len)
-                            < self.roster.features.len() - 1)
+                    || self.logit_shares.get(&t).map_or(0, BTreeMap::len) < logits_due
                 {
                     return Ok((Phase::Forward, false));
                 }
@@ -1037,14 +1142,34 @@ impl Party {
                         Node::Party(self.roster.first().clone()),
                         LrMsg::LogitShare { step: t, share: y },
                     ));
+                    if validation {
+                        return Ok(self.next_step());
+                    }
                     return Ok((Phase::Residual, true));
                 }
-                if let Some(shares) = self.logit_shares.remove(&t) {
+                let others = self.logit_shares.remove(&t);
+                if self.is_first()
+                    && let Some(shares) = &others
+                {
                     for s in shares.values() {
                         add_assign(&mut y, s)?;
                     }
                 }
                 truncate(self.side(), &mut y, self.fx.frac_bits);
+                if validation {
+                    if self.is_first() {
+                        out.push((
+                            Node::Party(self.roster.label.clone()),
+                            LrMsg::LogitShare { step: t, share: y },
+                        ));
+                    } else {
+                        let theirs = others
+                            .and_then(|mut m| m.remove(self.roster.first()))
+                            .unwrap_or_default();
+                        self.validate(t, &y, &theirs)?;
+                    }
+                    return Ok(self.next_step());
+                }
                 let mut sig = Box::new(Sigmoid::new(self.side(), self.fx, y));
                 self.open_round(t, 0, &mut sig, out)?;
                 Ok((Phase::Sigmoid(sig), true))
@@ -1106,14 +1231,7 @@ impl Party {
                     return Ok((Phase::Backward(d), false));
                 }
                 self.backward(t, &d)?;
-                self.deals.remove(&t);
-                self.fwd.remove(&t);
-                self.bwd.remove(&t);
-                self.step += 1;
-                if self.step.is_multiple_of(self.schedule.per_epoch()) {
-                    tracing::debug!(epoch = self.step / self.schedule.per_epoch(), "epoch done");
-                }
-                Ok((Phase::Start, true))
+                Ok(self.next_step())
             }
             Phase::Final => {
                 let Some(share) = self.final_share.take() else {
@@ -1134,6 +1252,44 @@ impl Party {
             }
             Phase::Done => Ok((Phase::Done, false)),
         }
+    }
+
+    /// Clears step `t`'s inboxes and moves to the next step.
+    fn next_step(&mut self) -> (Phase, bool) {
+        let t = self.step;
+        self.deals.remove(&t);
+        self.fwd.remove(&t);
+        self.bwd.remove(&t);
+        self.step += 1;
+        if self.step.is_multiple_of(self.schedule.per_epoch()) {
+            tracing::debug!(epoch = self.step / self.schedule.per_epoch(), "epoch done");
+        }
+        (Phase::Start, true)
+    }
+
+    /// The label holder opens the joint validation logits and scores them.
+    fn validate(&mut self, t: u64, mine: &[Elem], theirs: &[Elem]) -> Result<(), LrError> {
+        let z = self.fx.decode_all(&mpc::reconstruct(mine, theirs)?);
+        let Some(y) = &self.valid_labels else {
+            return protocol("validation rows without labels");
+        };
+        let p: Vec<f64> = z.iter().map(|z| fedcredit_models::logistic::sigmoid(*z)).collect();
+        let m = |r: Result<f64, ModelError>| r.unwrap_or(f64::NAN);
+        let report = EpochReport {
+            epoch: self.schedule.epoch(t) + 1,
+            auc: m(fedcredit_models::metrics::auc(&z, y)),
+            ks: m(fedcredit_models::metrics::ks(&z, y)),
+            log_loss: m(fedcredit_models::metrics::log_loss(&p, y)),
+        };
+        tracing::info!(
+            epoch = report.epoch,
+            auc = report.auc,
+            ks = report.ks,
+            log_loss = report.log_loss,
+            "validation"
+        );
+        self.progress.push(report);
+        Ok(())
     }
 
     fn setup(&mut self, out: &mut Sends) -> Result<(Phase, bool), LrError> {
@@ -1256,7 +1412,7 @@ impl Party {
         let rows = self.schedule.rows(t);
         let m = rows.len();
         let eta = self.schedule.eta(t);
-        let lambda = 1.0 / (self.params.c * self.rows as f64);
+        let lambda = 1.0 / (self.params.c * self.train_rows as f64);
         let step_c = encode_bits(eta / m as f64, CONST_BITS);
         let decay_c = encode_bits(eta * lambda, CONST_BITS);
         let (side, f_bits) = (self.side(), self.fx.frac_bits);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use fedcredit_models::Features;
 use rand::CryptoRng;
 
-use super::protocol::{Dealer, LrError, LrMsg, LrParams, LrPart, Node, Party, Roster};
+use super::protocol::{Dealer, EpochReport, LrError, LrMsg, LrParams, LrPart, Node, Party, Roster};
 use crate::ids::{JobId, PartyId};
 
 /// A party's input: its aligned rows (and the labels at the label holder).
@@ -18,6 +18,10 @@ pub struct SimInput {
     pub features: Features,
     /// 0/1 labels, label holder only.
     pub labels: Option<Vec<f64>>,
+    /// Its columns over the validation rows (the same rows at every party), if any.
+    pub valid: Option<Features>,
+    /// Validation labels, label holder only.
+    pub valid_labels: Option<Vec<f64>>,
 }
 
 /// One delivered message.
@@ -38,6 +42,8 @@ pub struct SimOutcome {
     pub parts: BTreeMap<PartyId, LrPart>,
     /// Every delivery, when recorded.
     pub transcript: Vec<Delivery>,
+    /// The label holder's figures per epoch on the validation rows.
+    pub progress: Vec<EpochReport>,
     /// Messages delivered.
     pub messages: u64,
     /// Bytes sent, by sender and receiver.
@@ -68,6 +74,7 @@ pub fn run<R: CryptoRng + ?Sized>(
             *params,
             &input.features,
             input.labels.as_deref(),
+            input.valid.as_ref().map(|f| (f, input.valid_labels.as_deref())),
         )?;
         parties.insert(p.clone(), party);
         let from = Node::Party(p.clone());
@@ -94,6 +101,7 @@ pub fn run<R: CryptoRng + ?Sized>(
         };
         queue.extend(sends.into_iter().map(|(to, msg)| Delivery { from: from.clone(), to, msg }));
     }
+    let progress = parties.get(&roster.label).map(|p| p.progress().to_vec()).unwrap_or_default();
     let mut parts = BTreeMap::new();
     for (p, party) in parties {
         let part = party.result().cloned().ok_or_else(|| {
@@ -101,7 +109,7 @@ pub fn run<R: CryptoRng + ?Sized>(
         })?;
         parts.insert(p, part);
     }
-    Ok(SimOutcome { parts, transcript, messages, bytes })
+    Ok(SimOutcome { parts, transcript, progress, messages, bytes })
 }
 
 /// The joint log-odds of rows given as each party's columns: the sum of the parties' partial

@@ -42,9 +42,27 @@ impl Split {
             .enumerate()
             .map(|(k, (p, _))| {
                 let labels = (k == 0).then(|| self.labels(&self.train));
-                (p.clone(), SimInput { features: self.features(k, &self.train), labels })
+                let input = SimInput {
+                    features: self.features(k, &self.train),
+                    labels,
+                    valid: None,
+                    valid_labels: None,
+                };
+                (p.clone(), input)
             })
             .collect()
+    }
+
+    /// Inputs with the test rows as validation rows.
+    fn inputs_with_validation(&self) -> BTreeMap<PartyId, SimInput> {
+        let mut inputs = self.inputs();
+        for (k, (p, _)) in self.parties.iter().enumerate() {
+            if let Some(i) = inputs.get_mut(p) {
+                i.valid = Some(self.features(k, &self.test));
+                i.valid_labels = (k == 0).then(|| self.labels(&self.test));
+            }
+        }
+        inputs
     }
 
     fn roster(&self) -> Roster {
@@ -121,8 +139,15 @@ fn three_parties_with_missing_values_and_text_columns() {
     let split = small_split(6000, 4, 3);
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let params = LrParams { epochs: 30, batch_size: 256, decay: 0.1, ..LrParams::default() };
-    let out =
-        run(&JobId("j".into()), &split.roster(), &params, &split.inputs(), &mut rng, true).unwrap();
+    let out = run(
+        &JobId("j".into()),
+        &split.roster(),
+        &params,
+        &split.inputs_with_validation(),
+        &mut rng,
+        true,
+    )
+    .unwrap();
     let (fed, central) = split.compare(&out);
     eprintln!("generated, 3 parties: federated AUC {fed:.4}, centralized {central:.4}");
     assert!((fed - central).abs() <= 0.005, "federated {fed} vs centralized {central}");
@@ -187,6 +212,7 @@ fn a_peer_cannot_inject_messages_out_of_turn() {
         LrParams::default(),
         &inputs[&pid("tax")].features,
         None,
+        None,
     )
     .unwrap();
     let bank = Node::Party(pid("bank"));
@@ -214,6 +240,7 @@ fn a_peer_cannot_inject_messages_out_of_turn() {
             roster,
             LrParams::default(),
             &inputs[&pid("bank")].features,
+            None,
             None
         )
         .is_err()
@@ -278,8 +305,15 @@ fn default_credit_hetero_matches_the_centralized_model() {
     let params = LrParams::default();
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let started = Instant::now();
-    let out = run(&JobId("dc".into()), &split.roster(), &params, &split.inputs(), &mut rng, false)
-        .unwrap();
+    let out = run(
+        &JobId("dc".into()),
+        &split.roster(),
+        &params,
+        &split.inputs_with_validation(),
+        &mut rng,
+        false,
+    )
+    .unwrap();
     let secs = started.elapsed().as_secs_f64();
     let (fed, central) = split.compare(&out);
     let traffic: u64 = out.bytes.values().sum();
@@ -293,6 +327,18 @@ fn default_credit_hetero_matches_the_centralized_model() {
         traffic as f64 / 1e6
     );
     assert!((fed - central).abs() <= 0.005, "federated {fed} vs centralized {central}");
+    // The label holder's validation figures per epoch, from the joint scores opened in
+    // shares, end at the AUC of the final model.
+    assert_eq!(out.progress.len(), params.epochs as usize);
+    for r in &out.progress {
+        eprintln!(
+            "  epoch {}: AUC {:.4}, KS {:.4}, log loss {:.4}",
+            r.epoch, r.auc, r.ks, r.log_loss
+        );
+    }
+    let last = out.progress.last().unwrap();
+    assert!((last.auc - fed).abs() < 0.001, "{} vs {fed}", last.auc);
+    assert!(last.log_loss < 0.5 && last.ks > 0.3, "{last:?}");
 }
 
 /// Time per epoch at a given shape, all roles in this thread, split by role:
@@ -336,7 +382,7 @@ fn vertical_lr_speed() {
     for p in roster.parties() {
         let y = (*p == roster.label).then_some(labels.as_slice());
         let (party, sends) =
-            Party::new(&job, p.clone(), roster.clone(), params, &inputs[p], y).unwrap();
+            Party::new(&job, p.clone(), roster.clone(), params, &inputs[p], y, None).unwrap();
         parties.insert(p.clone(), party);
         queue.extend(sends.into_iter().map(|(to, msg)| Delivery {
             from: Node::Party(p.clone()),
@@ -395,8 +441,15 @@ fn balanced_class_weights_match_the_centralized_model() {
         class_weight: ClassWeight::Balanced,
         ..LrParams::default()
     };
-    let out =
-        run(&JobId("j".into()), &split.roster(), &params, &split.inputs(), &mut rng, true).unwrap();
+    let out = run(
+        &JobId("j".into()),
+        &split.roster(),
+        &params,
+        &split.inputs_with_validation(),
+        &mut rng,
+        true,
+    )
+    .unwrap();
     check_transcript(&out, &split.roster());
     let test_cols: BTreeMap<PartyId, Features> = split
         .parties
