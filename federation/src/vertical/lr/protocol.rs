@@ -1455,3 +1455,83 @@ fn mpc_len(what: &'static str, expected: usize, got: usize) -> Result<(), LrErro
         Err(LrError::Mpc(MpcError::Length { what, expected, got }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+
+    fn pid(s: &str) -> PartyId {
+        PartyId(s.into())
+    }
+
+    #[test]
+    fn the_schedule_covers_every_row_once_per_epoch_then_validates() {
+        let params = LrParams { epochs: 3, batch_size: 40, ..LrParams::default() };
+        let s = Schedule::new(&params, 100, 7);
+        assert_eq!((s.per_epoch(), s.steps()), (4, 12));
+        let epoch: Vec<Range<usize>> = (0..4).map(|t| s.rows(t)).collect();
+        assert_eq!(epoch, vec![0..40, 40..80, 80..100, 100..107]);
+        assert!(s.is_validation(3) && s.is_validation(7) && !s.is_validation(4));
+        assert_eq!(s.rows(5), 40..80);
+        assert_eq!(s.epoch(11), 2);
+        assert!(s.eta(4) < s.eta(3));
+        let full = Schedule::new(&LrParams { batch_size: 0, ..params }, 100, 0);
+        assert_eq!((full.per_epoch(), full.rows(1)), (1, 0..100));
+    }
+
+    #[test]
+    fn parameters_and_rosters_are_checked() {
+        assert!(LrParams::default().validate().is_ok());
+        for bad in [
+            LrParams { epochs: 0, ..LrParams::default() },
+            LrParams { learning_rate: f64::NAN, ..LrParams::default() },
+            LrParams { c: 0.0, ..LrParams::default() },
+            LrParams { clip: -1.0, ..LrParams::default() },
+            LrParams { frac_bits: 40, ..LrParams::default() },
+            LrParams {
+                class_weight: ClassWeight::Custom { negative: 1.0, positive: -2.0 },
+                ..LrParams::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert!(Roster::new(pid("bank"), vec![]).is_err());
+        assert!(Roster::new(pid("bank"), vec![pid("tax"), pid("bank")]).is_err());
+        let r = Roster::new(pid("bank"), vec![pid("tax"), pid("platform")]).unwrap();
+        assert_eq!(r.partner_of(&pid("bank")), &pid("tax"));
+        assert_eq!(r.partner_of(&pid("platform")), &pid("bank"));
+    }
+
+    #[test]
+    fn the_dealer_deals_each_step_once_in_order_to_the_label_holder_only() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let roster = Roster::new(pid("bank"), vec![pid("tax")]).unwrap();
+        let params = LrParams { epochs: 1, batch_size: 5, ..LrParams::default() };
+        let mut d = Dealer::new(roster, params, &mut rng).unwrap();
+        let bank = Node::Party(pid("bank"));
+        let tax = Node::Party(pid("tax"));
+        // Nothing before the shapes; a stranger or the dealer itself is refused.
+        assert!(d.handle(&bank, LrMsg::Need { step: 0 }).is_err());
+        let shape = |cols| LrMsg::Shape { rows: 10, valid: 0, cols };
+        assert!(d.handle(&Node::Party(pid("eve")), shape(2)).is_err());
+        assert!(d.handle(&Node::Dealer, shape(2)).is_err());
+        assert!(d.handle(&bank, shape(3)).unwrap().is_empty());
+        assert!(d.handle(&bank, shape(3)).is_err());
+        assert!(d.handle(&tax, LrMsg::Shape { rows: 11, valid: 0, cols: 2 }).is_err());
+        let seeds = d.handle(&tax, shape(2)).unwrap();
+        assert_eq!(seeds.len(), 2);
+        assert!(seeds.iter().all(|(_, m)| matches!(m, LrMsg::Seeds { beaver: Some(_), .. })));
+        // Only the label holder asks, step by step, never twice, never beyond the schedule.
+        assert!(d.handle(&tax, LrMsg::Need { step: 0 }).is_err());
+        assert!(d.handle(&bank, LrMsg::Need { step: 1 }).is_err());
+        let deal = d.handle(&bank, LrMsg::Need { step: 0 }).unwrap();
+        assert_eq!(deal.len(), 2);
+        assert!(d.handle(&bank, LrMsg::Need { step: 0 }).is_err());
+        assert!(d.handle(&bank, LrMsg::Need { step: 1 }).is_ok());
+        assert!(d.handle(&bank, LrMsg::Need { step: 2 }).is_err());
+        assert!(d.handle(&bank, LrMsg::FinalShare { share: vec![] }).is_err());
+    }
+}
