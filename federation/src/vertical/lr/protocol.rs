@@ -69,6 +69,7 @@ use fedcredit_crypto::mpc::{
     self, Elem, Fixed, MpcError, Seed, Side, add_assign, encode_bits, matvec, matvec_t, sub_assign,
     truncate,
 };
+use fedcredit_models::binning::Binner;
 use fedcredit_models::logistic::ClassWeight;
 use fedcredit_models::preprocess::{EncoderOptions, LinearEncoder};
 use fedcredit_models::{Features, ModelError};
@@ -618,20 +619,36 @@ impl Dealer {
 
 /// A party's encoded columns: how raw columns become the matrix it trains on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LocalEncoding {
-    /// Imputation, standardization and one-hot encoding fitted on the party's own rows.
-    pub encoder: LinearEncoder,
-    /// Standardized values are clipped to `±clip`.
-    pub clip: f64,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LocalEncoding {
+    /// `logistic`: imputation, standardization and one-hot encoding fitted on the party's own
+    /// rows (the centralized encoder restricted to its columns), clipped to `±clip`.
+    Linear {
+        /// The encoder.
+        encoder: LinearEncoder,
+        /// Standardized values are clipped to `±clip`.
+        clip: f64,
+    },
+    /// `scorecard`: the WOE of the party's bins (from the federated WOE/IV stage), clipped to
+    /// `±clip` as well (WOE beyond ±4 means a bin of a few rows of one class).
+    Woe {
+        /// The party's bins and their WOE.
+        binner: Binner,
+        /// WOE values are clipped to `±clip`.
+        clip: f64,
+    },
 }
 
 impl LocalEncoding {
-    /// Fits the party's encoder on its own training rows.
+    /// Fits the party's linear encoder on its own training rows.
     ///
     /// # Errors
     /// [`LrError::Model`] when the columns cannot be encoded.
     pub fn fit(features: &Features, clip: f64) -> Result<Self, LrError> {
-        Ok(Self { encoder: LinearEncoder::fit(features, &EncoderOptions::default())?, clip })
+        Ok(Self::Linear {
+            encoder: LinearEncoder::fit(features, &EncoderOptions::default())?,
+            clip,
+        })
     }
 
     /// The encoded, clipped matrix.
@@ -639,8 +656,11 @@ impl LocalEncoding {
     /// # Errors
     /// [`LrError::Model`] when the columns do not fit the encoder.
     pub fn transform(&self, features: &Features) -> Result<Array2<f64>, LrError> {
-        let mut x = self.encoder.transform(features)?;
-        x.mapv_inplace(|v| v.clamp(-self.clip, self.clip));
+        let (mut x, clip) = match self {
+            Self::Linear { encoder, clip } => (encoder.transform(features)?, *clip),
+            Self::Woe { binner, clip } => (binner.transform_woe(features)?, *clip),
+        };
+        x.mapv_inplace(|v| v.clamp(-clip, clip));
         Ok(x)
     }
 }
@@ -678,6 +698,22 @@ impl LrPart {
             .map(|r| b + r.iter().zip(&self.coefficients).map(|(a, c)| a * c).sum::<f64>())
             .collect())
     }
+}
+
+/// What a party brings to the protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct PartyData<'a> {
+    /// Its columns over the aligned training rows.
+    pub features: &'a Features,
+    /// The 0/1 labels (label holder only).
+    pub labels: Option<&'a [f64]>,
+    /// Its columns over the aligned validation rows, if any.
+    pub valid: Option<&'a Features>,
+    /// Their labels (label holder only).
+    pub valid_labels: Option<&'a [f64]>,
+    /// A given encoding (a scorecard's WOE); by default the linear encoder fitted on its own
+    /// training rows.
+    pub encoding: Option<&'a LocalEncoding>,
 }
 
 /// The party's matrix as owner.
@@ -766,8 +802,8 @@ pub struct Party {
 }
 
 impl Party {
-    /// The role of `me`, training on its aligned rows `features` (and `labels` at the label
-    /// holder, 0/1): fits its encoding, and asks the dealer for seeds by sending its shape.
+    /// The role of `me` over its [`PartyData`]; asks the dealer for seeds by sending its
+    /// shape.
     ///
     /// # Errors
     /// [`LrError`] when the parameters, the roster or the table do not fit.
@@ -776,10 +812,10 @@ impl Party {
         me: PartyId,
         roster: Roster,
         params: LrParams,
-        features: &Features,
-        labels: Option<&[f64]>,
-        valid: Option<(&Features, Option<&[f64]>)>,
+        data: PartyData<'_>,
     ) -> Result<(Self, Sends), LrError> {
+        let PartyData { features, labels, valid, valid_labels, encoding } = data;
+        let valid = valid.map(|f| (f, valid_labels));
         params.validate()?;
         if !roster.contains(&me) {
             return Err(LrError::Params(format!("{me} is not in the roster")));
@@ -796,7 +832,10 @@ impl Party {
             return Err(LrError::Params(format!("{me} has no aligned rows")));
         }
         let fx = Fixed::new(params.frac_bits);
-        let encoding = LocalEncoding::fit(features, params.clip)?;
+        let encoding = match encoding {
+            Some(e) => e.clone(),
+            None => LocalEncoding::fit(features, params.clip)?,
+        };
         let x = encoding.transform(features)?;
         let xv = valid.map(|(f, _)| encoding.transform(f)).transpose()?;
         let n_valid = xv.as_ref().map_or(0, |v| v.nrows());

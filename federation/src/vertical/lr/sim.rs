@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, VecDeque};
 use fedcredit_models::Features;
 use rand::CryptoRng;
 
-use super::protocol::{Dealer, EpochReport, LrError, LrMsg, LrParams, LrPart, Node, Party, Roster};
+use super::protocol::{
+    Dealer, EpochReport, LocalEncoding, LrError, LrMsg, LrParams, LrPart, Node, Party, PartyData,
+    Roster,
+};
 use crate::ids::{JobId, PartyId};
 
 /// A party's input: its aligned rows (and the labels at the label holder).
@@ -22,6 +25,9 @@ pub struct SimInput {
     pub valid: Option<Features>,
     /// Validation labels, label holder only.
     pub valid_labels: Option<Vec<f64>>,
+    /// Its encoding when given (a scorecard's WOE); by default the linear encoder fitted on
+    /// its own training rows.
+    pub encoding: Option<LocalEncoding>,
 }
 
 /// One delivered message.
@@ -67,15 +73,14 @@ pub fn run<R: CryptoRng + ?Sized>(
     let mut queue: VecDeque<Delivery> = VecDeque::new();
     for p in roster.parties() {
         let input = inputs.get(p).ok_or_else(|| LrError::Params(format!("no input for {p}")))?;
-        let (party, sends) = Party::new(
-            job,
-            p.clone(),
-            roster.clone(),
-            *params,
-            &input.features,
-            input.labels.as_deref(),
-            input.valid.as_ref().map(|f| (f, input.valid_labels.as_deref())),
-        )?;
+        let data = PartyData {
+            features: &input.features,
+            labels: input.labels.as_deref(),
+            valid: input.valid.as_ref(),
+            valid_labels: input.valid_labels.as_deref(),
+            encoding: input.encoding.as_ref(),
+        };
+        let (party, sends) = Party::new(job, p.clone(), roster.clone(), *params, data)?;
         parties.insert(p.clone(), party);
         let from = Node::Party(p.clone());
         queue.extend(sends.into_iter().map(|(to, msg)| Delivery { from: from.clone(), to, msg }));

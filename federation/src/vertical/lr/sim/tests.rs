@@ -11,12 +11,16 @@ use ndarray::{Array1, Array2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::super::protocol::{LrMsg, LrParams, Node, Roster};
+use super::super::protocol::{LrMsg, LrParams, Node, PartyData, Roster};
 use super::{SimInput, SimOutcome, joint_scores, run};
 use crate::ids::{JobId, PartyId};
 
 fn pid(s: &str) -> PartyId {
     PartyId(s.into())
+}
+
+fn data<'a>(features: &'a Features, labels: Option<&'a [f64]>) -> PartyData<'a> {
+    PartyData { features, labels, valid: None, valid_labels: None, encoding: None }
 }
 
 /// A vertical split: each party's columns (by index into `all`), train and test rows.
@@ -47,6 +51,7 @@ impl Split {
                     labels,
                     valid: None,
                     valid_labels: None,
+                    encoding: None,
                 };
                 (p.clone(), input)
             })
@@ -210,9 +215,7 @@ fn a_peer_cannot_inject_messages_out_of_turn() {
         pid("tax"),
         roster.clone(),
         LrParams::default(),
-        &inputs[&pid("tax")].features,
-        None,
-        None,
+        data(&inputs[&pid("tax")].features, None),
     )
     .unwrap();
     let bank = Node::Party(pid("bank"));
@@ -239,9 +242,7 @@ fn a_peer_cannot_inject_messages_out_of_turn() {
             pid("bank"),
             roster,
             LrParams::default(),
-            &inputs[&pid("bank")].features,
-            None,
-            None
+            data(&inputs[&pid("bank")].features, None)
         )
         .is_err()
     );
@@ -382,7 +383,7 @@ fn vertical_lr_speed() {
     for p in roster.parties() {
         let y = (*p == roster.label).then_some(labels.as_slice());
         let (party, sends) =
-            Party::new(&job, p.clone(), roster.clone(), params, &inputs[p], y, None).unwrap();
+            Party::new(&job, p.clone(), roster.clone(), params, data(&inputs[p], y)).unwrap();
         parties.insert(p.clone(), party);
         queue.extend(sends.into_iter().map(|(to, msg)| Delivery {
             from: Node::Party(p.clone()),
@@ -475,4 +476,44 @@ fn balanced_class_weights_match_the_centralized_model() {
     );
     assert!((fed_auc - central_auc).abs() <= 0.005, "{fed_auc} vs {central_auc}");
     assert!((0.35..0.65).contains(&mean_p), "{mean_p}");
+}
+
+/// The scorecard's regression: every party's columns as the WOE of its own bins (here fitted
+/// on the joined training rows, as the federated WOE/IV stage would give each party its
+/// bins), against the centralized regression on the same WOE matrix.
+#[test]
+fn woe_features_match_the_centralized_scorecard_regression() {
+    use fedcredit_models::binning::{Binner, BinningParams};
+    use fedcredit_models::logistic;
+
+    use super::super::protocol::LocalEncoding;
+
+    let split = small_split(6000, 6, 2);
+    let train = split.all.select_rows(&split.train);
+    let mut inputs = split.inputs();
+    for (k, (p, cols)) in split.parties.iter().enumerate() {
+        let own = Dataset::new(train.features.select_columns(cols), train.label.clone()).unwrap();
+        let binner = Binner::fit(&own, &BinningParams::default()).unwrap();
+        let input = inputs.get_mut(p).unwrap();
+        assert_eq!(input.features.n_features(), split.features(k, &split.train).n_features());
+        input.encoding = Some(LocalEncoding::Woe { binner, clip: 4.0 });
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let params = LrParams { epochs: 30, batch_size: 256, decay: 0.1, ..LrParams::default() };
+    let out = run(&JobId("sc".into()), &split.roster(), &params, &inputs, &mut rng, false).unwrap();
+    let test_cols: BTreeMap<PartyId, Features> = split
+        .parties
+        .iter()
+        .enumerate()
+        .map(|(k, (p, _))| (p.clone(), split.features(k, &split.test)))
+        .collect();
+    let y_test = split.labels(&split.test);
+    let fed = auc(&joint_scores(&out.parts, &test_cols).unwrap(), &y_test).unwrap();
+    let all_bins = Binner::fit(&train, &BinningParams::default()).unwrap();
+    let x = all_bins.transform_woe(&train.features).unwrap();
+    let m = logistic::fit(x.view(), train.label.view(), None, &LogisticParams::default()).unwrap();
+    let xt = all_bins.transform_woe(&split.all.features.select_rows(&split.test)).unwrap();
+    let central = auc(m.decision_function(xt.view()).as_slice().unwrap(), &y_test).unwrap();
+    eprintln!("WOE: federated AUC {fed:.4}, centralized {central:.4}");
+    assert!((fed - central).abs() <= 0.005, "{fed} vs {central}");
 }
