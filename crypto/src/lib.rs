@@ -15,10 +15,14 @@
 //! - [`psi`]: private set intersection: ECDH-PSI over ristretto255 (Huberman, Franklin and
 //!   Hogg 1999; RFC 9496 and RFC 9380 hash to group) and server-aided PSI tokens (Kamara et
 //!   al., FC 2014), batched on all cores, with intersection and agreed-order helpers.
+//! - [`mpc`]: two-party additive secret sharing over `Z_{2^128}` with fixed point, local
+//!   truncation, Beaver triples and reusable-mask matrix triples from a dealer (Beaver, CRYPTO
+//!   1991; Mohassel and Zhang, SecureML, IEEE S&P 2017), and a polynomial sigmoid.
 
 pub mod channel;
 pub mod fixed;
 pub mod he;
+pub mod mpc;
 pub mod psi;
 pub mod secagg;
 
