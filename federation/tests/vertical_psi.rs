@@ -480,10 +480,20 @@ fn an_intersection_value_that_is_not_the_partys_own_is_refused() {
     assert!(err.starts_with("platform: value 49 of the intersection"), "{err}");
     assert!(err.contains("not one of this party's"), "{err}");
     assert!(
-        fed.transcript
-            .iter()
-            .any(|e| matches!(e, Entry::Refused { party, .. } if party.0 == "platform")),
-        "platform refused the message"
+        fed.transcript.iter().any(|e| matches!(e, Entry::FromParty {
+            from,
+            msg: pb::FromParty {
+                body: Some(pb::from_party::Body::Protocol(pb::RoleMessage {
+                    body: Some(pb::role_message::Body::Vertical(pb::VerticalReport {
+                        body: Some(pb::vertical_report::Body::Failed(_)),
+                        ..
+                    })),
+                })),
+                ..
+            },
+            ..
+        } if from.0 == "platform")),
+        "platform reported the failure"
     );
 }
 
@@ -532,8 +542,17 @@ fn a_start_that_differs_from_the_job_is_refused() {
 }
 
 /// The sealed token-key payload of `from` to `to` in step `step`, as `from`'s session seals
-/// it, relayed as the coordinator would.
-fn sealed_key(fed: &Federation, from: &str, to: &str, step: u64, secret: [u8; 32]) -> pb::ToParty {
+/// it (a twin of `from`'s session in `fed`, built from the same seed, that has accepted the
+/// directory), relayed as the coordinator would.
+fn sealed_key(
+    fed: &Federation,
+    spec: &JobSpec,
+    tables: &[(PartyId, PartyTable)],
+    seed: u64,
+    (from, to): (&str, &str),
+    step: u64,
+    secret: [u8; 32],
+) -> pb::ToParty {
     let payload = pb::Payload {
         body: Some(pb::payload::Body::Vertical(pb::VerticalPayload {
             step,
@@ -544,8 +563,21 @@ fn sealed_key(fed: &Federation, from: &str, to: &str, step: u64, secret: [u8; 32
             })),
         })),
     };
-    let sealed =
-        fed.session(&pid(from)).unwrap().seal(&[pid(to)], 4242, 0, true, &payload).unwrap();
+    let peers = tables
+        .iter()
+        .map(|(p, _)| pb::PeerEntry {
+            party: p.0.clone(),
+            key: Some(fed.session(p).unwrap().channel_key().unwrap()),
+        })
+        .collect();
+    let at = tables.iter().position(|(p, _)| p.0 == from).unwrap();
+    let mut twin = session(spec, &pid(from), &tables[at].1, seed * 100 + at as u64);
+    let dir = pb::ToParty {
+        job_id: JOB.into(),
+        body: Some(pb::to_party::Body::Directory(pb::PeerDirectory { peers })),
+    };
+    twin.handle(dir).unwrap();
+    let sealed = twin.seal(&[pid(to)], 4242, 0, true, &payload).unwrap();
     let Some(pb::from_party::Body::Sealed(s)) = sealed.body else { panic!("not sealed") };
     pb::ToParty {
         job_id: JOB.into(),
@@ -604,7 +636,7 @@ fn forged_replayed_or_misattributed_key_payloads_are_refused() {
     // party refuses it and the job fails naming why, before platform sends any token.
     let mut fed = federation(&spec, &t, 9);
     fed.start(&mut honest).unwrap();
-    let forged = sealed_key(&fed, "tax", "platform", 0, [3u8; 32]);
+    let forged = sealed_key(&fed, &spec, &t, 9, ("tax", "platform"), 0, [3u8; 32]);
     fed.inject(&pid("platform"), forged);
     let err = fed.run(&mut honest).expect_err("the job must fail");
     assert!(

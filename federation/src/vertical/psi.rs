@@ -151,7 +151,7 @@ fn check_chunk(
     if offset != received {
         return Err(format!("starts at value {offset}; value {received} was expected"));
     }
-    if bytes % width != 0 {
+    if !bytes.is_multiple_of(width) {
         return Err(format!("holds {bytes} bytes, not a whole number of {width}-byte values"));
     }
     let n = bytes / width;
