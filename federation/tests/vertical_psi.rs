@@ -675,3 +675,94 @@ fn a_finished_alignment_is_not_run_again() {
     let reason = refused.expect("tax refused the second run");
     assert!(reason.contains("the align stage has already finished here"), "{reason}");
 }
+
+/// Whether `msg` carries a chunk of the intersection.
+fn is_intersection(msg: &pb::ToParty) -> bool {
+    matches!(psi_step(msg), Some(pb::psi_step::Body::Intersection(_)))
+}
+
+/// No party kept an alignment.
+fn assert_none_kept(fed: &Federation, spec: &JobSpec, t: &[(PartyId, PartyTable)], what: &str) {
+    for (p, tab) in t {
+        let kept = fed.checkpoints.get(p).and_then(|b| {
+            let (_, role) = split_checkpoint(b).ok()?;
+            VerticalRole::new(&job(), spec, p, tab.clone(), Some(&role)).ok()?.alignment().cloned()
+        });
+        assert!(kept.is_none(), "{what}: {p} kept an alignment");
+    }
+}
+
+#[test]
+fn replayed_or_tampered_chunks_are_refused() {
+    // A chunk of the intersection sent twice: the party refuses the repeat and the job fails.
+    let parties = ["bank", "tax", "platform"];
+    let t = tables(&parties, 40, &[5, 6, 7]);
+    let spec = spec(&parties, "server-aided");
+    let mut hook = |to: &PartyId, msg: &mut pb::ToParty| {
+        let mut out = vec![(to.clone(), msg.clone())];
+        if to.0 == "tax" && is_intersection(msg) {
+            out.push((to.clone(), msg.clone()));
+        }
+        out
+    };
+    let (res, _) = run_with(&spec, &t, 12, &mut hook);
+    let err = res.expect_err("the job must fail");
+    assert!(
+        err.contains("tax: the coordinator sent more of an intersection that was complete"),
+        "{err}"
+    );
+    // (The first copy was the true intersection: the others may have aligned on it before the
+    // repeat arrived; the job fails all the same.)
+
+    // A chunk of the intersection moved to another offset: refused as out of order.
+    let mut hook = |to: &PartyId, msg: &mut pb::ToParty| {
+        if to.0 == "platform"
+            && let Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
+                body:
+                    Some(pb::conductor_message::Body::Vertical(pb::VerticalStep {
+                        body:
+                            Some(pb::vertical_step::Body::Psi(pb::PsiStep {
+                                body: Some(pb::psi_step::Body::Intersection(v)),
+                            })),
+                        ..
+                    })),
+            })) = &mut msg.body
+        {
+            v.offset += 1;
+        }
+        vec![(to.clone(), msg.clone())]
+    };
+    let (res, fed) = run_with(&spec, &t, 13, &mut hook);
+    let err = res.expect_err("the job must fail");
+    assert!(err.contains("platform: a chunk of the intersection starts at value 1"), "{err}");
+    assert_none_kept(&fed, &spec, &t, "shifted intersection");
+
+    // A relayed chunk of blinded points with one bit flipped (two-party ECDH, where the
+    // points travel only between the parties): the receiver's channel refuses it, nothing
+    // after it in the stream is accepted, and the job cannot finish.
+    for parties in [&["bank", "tax"][..], &["bank", "tax", "platform"]] {
+        let t = tables(parties, 40, &[5, 6, 7]);
+        let spec = self::spec(parties, "ecdh");
+        let mut flipped = false;
+        let mut hook = |to: &PartyId, msg: &mut pb::ToParty| {
+            if to.0 == "tax"
+                && !flipped
+                && let Some(pb::to_party::Body::Relayed(r)) = &mut msg.body
+                && r.from == "bank"
+            {
+                r.ciphertext[0] ^= 1;
+                flipped = true;
+            }
+            vec![(to.clone(), msg.clone())]
+        };
+        let (res, fed) = run_with(&spec, &t, 14, &mut hook);
+        assert!(res.is_err(), "{parties:?}: the job must fail");
+        assert!(
+            fed.transcript
+                .iter()
+                .any(|e| matches!(e, Entry::Refused { party, .. } if party.0 == "tax")),
+            "{parties:?}: tax refused the chunk"
+        );
+        assert_none_kept(&fed, &spec, &t, "flipped points");
+    }
+}

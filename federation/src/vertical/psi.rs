@@ -647,6 +647,14 @@ impl StageConductor for PsiConductor {
 // ---------------------------------------------------------------------------------------
 // A party's side.
 
+/// What a party keeps of an `align` job: its rows of the common enterprises (0-based data
+/// rows of its table) in the agreed order.
+#[derive(serde::Serialize)]
+struct AlignmentPart<'a> {
+    kind: &'static str,
+    rows: &'a [u32],
+}
+
 /// A party's intersection, before the digests of the others are in.
 struct Intersected {
     alignment: Alignment,
@@ -813,6 +821,14 @@ impl Run {
         }
         let Some(r) = self.result.take() else { return Ok(false) };
         let rows = r.alignment.len() as u64;
+        if super::stages(ctx.spec) == [super::StageKind::Align] {
+            // An `align` job's result at the party is its alignment: kept beside the other
+            // parties' model parts (`state_dir/models/`), its own row numbers only.
+            let kept = AlignmentPart { kind: "alignment", rows: &r.alignment.rows };
+            let json = serde_json::to_string(&kept)
+                .map_err(|e| format!("cannot write its alignment: {e}"))?;
+            ctx.kept.insert("model".into(), json);
+        }
         *ctx.alignment = Some(r.alignment);
         out.report(psi_report(pb::psi_report::Body::Aligned(pb::PsiAligned {
             rows,
@@ -864,14 +880,14 @@ impl Run {
                 "the coordinator sent an intersection, which two-party ECDH has none of".into()
             );
         }
+        if self.inter_in.complete() || self.result.is_some() {
+            return Err("the coordinator sent more of an intersection that was complete".into());
+        }
         let Some(sorted) = self.sorted.clone() else {
             return Err(
                 "the coordinator sent an intersection before this party sent its values".into()
             );
         };
-        if self.inter_in.complete() || self.result.is_some() {
-            return Err("the coordinator sent more of an intersection that was complete".into());
-        }
         if v.total > sorted.len() as u64 {
             return Err(format!(
                 "the coordinator's intersection has {} values, more than this party's {}",
