@@ -44,6 +44,13 @@
 //! its own, and payloads from non-parties; the vertical role refuses a second run of a
 //! finished stage. Errors name the party and what is wrong, never an id.
 //!
+//! # Result
+//!
+//! Each party ends with its [`Alignment`]; the coordinator's stage result is the intersection
+//! size, and the job's metrics carry it and every party's set size. In a job that only aligns
+//! (`kind = "align"`), the party's result (kept by the daemon under `state_dir/models/`) is its
+//! own rows of the intersection in the agreed order, as JSON `{"kind": "alignment", "rows"}`.
+//!
 //! # What each role learns
 //!
 //! - Server-aided: the coordinator learns every set's size and the size of every partial
