@@ -70,6 +70,9 @@ enum BenchCommand {
     /// Time secure-aggregation rounds over gRPC between separate processes on loopback,
     /// beside plaintext aggregation of the same vectors.
     Secagg(ops::SecaggBenchArgs),
+    /// Time the PSI alignment of a vertical job (ECDH or server-aided) over gRPC between
+    /// separate processes on loopback, on generated tables.
+    Psi(ops::PsiBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +274,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::Bench(BenchCommand::Accuracy(args)) => bench_accuracy(args),
         Command::Bench(BenchCommand::Secagg(args)) => ops::bench_secagg(args),
+        Command::Bench(BenchCommand::Psi(args)) => ops::bench_psi(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
         Command::Data(DataCommand::Inspect(args)) => data_inspect(args),
         Command::Data(DataCommand::Applications(args)) => data_applications(args),

@@ -1,5 +1,5 @@
 //! The federation commands: certificates, coordinator, participant, train, jobs, models and the
-//! secure-aggregation benchmark. Argument parsing and printing only; the work is in the
+//! secure-aggregation and PSI benchmarks. Argument parsing and printing only; the work is in the
 //! `fedcredit-coordinator`, `-participant`, `-transport` and `-ops` crates.
 
 use std::io::IsTerminal;
@@ -504,6 +504,69 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[derive(Debug, Args)]
+pub struct PsiBenchArgs {
+    /// Ids per party.
+    #[arg(long, default_value_t = 1_000_000)]
+    size: usize,
+    /// Parties (one daemon process each; the first holds the label).
+    #[arg(long, default_value_t = 2)]
+    parties: usize,
+    /// `ecdh` (Diffie–Hellman over ristretto255) or `server-aided` (keyed tokens intersected
+    /// by the coordinator).
+    #[arg(long, default_value = "ecdh", value_parser = ["ecdh", "server-aided"])]
+    mode: String,
+    /// Fraction of each party's ids that every party holds.
+    #[arg(long, default_value_t = 0.5)]
+    overlap: f64,
+    /// Working directory (tables, certificates, configs, logs).
+    #[arg(long, value_name = "DIR", default_value = "out/bench-psi")]
+    dir: PathBuf,
+    /// Plain-text transport instead of mutual TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Also write the result as JSON to this file (`seconds`: the alignment step).
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+pub fn bench_psi(args: PsiBenchArgs) -> anyhow::Result<()> {
+    let bin = std::env::current_exe().context("locating the fedcredit binary")?;
+    if args.dir.join("state").exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    let cfg = fedcredit_ops::bench::PsiBenchConfig {
+        bin,
+        dir: args.dir.clone(),
+        size: args.size,
+        parties: args.parties,
+        mode: args.mode.clone(),
+        overlap: args.overlap,
+        tls: !args.insecure,
+    };
+    let started = std::time::Instant::now();
+    let result = runtime()?.block_on(fedcredit_ops::bench::psi(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    }))?;
+    println!(
+        "{} PSI, {} parties × {} ids{}: {} common, alignment {:.2} s (whole job {:.2} s)",
+        result.mode,
+        result.parties,
+        result.size,
+        if result.tls { " (mutual TLS)" } else { "" },
+        result.intersection,
+        result.seconds,
+        result.job_seconds
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]

@@ -550,6 +550,15 @@ impl Runner {
                             Some(c) => c.receive(&party, msg, &mut out),
                             None => Err(protocol::Rejection::too_late("no step open")),
                         };
+                        if res.is_ok() {
+                            // An accepted message shows the phase is alive: its deadline
+                            // restarts. A phase may run longer than one timeout without the
+                            // conductor sending anything (two-party ECDH alignment of millions
+                            // of ids: the points travel sealed between parties, and only their
+                            // progress reports reach the conductor); the timeout then bounds
+                            // the silence, not the phase.
+                            self.deadline = self.deadline.max(Instant::now() + self.phase_timeout());
+                        }
                         let (ack, outcome) = match &res {
                             Ok(_) => (pb::Ack::accepted(), "accepted".to_string()),
                             Err(r) if r.too_late => (pb::Ack::too_late(r.reason.clone()), format!("too late: {}", r.reason)),

@@ -6,6 +6,12 @@
 //! The first round of each job is a warm-up and is left out of the means; with dropouts, the
 //! parties told to die exit just before sending their masked vector in round 1, and that
 //! round's time is reported apart (it includes the recovery from the survivors' shares).
+//!
+//! `fedcredit bench psi`: one vertical `align` job (`federation::vertical::psi`: ECDH PSI over
+//! ristretto255 after Huberman, Franklin and Hogg 1999 with RFC 9380/9496 hash to group, or
+//! server-aided PSI after Kamara et al., FC 2014) between separate processes on loopback, over
+//! generated tables of `size` ids each, `overlap` of them common to all parties. `seconds` is
+//! the alignment step from the coordinator's step record (tables already loaded).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -186,4 +192,181 @@ pub async fn connect_retry(fed: &LocalFederation) -> Result<ControlClient, OpsEr
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(last.unwrap_or_else(|| OpsError::Local("cannot connect".into())))
+}
+
+/// What `fedcredit bench psi` measures.
+#[derive(Debug, Clone)]
+pub struct PsiBenchConfig {
+    /// The `fedcredit` binary.
+    pub bin: PathBuf,
+    /// Working directory (tables, certificates, configs, logs).
+    pub dir: PathBuf,
+    /// Ids per party.
+    pub size: usize,
+    /// Parties (the first holds the label).
+    pub parties: usize,
+    /// `ecdh` or `server-aided`.
+    pub mode: String,
+    /// Fraction of each party's ids that every party holds.
+    pub overlap: f64,
+    /// Mutual TLS (default) or plain text.
+    pub tls: bool,
+}
+
+/// The measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct PsiBenchResult {
+    /// `ecdh` or `server-aided`.
+    pub mode: String,
+    /// Parties.
+    pub parties: usize,
+    /// Ids per party.
+    pub size: usize,
+    /// Fraction of each party's ids every party holds.
+    pub overlap: f64,
+    /// Mutual TLS.
+    pub tls: bool,
+    /// Common ids the job found.
+    pub intersection: u64,
+    /// The alignment step: from the coordinator's start message to the last party's report
+    /// (the coordinator's step record); tables already loaded.
+    pub seconds: f64,
+    /// The whole job as the operator sees it: submit to end (offer, table loading, alignment).
+    pub job_seconds: f64,
+}
+
+/// The party names of a `parties`-party benchmark: the label holder first.
+pub fn psi_party_names(parties: usize) -> Vec<String> {
+    let known = ["bank", "tax", "platform"];
+    (0..parties)
+        .map(|i| known.get(i).map_or_else(|| format!("party{}", i + 1), |s| (*s).to_string()))
+        .collect()
+}
+
+/// A seeded xorshift64* stream (the tables' row order).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Writes party `index`'s table of `size` ids: the `common` ids every party holds, then ids
+/// only it holds, in a seeded random row order; 18-character codes like unified social
+/// credit codes; one numeric column, and the label at the label holder (index 0).
+///
+/// # Errors
+/// [`OpsError::Local`] when the file cannot be written.
+pub fn write_psi_table(
+    path: &std::path::Path,
+    index: usize,
+    size: usize,
+    common: usize,
+) -> Result<(), OpsError> {
+    use std::io::Write;
+    let own_start = 100_000_000_000u64 * (index as u64 + 1);
+    let mut ids: Vec<u64> =
+        (0..common as u64).chain(own_start..own_start + (size - common) as u64).collect();
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xD1B5_4A32));
+    for i in (1..ids.len()).rev() {
+        let j = (rng.next() % (i as u64 + 1)) as usize;
+        ids.swap(i, j);
+    }
+    let file = std::fs::File::create(path)
+        .map_err(|e| OpsError::Local(format!("{}: {e}", path.display())))?;
+    let mut w = std::io::BufWriter::new(file);
+    let label = index == 0;
+    let write = |w: &mut std::io::BufWriter<std::fs::File>| -> std::io::Result<()> {
+        writeln!(w, "{}", if label { "id,y,x" } else { "id,x" })?;
+        for (row, id) in ids.iter().enumerate() {
+            if label {
+                writeln!(w, "91{id:016},{},{}", row % 2, row % 97)?;
+            } else {
+                writeln!(w, "91{id:016},{}", row % 89)?;
+            }
+        }
+        w.flush()
+    };
+    write(&mut w).map_err(|e| OpsError::Local(format!("{}: {e}", path.display())))
+}
+
+/// The `align` job of the benchmark.
+pub fn psi_job_toml(names: &[String], mode: &str) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    format!(
+        "name = \"bench-psi-{mode}\"\nparties = [{}]\nphase_timeout_secs = 600\ngrace_secs = 60\n\
+         [data]\nid = \"id\"\nlabel = \"y\"\n[model]\nkind = \"align\"\n\
+         [vertical]\nlabel_holder = \"{}\"\npsi = \"{mode}\"\n",
+        quoted.join(", "),
+        names[0]
+    )
+}
+
+/// Runs `fedcredit bench psi`: writes the tables, starts a coordinator and one daemon per
+/// party as separate processes on loopback, runs one `align` job and reads the alignment
+/// step's time from the coordinator's step record. `say` gets progress lines.
+///
+/// # Errors
+/// [`OpsError`] when a table cannot be written, processes cannot start or the job fails
+/// (see the logs under `dir/logs`).
+pub async fn psi(
+    cfg: &PsiBenchConfig,
+    mut say: impl FnMut(&str),
+) -> Result<PsiBenchResult, OpsError> {
+    if cfg.parties < 2 || cfg.size == 0 || !(0.0..=1.0).contains(&cfg.overlap) {
+        return Err(OpsError::Local(
+            "need at least 2 parties, at least one id each and an overlap in [0, 1]".into(),
+        ));
+    }
+    if !matches!(cfg.mode.as_str(), "ecdh" | "server-aided") {
+        return Err(OpsError::Local(format!("mode `{}`: use `ecdh` or `server-aided`", cfg.mode)));
+    }
+    let names = psi_party_names(cfg.parties);
+    let common = ((cfg.size as f64) * cfg.overlap).round() as usize;
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(|e| OpsError::Local(format!("{}: {e}", cfg.dir.display())))?;
+    say(&format!("writing {} tables of {} ids ({common} common to all)", cfg.parties, cfg.size));
+    let mut setups = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let path = cfg.dir.join(format!("{n}.csv"));
+        write_psi_table(&path, i, cfg.size, common)?;
+        setups.push(PartySetup::new(n.clone(), path));
+    }
+    let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
+    opts.tls = cfg.tls;
+    opts.log = std::env::var("FEDCREDIT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    say(&format!(
+        "starting a coordinator and {} participants ({})",
+        cfg.parties,
+        if cfg.tls { "mutual TLS" } else { "plain text" }
+    ));
+    let fed = LocalFederation::start(opts, &setups)?;
+    let mut client = connect_retry(&fed).await?;
+    say(&format!("{} PSI: {} parties × {} ids", cfg.mode, cfg.parties, cfg.size));
+    let started = std::time::Instant::now();
+    let (rounds, metrics) = run_job(&mut client, &psi_job_toml(&names, &cfg.mode)).await?;
+    let job_seconds = started.elapsed().as_secs_f64();
+    let seconds =
+        rounds.first().map_or(job_seconds, |r| (r.finished_ms - r.started_ms) as f64 / 1000.0);
+    let intersection =
+        metrics.get("intersection").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+    if intersection != common as f64 {
+        return Err(OpsError::Local(format!(
+            "the job found {intersection} common ids; the tables share {common}"
+        )));
+    }
+    Ok(PsiBenchResult {
+        mode: cfg.mode.clone(),
+        parties: cfg.parties,
+        size: cfg.size,
+        overlap: cfg.overlap,
+        tls: cfg.tls,
+        intersection: common as u64,
+        seconds,
+        job_seconds,
+    })
 }

@@ -912,27 +912,35 @@ fn load(
     let decline = |e: fedcredit_datasets::DataError| {
         use fedcredit_datasets::DataError as D;
         let full = e.to_string();
-        warn!(party = %me, file = %path, error = %full, "the table does not fit the job");
-        match e {
+        // The local log gets the file's location too, but no cell value either (a repeated
+        // id, a text cell): ids and rows are never logged.
+        let local_detail = matches!(e, D::MissingColumn { .. });
+        let said = match e {
             D::MissingColumn { column, role, .. } => {
-                format!("{me}: its table has no {role} column `{column}`")
+                format!("{me}: its table ({name}) has no {role} column `{column}`")
             }
             D::TextInNumericColumn { column, row, .. } => format!(
-                "{me}: column `{column}` holds text at data row {row} of its table where numbers \
-                 are expected (if it is a category, list it in categorical_columns)"
+                "{me}: column `{column}` holds text at data row {row} of its table ({name}) where \
+                 numbers are expected (if it is a category, list it in categorical_columns)"
             ),
             D::LabelNotBinary { column, row, .. } => format!(
-                "{me}: label column `{column}` is neither 0 nor 1 at data row {row} of its table"
+                "{me}: label column `{column}` is neither 0 nor 1 at data row {row} of its table \
+                 ({name})"
             ),
             D::DuplicateId { column, first_row, second_row, .. } => format!(
                 "{me}: id column `{column}` holds the same id at data rows {first_row} and \
-                 {second_row} of its table (ids must be unique)"
+                 {second_row} of its table ({name}) (ids must be unique)"
             ),
             D::NullId { column, row, .. } => {
-                format!("{me}: id column `{column}` is empty at data row {row} of its table")
+                format!(
+                    "{me}: id column `{column}` is empty at data row {row} of its table ({name})"
+                )
             }
             _ => format!("{me}: {}", full.replace(&path, &format!("its table ({name})"))),
-        }
+        };
+        let logged = if local_detail { &full } else { &said };
+        warn!(party = %me, file = %path, error = %logged, "the table does not fit the job");
+        said
     };
     let vertical = spec.vertical.as_ref();
     let wants_label = vertical.is_none_or(|v| v.label_holder == *me);

@@ -136,6 +136,9 @@ impl VerticalConductor {
                 },
             );
         }
+        if let Some(why) = so.failed {
+            return Err(why);
+        }
         if let Some(done) = so.done {
             out.step_done(StepRecord {
                 step: self.steps_done,
@@ -208,7 +211,9 @@ impl Conductor for VerticalConductor {
         }
         let body = report.body.ok_or_else(|| Rejection::rejected("report without a body"))?;
         if let pb::vertical_report::Body::Failed(why) = body {
-            self.failure = Some(format!("{from}: {why}"));
+            // Parties name themselves in their reasons; name the sender once.
+            let named = why.starts_with(&format!("{from}: "));
+            self.failure = Some(if named { why } else { format!("{from}: {why}") });
             return Ok(Receipt);
         }
         let ctx_step = *step;

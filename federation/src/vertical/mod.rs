@@ -206,6 +206,9 @@ pub struct StageOutbox {
     pub messages: Vec<(PartyId, pb::vertical_step::Body)>,
     /// The stage finished.
     pub done: Option<StageDone>,
+    /// The stage cannot finish (the parties' results disagree, …): the job fails with this
+    /// message for the operator.
+    pub failed: Option<String>,
 }
 
 impl StageOutbox {

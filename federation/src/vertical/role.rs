@@ -274,12 +274,19 @@ impl Role for VerticalRole {
             self.opened(kind, step, out);
         }
         let res = self.with_stage(out, |stage, ctx, so| stage.receive(ctx, body, rng, so));
-        if let Err(e) = &res {
+        if let Err(e) = res {
+            // The step is open but cannot go on here: nothing it produced leaves, only the
+            // failure report, which ends the job naming why (a session drops the outputs of a
+            // message it refuses, so this is not an error).
+            out.messages.clear();
+            out.payloads.clear();
+            out.streams.clear();
+            out.reports.clear();
             out.send(pb::role_message::Body::Vertical(pb::VerticalReport {
                 step,
-                body: Some(pb::vertical_report::Body::Failed(e.0.clone())),
+                body: Some(pb::vertical_report::Body::Failed(e.0)),
             }));
-            return res;
+            return Ok(());
         }
         if !is_open {
             for (from, p) in self.take_early(step) {

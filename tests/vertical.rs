@@ -1,0 +1,141 @@
+//! Vertical `align` jobs (PSI, `federation::vertical::psi`: ECDH after Huberman, Franklin and
+//! Hogg 1999 over ristretto255 with RFC 9380/9496 hash to group; server-aided after Kamara et
+//! al., FC 2014) over separate processes with mutual TLS:
+//! - two parties with unbalanced tables align in both modes: each party keeps its rows of the
+//!   common ids (`state_dir/models/<job>.json`), and both name the same ids in the same order;
+//! - a table with a repeated or empty id, or without the job's id column, fails the job before
+//!   any protocol step with an error naming the party, file, column and rows (never an id),
+//!   and the jobs after it run.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{launch, operator, rt};
+use fedcredit_ops::bench::write_psi_table;
+use fedcredit_ops::launch::{LocalFederation, PartySetup};
+
+/// The ids of a table written by `write_psi_table` or by hand (first column), in row order.
+fn ids_of(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').next().unwrap_or_default().to_string()).collect()
+}
+
+/// The rows `party` kept of job `job`, waiting a little for the daemon to write them.
+fn kept_rows(fed: &LocalFederation, party: &str, job: &str) -> Vec<u32> {
+    let safe: String = job
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let path = fed.dir().join(format!("{party}-state")).join("models").join(format!("{safe}.json"));
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["kind"], "alignment", "{text}");
+            return v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| u32::try_from(r.as_u64().unwrap()).unwrap())
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{party} kept no alignment at {}", path.display());
+}
+
+fn align_job(parties: &[&str], mode: &str, id: &str) -> String {
+    let quoted: Vec<String> = parties.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "name = \"align-{mode}\"\nparties = [{}]\nphase_timeout_secs = 60\ngrace_secs = 10\n\
+         [data]\nid = \"{id}\"\nlabel = \"y\"\n[model]\nkind = \"align\"\n\
+         [vertical]\nlabel_holder = \"{}\"\npsi = \"{mode}\"\n",
+        quoted.join(", "),
+        parties[0]
+    )
+}
+
+#[test]
+fn align_jobs_over_processes_with_bad_ids_refused_naming_file_column_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // bank: 1,000 ids; tax: 6,000; 700 common.
+    write_psi_table(&d.join("bank.csv"), 0, 1_000, 700).unwrap();
+    write_psi_table(&d.join("tax.csv"), 1, 6_000, 700).unwrap();
+    // platform repeats an id (data rows 2 and 5); shop leaves one empty (data row 3).
+    std::fs::write(
+        d.join("platform.csv"),
+        "id,z\n910000000000000001,1\n910000000000000002,2\n910000000000000003,3\n\
+         910000000000000004,4\n910000000000000002,5\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("shop.csv"), "id,z\n910000000000000001,1\n910000000000000002,2\n,3\n")
+        .unwrap();
+    let parties: Vec<PartySetup> = ["bank", "tax", "platform", "shop"]
+        .iter()
+        .map(|p| PartySetup::new(*p, d.join(format!("{p}.csv"))))
+        .collect();
+    let fed = launch(d, &parties, "");
+    let runtime = rt();
+    runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        for (job, want) in [
+            (
+                align_job(&["bank", "platform"], "ecdh", "id"),
+                "platform: id column `id` holds the same id at data rows 2 and 5 of its table \
+                 (platform.csv)",
+            ),
+            (
+                align_job(&["bank", "shop"], "server-aided", "id"),
+                "shop: id column `id` is empty at data row 3 of its table (shop.csv)",
+            ),
+            (align_job(&["bank", "tax"], "ecdh", "code"), "has no id column `code`"),
+        ] {
+            let end = common::run_job(&mut client, &job).await;
+            assert_eq!(end.state, "failed", "{job}");
+            assert!(end.error.contains(want), "{}", end.error);
+            assert!(!end.error.contains("910000000000000002"), "an id in the error: {}", end.error);
+            assert!(end.error.contains(".csv)"), "no file named: {}", end.error);
+            assert_eq!(common::rounds(&mut client, &end.id).await.len(), 0, "a step ran");
+        }
+        let bank_ids = ids_of(&d.join("bank.csv"));
+        let tax_ids = ids_of(&d.join("tax.csv"));
+        let common_ids: BTreeSet<String> =
+            bank_ids.iter().filter(|i| tax_ids.contains(i)).cloned().collect();
+        assert_eq!(common_ids.len(), 700);
+        let mut orders = Vec::new();
+        for mode in ["ecdh", "server-aided"] {
+            let end = common::run_job(&mut client, &align_job(&["bank", "tax"], mode, "id")).await;
+            assert_eq!(end.state, "succeeded", "{mode}: {}\n{}", end.error, fed.log("coordinator"));
+            assert_eq!(common::metric(&end, "intersection"), 700.0);
+            assert_eq!(common::metric(&end, "rows_bank"), 1_000.0);
+            assert_eq!(common::metric(&end, "rows_tax"), 6_000.0);
+            let bank: Vec<String> = kept_rows(&fed, "bank", &end.id)
+                .iter()
+                .map(|&r| bank_ids[r as usize].clone())
+                .collect();
+            let tax: Vec<String> = kept_rows(&fed, "tax", &end.id)
+                .iter()
+                .map(|&r| tax_ids[r as usize].clone())
+                .collect();
+            assert_eq!(bank, tax, "{mode}: the parties' rows name other ids or another order");
+            assert_eq!(bank.iter().cloned().collect::<BTreeSet<_>>(), common_ids, "{mode}");
+            // The agreed order is neither party's row order.
+            let sorted_by_bank_row = {
+                let mut rows = kept_rows(&fed, "bank", &end.id);
+                rows.sort_unstable();
+                rows
+            };
+            assert_ne!(kept_rows(&fed, "bank", &end.id), sorted_by_bank_row, "{mode}");
+            orders.push(bank);
+        }
+        // Fresh keys in every job: the agreed order differs from job to job.
+        assert_ne!(orders[0], orders[1]);
+    });
+    for p in ["bank", "tax"] {
+        let log = fed.log(p);
+        assert!(!log.contains("910000000000000"), "{p} logged an id:\n{log}");
+    }
+}
