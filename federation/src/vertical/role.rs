@@ -35,6 +35,9 @@ struct Saved {
     /// The alignment, once known (stored apart, in binary: see [`Saved::encode`]).
     #[serde(skip)]
     alignment: Option<Alignment>,
+    /// The party's binning and WOE from the WOE/IV stage, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    woe: Option<super::woe::PartyWoe>,
 }
 
 impl Saved {
@@ -155,6 +158,30 @@ impl VerticalRole {
         self.saved.alignment.as_ref()
     }
 
+    /// The party's binning of its own columns with their WOE, once the WOE/IV stage finished.
+    pub fn woe(&self) -> Option<&super::woe::PartyWoe> {
+        self.saved.woe.as_ref()
+    }
+
+    /// The role of `me` after an alignment stage that produced `alignment` (tests and
+    /// benchmarks of later stages while the alignment stage is driven elsewhere).
+    ///
+    /// # Errors
+    /// As [`VerticalRole::new`].
+    #[doc(hidden)]
+    pub fn with_alignment(
+        job: &JobId,
+        spec: &JobSpec,
+        me: &PartyId,
+        table: PartyTable,
+        alignment: Alignment,
+    ) -> Result<Self, String> {
+        let mut role = Self::new(job, spec, me, table, None)?;
+        role.saved.alignment = Some(alignment);
+        role.saved.finished.insert(StageKind::Align);
+        Ok(role)
+    }
+
     fn new_stage(&self, kind: StageKind) -> Box<dyn StageRole> {
         match kind {
             StageKind::Align => Box::new(super::psi::PsiRole::new()),
@@ -209,6 +236,9 @@ impl VerticalRole {
         let mut so = StageRoleOut { step: *step, out };
         f(stage.as_mut(), &mut ctx, &mut so)?;
         if stage.finished() {
+            if let Some(super::PartyOutcome::Woe(w)) = stage.take_outcome() {
+                self.saved.woe = Some(w);
+            }
             self.saved.finished.insert(*kind);
             self.open = None;
             out.checkpoint = true;
@@ -345,6 +375,7 @@ mod tests {
                 rows: vec![7, 0, 42],
                 keys: vec![[1; 16], [2; 16], [9; 16]],
             }),
+            woe: None,
         };
         let bytes = saved.encode();
         assert!(bytes.len() < 200, "{} bytes", bytes.len());
