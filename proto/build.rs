@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/fedcredit/v1/horizontal.proto",
         "proto/fedcredit/v1/psi.proto",
         "proto/fedcredit/v1/woe.proto",
+        "proto/fedcredit/v1/lr.proto",
+        "proto/fedcredit/v1/secureboost.proto",
         "proto/fedcredit/v1/vertical.proto",
         "proto/fedcredit/v1/job.proto",
         "proto/fedcredit/v1/federation.proto",

@@ -4,9 +4,10 @@
 //! seeded, so every sum is checked exactly.
 //!
 //! Shows: the secure sum equals the plain sum within the fixed-point bound; a party that dies
-//! after key sharing is recovered from its neighbours' shares, one that dies before restarts
-//! the round without it; too few survivors fail the job cleanly and `jobs resume` finishes
-//! it; a coordinator killed with SIGKILL resumes from its last completed round; and the
+//! after its masked upload stays in the sum (its self mask rebuilt from its neighbours'
+//! shares), one that dies before it is recovered in the same attempt after the survivors'
+//! consistency check (its neighbours reveal their round seeds with it); too few survivors
+//! fail the job cleanly and `jobs resume` finishes it; a coordinator killed with SIGKILL resumes from its last completed round; and the
 //! coordinator's own transcripts hold only masked vectors.
 
 mod common;

@@ -13,7 +13,8 @@
 //! The runners report what they do to an [`Observer`]: a line per step, and the progress of
 //! every model fit (solver iterations, trees), which the CLI shows as progress bars.
 //!
-//! Criterion micro-benchmarks live in `benches/benches/`.
+//! Criterion micro-benchmarks live beside the crates they measure (`models/benches/`,
+//! `crypto/benches/`), which need no polars.
 
 pub mod accuracy;
 pub mod demo;

@@ -212,15 +212,17 @@ impl JobSpec {
         if !(8..=40).contains(&self.secagg.frac_bits) {
             return Err(invalid("secagg.frac_bits", "must be between 8 and 40".into()));
         }
+        self.check_secagg_policy().map_err(|(key, reason)| invalid(&key, reason))?;
         match &self.vertical {
             Some(v) => {
                 v.validate(self)
                     .map_err(|(key, reason)| invalid(&format!("vertical.{key}"), reason))?;
-                if !self.model.is_vertical() {
+                if !self.model.trains_vertically() {
                     return Err(invalid(
                         "model.kind",
                         format!(
-                            "`{}` is not trained vertically; vertical jobs run `align` or `woe`",
+                            "`{}` is not trained vertically; vertical jobs run `align`, `woe`, \
+                             `logistic`, `scorecard` or `gbdt`",
                             self.model.kind()
                         ),
                     ));
@@ -252,6 +254,44 @@ impl JobSpec {
             None => {}
         }
         self.model.validate().map_err(|(key, reason)| invalid(&format!("model.{key}"), reason))
+    }
+}
+
+impl JobSpec {
+    /// The participants' own secure-aggregation policy (`crate::horizontal::role`), checked
+    /// at submit for every roster size the job may run with, so a job they would refuse
+    /// step after step is refused at once: a SecAgg+ degree below
+    /// [`fedcredit_crypto::secagg::Graph::min_degree`] and a threshold that is not a majority
+    /// of a neighbourhood (or larger than one).
+    fn check_secagg_policy(&self) -> Result<(), (String, String)> {
+        let n = self.parties.len();
+        for r in self.min_parties().max(2)..=n {
+            let degree = self.secagg.degree.map_or(r - 1, |k| k.min(r - 1));
+            let min = fedcredit_crypto::secagg::Graph::min_degree(r);
+            if degree < r - 1 && degree < min {
+                return Err((
+                    "secagg.degree".into(),
+                    format!(
+                        "is {degree}; a SecAgg+ graph of {r} parties needs at least {min} \
+                         neighbours each (leave it out for the complete graph)"
+                    ),
+                ));
+            }
+            let m = degree + 1;
+            if let Some(t) = self.secagg.threshold
+                && (t < m / 2 + 1 || t > m)
+            {
+                return Err((
+                    "secagg.threshold".into(),
+                    format!(
+                        "is {t}; with neighbourhoods of {m} parties it must be between {} (a \
+                         majority, which the parties enforce) and {m}",
+                        m / 2 + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -359,6 +399,23 @@ mod tests {
 
     fn err(text: &str) -> String {
         JobSpec::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn secagg_settings_the_parties_would_refuse_are_refused_at_submit() {
+        let five = "name = \"t\"\nparties = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n\
+                    [data]\nid = \"id\"\nlabel = \"y\"\n[model]\nkind = \"gbdt\"\n";
+        let e = err(&format!("{five}[secagg]\nthreshold = 2\n"));
+        assert!(e.contains("secagg.threshold") && e.contains("majority"), "{e}");
+        let e = err(&format!("{five}[secagg]\nthreshold = 6\n"));
+        assert!(e.contains("secagg.threshold"), "{e}");
+        JobSpec::from_toml(&format!("{five}[secagg]\nthreshold = 3\n")).unwrap();
+        // Five parties: SecAgg+ needs the complete graph (min_degree(5) = 4).
+        let e = err(&format!("{five}[secagg]\ndegree = 2\n"));
+        assert!(e.contains("secagg.degree") && e.contains("at least 4"), "{e}");
+        // A job that may shrink to two parties must keep a threshold two parties can meet.
+        let e = err(&format!("min_parties = 2\n{five}[secagg]\nthreshold = 3\n"));
+        assert!(e.contains("secagg.threshold"), "{e}");
     }
 
     #[test]

@@ -641,17 +641,30 @@ fn h2c_a_lowered_threshold_or_other_settings_than_the_jobs_are_refused() {
         s.config.threshold = Some(3);
         None
     });
-    // A job whose own threshold is below a majority: the participants refuse it even from an
-    // honest coordinator.
+    // A job whose own threshold is below a majority is refused at submit and by every party
+    // before it joins (the offer's spec is validated); a party that held it anyway would
+    // refuse its steps even from an honest coordinator.
     let weak = bench_spec(5, "", "threshold = 2", 1);
-    assert_setup_refused(
+    let err = JobSpec::from_json(&weak.to_json()).unwrap_err().to_string();
+    assert!(err.contains("secagg.threshold") && err.contains("majority"), "{err}");
+    let mut fed = federation_with(
         &weak,
-        &certs,
-        5,
-        &all,
-        "threshold 2 for neighbourhoods of 5; at least 3 (a majority) is needed",
-        |_| None,
+        &no_data(5),
+        Some(&certs),
+        conductor(&plain, &no_data(5)),
+        &|_, r| r,
     );
+    let mut hook = edit_first_step(|s| {
+        s.config.threshold = Some(2);
+        None
+    });
+    let result = run(&mut fed, &mut hook);
+    let reason = "threshold 2 for neighbourhoods of 5; at least 3 (a majority) is needed";
+    for p in &all {
+        assert!(refused(&fed.transcript, p, reason), "{p}: {:?}", all_refusals(&fed.transcript));
+    }
+    assert_nothing_for(&fed.transcript, &header(0, 0), reason);
+    assert!(result.is_err());
 }
 
 /// Steps of a horizontal job as sent to each party, by step number (first attempt only).
@@ -1123,9 +1136,25 @@ fn h3_inconsistent_survivor_lists_in_a_secagg_plus_graph_expose_no_party() {
 fn m1_secagg_plus_below_the_minimum_degree_is_refused_by_the_participants() {
     let n = 20;
     let certs = Certs::new(n);
-    let spec = bench_spec(n, "", "degree = 4", 1);
-    let mut fed = federation(&spec, &no_data(n), Some(&certs));
-    let result = run(&mut fed, &mut honest);
+    // Refused at submit and by every party's check of the offer …
+    let thin = bench_spec(n, "", "degree = 4", 1);
+    let err = JobSpec::from_json(&thin.to_json()).unwrap_err().to_string();
+    assert!(err.contains("secagg.degree") && err.contains("at least 12"), "{err}");
+    // … and by the parties' own round policy, should a party hold such a job and the
+    // coordinator run it.
+    let complete = bench_spec(n, "", "", 1);
+    let mut fed = federation_with(
+        &thin,
+        &no_data(n),
+        Some(&certs),
+        conductor(&complete, &no_data(n)),
+        &|_, r| r,
+    );
+    let mut hook = edit_first_step(|s| {
+        s.config.degree = Some(4);
+        None
+    });
+    let result = run(&mut fed, &mut hook);
     let reason = "SecAgg+ degree 4 for 20 parties; at least 12 neighbours are needed";
     for p in &banks(n) {
         assert!(refused(&fed.transcript, p, reason), "{p}: {:?}", all_refusals(&fed.transcript));

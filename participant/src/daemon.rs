@@ -246,6 +246,7 @@ async fn probe_tls(config: &ParticipantConfig) -> Option<tokio_rustls::rustls::E
 struct JobWorker {
     tx: mpsc::Sender<pb::ToParty>,
     cancel: CancellationToken,
+    session: Arc<Mutex<PartySession>>,
 }
 
 /// The daemon.
@@ -285,6 +286,13 @@ impl Outgoing {
     }
 }
 
+/// `job` with every character but letters, digits, `-` and `_` replaced, for file names.
+fn safe_name(job: &str) -> String {
+    job.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
 impl Daemon {
     /// A daemon for a checked configuration.
     ///
@@ -310,12 +318,31 @@ impl Daemon {
         Ok(Self { config, me, identity })
     }
 
+    /// Where the party keeps its part of the model trained by job `job`.
+    pub fn model_part_path(&self, job: &str) -> PathBuf {
+        self.config.state_dir.join("models").join(format!("{}.json", safe_name(job)))
+    }
+
+    /// Writes the party's part of a vertical model (its coefficients, bins or splits) under
+    /// `state_dir/models/`, where scoring finds it; other parties and the coordinator only
+    /// ever get a reference to it.
+    fn keep_model_part(&self, job: &str, session: &Arc<Mutex<PartySession>>) {
+        let Some(part) = session.lock().unwrap_or_else(|e| e.into_inner()).model_part() else {
+            return;
+        };
+        let path = self.model_part_path(job);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| crate::journal::write_private(&path, part.as_bytes()));
+        match written {
+            Ok(()) => info!(job, path = %path.display(), "kept this party's part of the model"),
+            Err(e) => warn!(job, path = %path.display(), error = %e, "cannot keep the model part"),
+        }
+    }
+
     fn state_path(&self, job: &str) -> PathBuf {
-        let safe: String = job
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-            .collect();
-        self.config.state_dir.join(format!("{safe}.session"))
+        self.config.state_dir.join(format!("{}.session", safe_name(job)))
     }
 
     async fn channel(&self) -> Result<Channel, SessionError> {
@@ -520,6 +547,9 @@ impl Daemon {
                     info!(job = %end.job_id, state = %end.state, reason = %end.reason, "job ended");
                     if let Some(w) = jobs.remove(&end.job_id) {
                         w.cancel.cancel();
+                        if end.state == "succeeded" {
+                            self.keep_model_part(&end.job_id, &w.session);
+                        }
                     }
                     let path = self.state_path(&end.job_id);
                     if end.state == "succeeded" || end.state == "cancelled" {
@@ -571,10 +601,11 @@ impl Daemon {
         info!(job = %job_id, columns = schema.len(), version = state.version, "joined the job");
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let cancel = CancellationToken::new();
+        let session = Arc::new(Mutex::new(session));
         let worker = tokio::spawn(
             self.clone()
                 .work(
-                    Arc::new(Mutex::new(session)),
+                    session.clone(),
                     Arc::new(Mutex::new(journal)),
                     rx,
                     out.clone(),
@@ -593,7 +624,7 @@ impl Daemon {
                 state_version: state.version,
                 next_step: state.next_step,
             },
-            Some(JobWorker { tx, cancel }),
+            Some(JobWorker { tx, cancel, session }),
         )
     }
 

@@ -11,10 +11,10 @@
 //! past [`COMPACT_FACTOR`] times its last record (and [`COMPACT_MIN`] bytes), it is rewritten
 //! with the last record only, through a temporary file and a rename.
 //!
-//! Like the rename it replaces, this survives the daemon being killed at any point; surviving
-//! power loss would need `fsync`, which this file does not do (the operating system's journal
-//! still keeps the file itself consistent). Files are created with mode 0600: a checkpoint
-//! holds the job's channel secret.
+//! Each append ends with `fdatasync` (≈ 0.1 ms on this kind of machine), so a checkpoint
+//! survives power loss as well as the daemon being killed, and compaction syncs the new file
+//! and its directory before and after the rename. Files are created with mode 0600: a
+//! checkpoint holds the job's channel secret.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -43,6 +43,21 @@ fn open_options() -> OpenOptions {
         o.mode(0o600);
     }
     o
+}
+
+/// Writes `bytes` to a new file at `path` (mode 0600), through a temporary file, synced, and
+/// a rename.
+///
+/// # Errors
+/// The write or the rename failed.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = open_options().write(true).truncate(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// One record: header and payload.
@@ -114,13 +129,21 @@ impl Journal {
             {
                 let mut f = open_options().write(true).truncate(true).open(&tmp)?;
                 f.write_all(&r)?;
+                f.sync_data()?;
             }
             std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                // The rename itself survives power loss once the directory is synced.
+                File::open(dir)?.sync_all()?;
+            }
             self.file = open_options().append(true).open(&self.path)?;
             self.len = size;
             return Ok(());
         }
         self.file.write_all(&r)?;
+        // Durable before anything the checkpoint allows is sent: a party that forgot after a
+        // power loss that it released unmask shares for a step could be made to do it twice.
+        self.file.sync_data()?;
         self.len += size;
         Ok(())
     }

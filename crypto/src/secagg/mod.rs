@@ -164,7 +164,7 @@ pub enum SecAggError {
     },
     /// The server asked for both secrets of one party: a share of its self-mask seed (as a
     /// survivor) and the pairwise round seed with it (as a dropped party).
-    #[error("both the self-mask share and the masking-key share of party {party} were requested")]
+    #[error("both the self-mask share and the pairwise round seed of party {party} were requested")]
     BothSharesRequested {
         /// The party.
         party: PartyIndex,

@@ -93,9 +93,15 @@ impl ModelSpec {
         }
     }
 
-    /// Whether the model is trained by a vertical job (`[vertical]` in `job.toml`).
+    /// Whether the model exists only in vertical jobs (`[vertical]` in `job.toml`).
     pub fn is_vertical(&self) -> bool {
         matches!(self, ModelSpec::Align(_) | ModelSpec::Woe(_))
+    }
+
+    /// Whether a vertical job can train it.
+    pub fn trains_vertically(&self) -> bool {
+        self.is_vertical()
+            || matches!(self, ModelSpec::Logistic(_) | ModelSpec::Scorecard(_) | ModelSpec::Gbdt(_))
     }
 
     /// Whether participants need their table for this model.

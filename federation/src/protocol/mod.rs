@@ -287,6 +287,12 @@ pub trait Role: Send + std::fmt::Debug {
 
     /// The role's state for the party's own checkpoint (never sent anywhere).
     fn checkpoint(&self) -> Vec<u8>;
+
+    /// The party's part of the trained model (vertical jobs: its coefficients, bins or
+    /// splits, as JSON), which the daemon keeps after the job succeeded; never sent.
+    fn model_part(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The parties' schemas a job starts from: each party's columns as it reported them.

@@ -205,6 +205,11 @@ impl PartySession {
         self.role.state_version()
     }
 
+    /// The party's part of the trained model, once the role has one ([`Role::model_part`]).
+    pub fn model_part(&self) -> Option<String> {
+        self.role.model_part()
+    }
+
     /// What the party reports when it (re)joins.
     pub fn join_state(&self) -> super::JoinState {
         super::JoinState { version: self.role.state_version(), next_step: self.role.next_step() }

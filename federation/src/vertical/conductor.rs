@@ -120,6 +120,10 @@ impl VerticalConductor {
         Ok(match kind {
             StageKind::Align => Box::new(super::psi::PsiConductor::new(&self.spec)?),
             StageKind::Woe => Box::new(super::woe::WoeConductor::new(&self.spec, &self.done)?),
+            StageKind::Lr => Box::new(super::lr::LrConductor::new(&self.spec, &self.done)?),
+            StageKind::SecureBoost => {
+                Box::new(super::secureboost::SbConductor::new(&self.spec, &self.done)?)
+            }
         })
     }
 
@@ -178,8 +182,10 @@ impl VerticalConductor {
         let mut artifact_json = None;
         for d in &self.done {
             metrics.extend(d.metrics.clone());
-            if let super::StageResult::Woe { iv_json } = &d.result {
-                artifact_json = Some(iv_json.clone());
+            match &d.result {
+                super::StageResult::Woe { iv_json } => artifact_json = Some(iv_json.clone()),
+                super::StageResult::Model { artifact_json: a } => artifact_json = Some(a.clone()),
+                super::StageResult::Aligned { .. } => {}
             }
         }
         Outcome { artifact_json, metrics }

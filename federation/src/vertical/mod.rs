@@ -19,8 +19,10 @@
 //! finished is never run again.
 
 pub mod conductor;
+pub mod lr;
 pub mod psi;
 pub mod role;
+pub mod secureboost;
 pub mod woe;
 
 use std::collections::BTreeMap;
@@ -237,6 +239,12 @@ pub enum StageResult {
         /// The report.
         iv_json: String,
     },
+    /// A trained model: the coordinator's reference (a `fedcredit_models::artifact` JSON
+    /// that names each party's part, which stays at that party).
+    Model {
+        /// The artifact.
+        artifact_json: String,
+    },
 }
 
 /// The coordinator's side of one stage.
@@ -281,6 +289,9 @@ pub struct PartyCtx<'a> {
     pub table: &'a PartyTable,
     /// The alignment, once known (the alignment stage sets it).
     pub alignment: &'a mut Option<Alignment>,
+    /// What finished stages left for later ones at this party, by name (`woe`: the party's
+    /// bins and WOE; `model`: its part of the trained model), as JSON; checkpointed.
+    pub kept: &'a mut BTreeMap<String, String>,
 }
 
 /// The party's side of one stage's output: reports to the conductor, payloads and streams to
@@ -393,6 +404,10 @@ pub enum StageKind {
     Align,
     /// Federated WOE/IV.
     Woe,
+    /// Vertical logistic regression (on WOE features for a scorecard).
+    Lr,
+    /// SecureBoost trees.
+    SecureBoost,
 }
 
 impl StageKind {
@@ -401,6 +416,8 @@ impl StageKind {
         match self {
             StageKind::Align => "align",
             StageKind::Woe => "woe",
+            StageKind::Lr => "lr",
+            StageKind::SecureBoost => "secureboost",
         }
     }
 
@@ -409,6 +426,8 @@ impl StageKind {
         match body {
             pb::vertical_step::Body::Psi(_) => StageKind::Align,
             pb::vertical_step::Body::Woe(_) => StageKind::Woe,
+            pb::vertical_step::Body::Lr(_) => StageKind::Lr,
+            pb::vertical_step::Body::Secureboost(_) => StageKind::SecureBoost,
         }
     }
 
@@ -417,6 +436,8 @@ impl StageKind {
         match body {
             pb::vertical_payload::Body::Psi(_) => StageKind::Align,
             pb::vertical_payload::Body::Woe(_) => StageKind::Woe,
+            pb::vertical_payload::Body::Lr(_) => StageKind::Lr,
+            pb::vertical_payload::Body::Secureboost(_) => StageKind::SecureBoost,
         }
     }
 }
@@ -426,6 +447,9 @@ pub fn stages(spec: &JobSpec) -> Vec<StageKind> {
     use crate::horizontal::ModelSpec as M;
     match &spec.model {
         M::Woe(_) => vec![StageKind::Align, StageKind::Woe],
+        M::Logistic(_) => vec![StageKind::Align, StageKind::Lr],
+        M::Scorecard(_) => vec![StageKind::Align, StageKind::Woe, StageKind::Lr],
+        M::Gbdt(_) => vec![StageKind::Align, StageKind::SecureBoost],
         _ => vec![StageKind::Align],
     }
 }

@@ -9,7 +9,7 @@
 //! coordinator's message opening their stage (the network does not order messages of
 //! different senders) wait in a bounded buffer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use fedcredit_proto::pb;
 use prost::Message;
@@ -32,6 +32,9 @@ struct Saved {
     finished: BTreeSet<StageKind>,
     /// Highest step seen.
     last_step: Option<u64>,
+    /// What finished stages left for later ones ([`PartyCtx::kept`]).
+    #[serde(default)]
+    kept: BTreeMap<String, String>,
     /// The alignment, once known (stored apart, in binary: see [`Saved::encode`]).
     #[serde(skip)]
     alignment: Option<Alignment>,
@@ -186,6 +189,8 @@ impl VerticalRole {
         match kind {
             StageKind::Align => Box::new(super::psi::PsiRole::new()),
             StageKind::Woe => Box::new(super::woe::WoeRole::new()),
+            StageKind::Lr => Box::new(super::lr::LrRole::new()),
+            StageKind::SecureBoost => Box::new(super::secureboost::SbRole::new()),
         }
     }
 
@@ -232,6 +237,7 @@ impl VerticalRole {
             vertical: &self.vertical,
             table: &self.table,
             alignment: &mut self.saved.alignment,
+            kept: &mut self.saved.kept,
         };
         let mut so = StageRoleOut { step: *step, out };
         f(stage.as_mut(), &mut ctx, &mut so)?;
@@ -267,6 +273,8 @@ fn payload_len(b: &pb::vertical_payload::Body) -> usize {
     match b {
         pb::vertical_payload::Body::Psi(m) => m.encoded_len(),
         pb::vertical_payload::Body::Woe(m) => m.encoded_len(),
+        pb::vertical_payload::Body::Lr(m) => m.encoded_len(),
+        pb::vertical_payload::Body::Secureboost(m) => m.encoded_len(),
     }
 }
 
@@ -360,6 +368,10 @@ impl Role for VerticalRole {
     fn checkpoint(&self) -> Vec<u8> {
         self.saved.encode()
     }
+
+    fn model_part(&self) -> Option<String> {
+        self.saved.kept.get("model").cloned()
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +383,7 @@ mod tests {
         let saved = Saved {
             finished: [StageKind::Align].into(),
             last_step: Some(3),
+            kept: BTreeMap::new(),
             alignment: Some(Alignment {
                 rows: vec![7, 0, 42],
                 keys: vec![[1; 16], [2; 16], [9; 16]],

@@ -72,10 +72,12 @@ impl Certs {
 }
 
 /// A job over `bank0..bank{n-1}` with `top` (extra top-level keys), `model` (the `[model]`
-/// table's body) and `secagg` (the `[secagg]` table's body).
+/// table's body) and `secagg` (the `[secagg]` table's body). Parsed without
+/// [`JobSpec::validate`]: some attacks need a job the coordinator would refuse at submit (a
+/// threshold below a majority, a thin SecAgg+ graph), to show the parties refuse it too.
 pub fn job_spec(n: usize, top: &str, model: &str, secagg: &str) -> JobSpec {
     let parties: Vec<String> = banks(n).iter().map(|p| format!("\"{}\"", p.0)).collect();
-    JobSpec::from_toml(&format!(
+    toml::from_str(&format!(
         "name = \"deviating\"\nparties = [{}]\n{top}\n[data]\nid = \"id\"\nlabel = \"y\"\n\
          [model]\n{model}\n[secagg]\n{secagg}\n",
         parties.join(", ")
