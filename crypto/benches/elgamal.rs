@@ -41,10 +41,8 @@ fn elgamal_workload(c: &mut Criterion) {
     let cols = columns(&mut rng);
     let wire = sk.encrypt_to_bytes(&ys, &mut rng);
     let cts = elgamal::read_ciphertexts(&wire).expect("decodes");
-    let sums: Vec<elgamal::Ciphertext> = cols
-        .iter()
-        .flat_map(|col| elgamal::sum_by_bin(&cts, col, BINS).expect("bins"))
-        .collect();
+    let sums: Vec<elgamal::Ciphertext> =
+        cols.iter().flat_map(|col| elgamal::sum_by_bin(&cts, col, BINS).expect("bins")).collect();
     let table = elgamal::DlogTable::for_max(ROWS as u64);
     let mut g = c.benchmark_group("woe_elgamal");
     g.sample_size(10);

@@ -869,6 +869,22 @@ pub fn merged_edges(fine: &[f64], groups: &[Range<usize>]) -> Vec<f64> {
     groups.iter().take(groups.len().saturating_sub(1)).map(|g| fine[g.end - 1]).collect()
 }
 
+/// The bin of cell `v` under `rule` with `n_bins` bins, the missing bin (last) included: what
+/// [`FeatureBinning::bin_of`] does, for a party that holds the rule but not the counts (a
+/// vertical feature holder). `NaN` goes to the missing bin.
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] for a categorical value that is not a level index, or a rule
+/// that does not fit `n_bins`.
+pub fn rule_bin_of(
+    rule: &BinRule,
+    n_bins: usize,
+    feature: &str,
+    v: f64,
+) -> Result<usize, ModelError> {
+    bin_of(rule, n_bins, feature, v, None)
+}
+
 /// Text label of every bin of `rule`, the missing bin last.
 fn bin_labels(rule: &BinRule) -> Vec<String> {
     let mut labels = match rule {

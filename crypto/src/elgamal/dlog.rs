@@ -51,7 +51,9 @@ impl DlogTable {
             batch.push(p);
             p += half_g;
             if batch.len() == 1024 {
-                full.extend(RistrettoPoint::double_and_compress_batch(&batch).iter().map(|c| c.to_bytes()));
+                full.extend(
+                    RistrettoPoint::double_and_compress_batch(&batch).iter().map(|c| c.to_bytes()),
+                );
                 batch.clear();
             }
         }

@@ -287,6 +287,70 @@ pub fn sum_by_bin<B: BinIndex>(
         ))
 }
 
+/// Per-bin sums of the same ciphertexts under many binnings (one per feature:
+/// `features[f] = (bin of every row, bin count)`), one feature per task on all cores:
+/// `out[f][b] = Σ_{i : bins_f[i] = b} cts[i]`. Each feature's most populated bin is not
+/// summed but taken as `total − Σ other bins` (the total is summed once for all features), so
+/// a feature costs one ciphertext addition per row outside its largest bin.
+///
+/// # Errors
+/// [`ElGamalError::Length`], [`ElGamalError::BinOutOfRange`] (checked before any work).
+pub fn sum_by_bin_features<B: BinIndex>(
+    cts: &[Ciphertext],
+    features: &[(&[B], usize)],
+) -> Result<Vec<Vec<Ciphertext>>, ElGamalError> {
+    for (bins, n_bins) in features {
+        if bins.len() != cts.len() {
+            return Err(ElGamalError::Length {
+                what: "bin indices",
+                expected: cts.len(),
+                got: bins.len(),
+            });
+        }
+        if let Some((row, b)) = bins.iter().enumerate().find(|(_, b)| b.bin() >= *n_bins) {
+            return Err(ElGamalError::BinOutOfRange { row, bin: b.bin(), n_bins: *n_bins });
+        }
+    }
+    let total = cts
+        .par_chunks(4096)
+        .map(|c| {
+            let mut acc = Ciphertext::zero();
+            for ct in c {
+                acc.add_assign(ct);
+            }
+            acc
+        })
+        .reduce(Ciphertext::zero, |a, b| a.add(&b));
+    Ok(features
+        .par_iter()
+        .with_max_len(1)
+        .map(|(bins, n_bins)| {
+            let mut rows = vec![0usize; *n_bins];
+            for b in bins.iter() {
+                rows[b.bin()] += 1;
+            }
+            let Some(skip) = (0..*n_bins).max_by_key(|&b| (rows[b], std::cmp::Reverse(b))) else {
+                return Vec::new();
+            };
+            let mut acc = vec![Ciphertext::zero(); *n_bins];
+            for (ct, b) in cts.iter().zip(bins.iter()) {
+                let b = b.bin();
+                if b != skip {
+                    acc[b].add_assign(ct);
+                }
+            }
+            let mut rest = total;
+            for (b, a) in acc.iter().enumerate() {
+                if b != skip {
+                    rest = rest.sub(a);
+                }
+            }
+            acc[skip] = rest;
+            acc
+        })
+        .collect())
+}
+
 /// A public key `H = x·G`.
 #[derive(Clone)]
 pub struct PublicKey {
@@ -298,7 +362,11 @@ pub struct PublicKey {
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ElGamalPublicKey({:02x}{:02x}{:02x}{:02x}…)", self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3])
+        write!(
+            f,
+            "ElGamalPublicKey({:02x}{:02x}{:02x}{:02x}…)",
+            self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]
+        )
     }
 }
 
@@ -521,7 +589,12 @@ impl SecretKey {
     ///
     /// # Errors
     /// [`ElGamalError::NotSmall`] (index 0) when the plaintext is not in `0..=max`.
-    pub fn decrypt(&self, c: &Ciphertext, max: u64, table: &DlogTable) -> Result<u64, ElGamalError> {
+    pub fn decrypt(
+        &self,
+        c: &Ciphertext,
+        max: u64,
+        table: &DlogTable,
+    ) -> Result<u64, ElGamalError> {
         table.solve(&self.decrypt_point(c), max).ok_or(ElGamalError::NotSmall { index: 0, max })
     }
 
@@ -563,7 +636,9 @@ impl SecretKey {
             .zip(max.par_iter())
             .enumerate()
             .map(|(index, (c, &m))| {
-                table.solve(&self.decrypt_point(c), m).ok_or(ElGamalError::NotSmall { index, max: m })
+                table
+                    .solve(&self.decrypt_point(c), m)
+                    .ok_or(ElGamalError::NotSmall { index, max: m })
             })
             .collect()
     }

@@ -29,7 +29,10 @@ fn round_trip_on_every_path() {
     }
     // A value above the bound is refused, not wrapped.
     let c = sk.encrypt(70_000, &mut r);
-    assert_eq!(sk.decrypt(&c, 69_999, &table), Err(ElGamalError::NotSmall { index: 0, max: 69_999 }));
+    assert_eq!(
+        sk.decrypt(&c, 69_999, &table),
+        Err(ElGamalError::NotSmall { index: 0, max: 69_999 })
+    );
     // A small table still finds large values (more giant steps).
     let small = DlogTable::for_max(3);
     assert_eq!(small.steps(), 16);
@@ -64,7 +67,7 @@ fn batch_encoder_equals_plain_encoding_and_decrypts() {
     let mut r = rng(3);
     let sk = SecretKey::generate(&mut r);
     // Several batches and a ragged last one.
-    let ms: Vec<u64> = (0..600).map(|i| (i % 2) as u64 * (i % 5)).collect();
+    let ms: Vec<u64> = (0..600u64).map(|i| (i % 2) * (i % 5)).collect();
     let wire = sk.encrypt_to_bytes(&ms, &mut r);
     assert_eq!(wire.len(), ms.len() * CIPHERTEXT_BYTES);
     let cts = read_ciphertexts(&wire).unwrap();
@@ -167,4 +170,25 @@ fn bench_runs_and_reports_positive_times() {
     let t = bench::measure(0.002);
     assert!(t.add_us > 0.0 && t.encrypt_owner_us > 0.0 && t.decrypt_us > 0.0);
     assert_eq!(t.ciphertext_bytes, 64);
+}
+
+#[test]
+fn sums_over_many_binnings_match_sum_by_bin() {
+    let mut rng = rng(11);
+    let sk = SecretKey::generate(&mut rng);
+    let values: Vec<u64> = (0..300).map(|i| u64::from(i % 3 == 0)).collect();
+    let cts = sk.encrypt_batch(&values, &mut rng);
+    let a: Vec<u8> = (0..300).map(|i| (i % 7) as u8).collect();
+    let b: Vec<u8> = (0..300).map(|i| if i < 250 { 2 } else { (i % 2) as u8 }).collect();
+    let empty: Vec<u8> = vec![0; 300];
+    let many = sum_by_bin_features(&cts, &[(&a[..], 7), (&b[..], 4), (&empty[..], 3)]).unwrap();
+    for (sums, (bins, n)) in many.iter().zip([(&a, 7), (&b, 4), (&empty, 3)]) {
+        let one = sum_by_bin(&cts, bins, n).unwrap();
+        let max = vec![300; n];
+        assert_eq!(sk.decrypt_batch(sums, &max).unwrap(), sk.decrypt_batch(&one, &max).unwrap());
+    }
+    assert!(matches!(
+        sum_by_bin_features(&cts, &[(&a[..], 6)]),
+        Err(ElGamalError::BinOutOfRange { .. })
+    ));
 }

@@ -381,19 +381,6 @@ pub trait StageRole: std::fmt::Debug + Send {
 
     /// Whether the party's part of the stage is over.
     fn finished(&self) -> bool;
-
-    /// What the finished stage leaves at the party for later stages (kept in the party's
-    /// checkpoint); taken once, after [`StageRole::finished`].
-    fn take_outcome(&mut self) -> Option<PartyOutcome> {
-        None
-    }
-}
-
-/// What a finished stage leaves at a party for later stages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum PartyOutcome {
-    /// The party's binning of its own columns and their WOE (federated WOE/IV).
-    Woe(woe::PartyWoe),
 }
 
 /// The stages of a vertical job, in order.

@@ -38,9 +38,6 @@ struct Saved {
     /// The alignment, once known (stored apart, in binary: see [`Saved::encode`]).
     #[serde(skip)]
     alignment: Option<Alignment>,
-    /// The party's binning and WOE from the WOE/IV stage, once known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    woe: Option<super::woe::PartyWoe>,
 }
 
 impl Saved {
@@ -161,9 +158,9 @@ impl VerticalRole {
         self.saved.alignment.as_ref()
     }
 
-    /// The party's binning of its own columns with their WOE, once the WOE/IV stage finished.
-    pub fn woe(&self) -> Option<&super::woe::PartyWoe> {
-        self.saved.woe.as_ref()
+    /// What finished stages left at the party ([`PartyCtx::kept`]).
+    pub fn kept(&self) -> &BTreeMap<String, String> {
+        &self.saved.kept
     }
 
     /// The role of `me` after an alignment stage that produced `alignment` (tests and
@@ -242,9 +239,6 @@ impl VerticalRole {
         let mut so = StageRoleOut { step: *step, out };
         f(stage.as_mut(), &mut ctx, &mut so)?;
         if stage.finished() {
-            if let Some(super::PartyOutcome::Woe(w)) = stage.take_outcome() {
-                self.saved.woe = Some(w);
-            }
             self.saved.finished.insert(*kind);
             self.open = None;
             out.checkpoint = true;
@@ -388,7 +382,6 @@ mod tests {
                 rows: vec![7, 0, 42],
                 keys: vec![[1; 16], [2; 16], [9; 16]],
             }),
-            woe: None,
         };
         let bytes = saved.encode();
         assert!(bytes.len() < 200, "{} bytes", bytes.len());
