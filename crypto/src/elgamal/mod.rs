@@ -288,10 +288,15 @@ pub fn sum_by_bin<B: BinIndex>(
 }
 
 /// Per-bin sums of the same ciphertexts under many binnings (one per feature:
-/// `features[f] = (bin of every row, bin count)`), one feature per task on all cores:
-/// `out[f][b] = Σ_{i : bins_f[i] = b} cts[i]`. Each feature's most populated bin is not
-/// summed but taken as `total − Σ other bins` (the total is summed once for all features), so
-/// a feature costs one ciphertext addition per row outside its largest bin.
+/// `features[f] = (bin of every row, bin count)`), on all cores:
+/// `out[f][b] = Σ_{i : bins_f[i] = b} cts[i]`.
+///
+/// Consecutive features are summed together over their joint bins (a row goes to the cell
+/// `(b_f, b_g, …)` of its bins) while the joint grid has at most `max(64, rows / 8)` cells,
+/// and each feature's sums are then read off as marginals of the grid: one ciphertext addition
+/// per row for a group of two or three features instead of one per row and feature, plus one
+/// per populated cell and feature. A feature alone in its group skips its most populated bin
+/// and takes it as `total − Σ other bins` (the total summed once for all features).
 ///
 /// # Errors
 /// [`ElGamalError::Length`], [`ElGamalError::BinOutOfRange`] (checked before any work).
@@ -311,44 +316,110 @@ pub fn sum_by_bin_features<B: BinIndex>(
             return Err(ElGamalError::BinOutOfRange { row, bin: b.bin(), n_bins: *n_bins });
         }
     }
-    let total = cts
-        .par_chunks(4096)
-        .map(|c| {
-            let mut acc = Ciphertext::zero();
-            for ct in c {
-                acc.add_assign(ct);
-            }
-            acc
-        })
-        .reduce(Ciphertext::zero, |a, b| a.add(&b));
-    Ok(features
+    let limit = (cts.len() / 8).clamp(64, 1 << 16);
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut cells = 1usize;
+    for (f, (_, n)) in features.iter().enumerate() {
+        let n = (*n).max(1);
+        if f > start && cells.saturating_mul(n) > limit {
+            groups.push(start..f);
+            start = f;
+            cells = 1;
+        }
+        cells = cells.saturating_mul(n);
+    }
+    if start < features.len() {
+        groups.push(start..features.len());
+    }
+    let needs_total = groups.iter().any(|g| g.len() == 1);
+    let total = if needs_total {
+        cts.par_chunks(4096)
+            .map(|c| {
+                let mut acc = Ciphertext::zero();
+                for ct in c {
+                    acc.add_assign(ct);
+                }
+                acc
+            })
+            .reduce(Ciphertext::zero, |a, b| a.add(&b))
+    } else {
+        Ciphertext::zero()
+    };
+    let sums: Vec<Vec<Vec<Ciphertext>>> = groups
         .par_iter()
         .with_max_len(1)
-        .map(|(bins, n_bins)| {
-            let mut rows = vec![0usize; *n_bins];
-            for b in bins.iter() {
-                rows[b.bin()] += 1;
-            }
-            let Some(skip) = (0..*n_bins).max_by_key(|&b| (rows[b], std::cmp::Reverse(b))) else {
-                return Vec::new();
-            };
-            let mut acc = vec![Ciphertext::zero(); *n_bins];
-            for (ct, b) in cts.iter().zip(bins.iter()) {
-                let b = b.bin();
-                if b != skip {
-                    acc[b].add_assign(ct);
-                }
-            }
-            let mut rest = total;
-            for (b, a) in acc.iter().enumerate() {
-                if b != skip {
-                    rest = rest.sub(a);
-                }
-            }
-            acc[skip] = rest;
-            acc
+        .map(|g| match &features[g.clone()] {
+            [(bins, n_bins)] => vec![sum_one_skipping_largest(cts, bins, *n_bins, &total)],
+            group => sum_joint(cts, group),
         })
-        .collect())
+        .collect();
+    Ok(sums.into_iter().flatten().collect())
+}
+
+/// One feature's sums, its most populated bin as the total minus the others.
+fn sum_one_skipping_largest<B: BinIndex>(
+    cts: &[Ciphertext],
+    bins: &[B],
+    n_bins: usize,
+    total: &Ciphertext,
+) -> Vec<Ciphertext> {
+    let mut rows = vec![0usize; n_bins];
+    for b in bins {
+        rows[b.bin()] += 1;
+    }
+    let Some(skip) = (0..n_bins).max_by_key(|&b| (rows[b], std::cmp::Reverse(b))) else {
+        return Vec::new();
+    };
+    let mut acc = vec![Ciphertext::zero(); n_bins];
+    for (ct, b) in cts.iter().zip(bins) {
+        let b = b.bin();
+        if b != skip {
+            acc[b].add_assign(ct);
+        }
+    }
+    let mut rest = *total;
+    for (b, a) in acc.iter().enumerate() {
+        if b != skip {
+            rest = rest.sub(a);
+        }
+    }
+    acc[skip] = rest;
+    acc
+}
+
+/// Several features' sums from their joint grid: one addition per row, then marginals over
+/// the populated cells.
+fn sum_joint<B: BinIndex>(cts: &[Ciphertext], group: &[(&[B], usize)]) -> Vec<Vec<Ciphertext>> {
+    let mut strides = Vec::with_capacity(group.len());
+    let mut cells = 1usize;
+    for (_, n) in group {
+        strides.push(cells);
+        cells *= (*n).max(1);
+    }
+    let mut grid = vec![Ciphertext::zero(); cells];
+    let mut used = vec![false; cells];
+    for (i, ct) in cts.iter().enumerate() {
+        let mut cell = 0;
+        for ((bins, _), s) in group.iter().zip(&strides) {
+            cell += bins[i].bin() * s;
+        }
+        grid[cell].add_assign(ct);
+        used[cell] = true;
+    }
+    group
+        .iter()
+        .zip(&strides)
+        .map(|((_, n), s)| {
+            let mut out = vec![Ciphertext::zero(); *n];
+            if *n > 0 {
+                for (cell, g) in grid.iter().enumerate().filter(|(c, _)| used[*c]) {
+                    out[(cell / s) % n].add_assign(g);
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// A public key `H = x·G`.

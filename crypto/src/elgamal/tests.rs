@@ -5,7 +5,7 @@
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::traits::Identity;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::*;
@@ -191,4 +191,28 @@ fn sums_over_many_binnings_match_sum_by_bin() {
         sum_by_bin_features(&cts, &[(&a[..], 6)]),
         Err(ElGamalError::BinOutOfRange { .. })
     ));
+}
+
+#[test]
+fn joint_grids_give_the_same_sums_as_one_feature_at_a_time() {
+    let mut rng = rng(12);
+    let sk = SecretKey::generate(&mut rng);
+    let n = 2000;
+    let values: Vec<u64> = (0..n).map(|_| u64::from(rng.random::<u8>() < 60)).collect();
+    let cts = sk.encrypt_batch(&values, &mut rng);
+    // Bin counts chosen so that groups of three, two and one feature occur (limit 250 cells).
+    let shapes = [5usize, 7, 6, 11, 20, 3, 300, 4];
+    let bins: Vec<Vec<u16>> =
+        shapes.iter().map(|&k| (0..n).map(|_| rng.random_range(0..k) as u16).collect()).collect();
+    let features: Vec<(&[u16], usize)> =
+        bins.iter().zip(shapes).map(|(b, k)| (b.as_slice(), k)).collect();
+    let many = sum_by_bin_features(&cts, &features).unwrap();
+    assert_eq!(many.len(), shapes.len());
+    for ((sums, b), k) in many.iter().zip(&bins).zip(shapes) {
+        let mut want = vec![0u64; k];
+        for (v, &x) in values.iter().zip(b) {
+            want[x as usize] += v;
+        }
+        assert_eq!(sk.decrypt_batch(sums, &vec![n as u64; k]).unwrap(), want);
+    }
 }
