@@ -73,6 +73,10 @@ enum BenchCommand {
     /// Time the PSI alignment of a vertical job (ECDH or server-aided) over gRPC between
     /// separate processes on loopback, on generated tables.
     Psi(ops::PsiBenchArgs),
+    /// Additive HE per operation per core (µs) beside SecretFlow HEU's published figures.
+    He(ops::HeBenchArgs),
+    /// Federated WOE/IV: a label holder and one feature holder with F columns, in one process.
+    Woe(ops::WoeBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +279,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Accuracy(args)) => bench_accuracy(args),
         Command::Bench(BenchCommand::Secagg(args)) => ops::bench_secagg(args),
         Command::Bench(BenchCommand::Psi(args)) => ops::bench_psi(args),
+        Command::Bench(BenchCommand::He(args)) => ops::bench_he(args),
+        Command::Bench(BenchCommand::Woe(args)) => ops::bench_woe(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
         Command::Data(DataCommand::Inspect(args)) => data_inspect(args),
         Command::Data(DataCommand::Applications(args)) => data_applications(args),

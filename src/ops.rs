@@ -288,7 +288,20 @@ pub fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
                 let job = c.job(&id).await?;
                 // Fetch everything before printing, so a refused call prints no half table.
                 let rounds = if rounds { c.rounds(&id).await? } else { Vec::new() };
+                // A WOE/IV job's artifact is its IV table per party.
+                let iv = if job.model_kind == "woe" && !job.model_id.is_empty() {
+                    let m = c.model(&job.model_id).await?;
+                    serde_json::from_str::<fedcredit_federation::vertical::woe::IvReport>(
+                        &m.artifact_json,
+                    )
+                    .ok()
+                } else {
+                    None
+                };
                 print_job(&job);
+                if let Some(iv) = iv {
+                    print!("{}", iv.render());
+                }
                 for r in rounds {
                     // `dropped`: started the round but left it (a restart without them);
                     // `missing`: the job's other parties, not in the round at all.
@@ -595,6 +608,127 @@ pub struct SecaggBenchArgs {
     /// Also write the result as JSON to this file.
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
+}
+
+/// The scheme `bench he` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeSchemeArg {
+    /// Okamoto–Uchiyama.
+    Ou,
+    /// Paillier.
+    Paillier,
+    /// Exponential ElGamal over ristretto255 (the WOE/IV stage's; no modulus bits).
+    Elgamal,
+}
+
+#[derive(Debug, Args)]
+pub struct HeBenchArgs {
+    /// Scheme.
+    #[arg(long, value_enum, default_value_t = HeSchemeArg::Ou)]
+    scheme: HeSchemeArg,
+    /// Modulus bits (OU and Paillier).
+    #[arg(long, default_value_t = 2048)]
+    bits: u32,
+    /// CPU seconds per operation.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+pub fn bench_he(args: HeBenchArgs) -> anyhow::Result<()> {
+    use fedcredit_crypto::he::{Scheme, bench};
+    let (value, reference) = match args.scheme {
+        HeSchemeArg::Elgamal => {
+            let t = fedcredit_crypto::elgamal::bench::measure(args.seconds);
+            println!(
+                "elgamal (ristretto255, {}-bit security), µs per op per core ({}): encrypt {:.1} (key owner, encoded {:.1}), add {:.2}, scalar mul {:.1}, decrypt {:.1}",
+                t.security_bits,
+                t.clock,
+                t.encrypt_us,
+                t.encrypt_owner_us,
+                t.add_us,
+                t.scalar_mul_us,
+                t.decrypt_us
+            );
+            (serde_json::to_value(&t)?, Vec::new())
+        }
+        s => {
+            let scheme = if s == HeSchemeArg::Ou { Scheme::Ou } else { Scheme::Paillier };
+            let t = bench::measure(scheme, args.bits, args.seconds)
+                .context("measuring the HE scheme")?;
+            let reference = bench::heu_reference(scheme);
+            let heu = |k: &str| {
+                reference
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map_or_else(|| "—".to_string(), |(_, v)| format!("{v}"))
+            };
+            println!(
+                "{:?} {} bits, µs per op per core ({}), ours vs SecretFlow HEU:",
+                scheme, t.bits, t.clock
+            );
+            for (k, v) in [
+                ("encrypt_us", t.encrypt_us),
+                ("add_us", t.add_us),
+                ("scalar_mul_us", t.scalar_mul_us),
+                ("decrypt_us", t.decrypt_us),
+            ] {
+                println!("  {k:<14} {v:>10.2}   HEU {}", heu(k));
+            }
+            println!(
+                "  (key-owner encrypt {:.2} µs, 14-bit scalar mul {:.2} µs, keygen {:.0} ms)",
+                t.encrypt_owner_us, t.scalar_mul_small_us, t.keygen_ms
+            );
+            (serde_json::to_value(&t)?, reference.to_vec())
+        }
+    };
+    if let Some(path) = &args.json {
+        let heu: serde_json::Map<String, serde_json::Value> =
+            reference.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+        let out = serde_json::json!({ "ours": value, "heu": heu });
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct WoeBenchArgs {
+    /// Common rows.
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// The feature holder's columns.
+    #[arg(long, default_value_t = 300)]
+    features: usize,
+    /// Seed of the generated tables and of the parties' randomness.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+pub fn bench_woe(args: WoeBenchArgs) -> anyhow::Result<()> {
+    let r = fedcredit_ops::bench_woe::woe(args.rows, args.features, args.seed)
+        .map_err(|e| anyhow::anyhow!("WOE/IV stage: {e}"))?;
+    println!(
+        "federated WOE/IV, {} rows × {} features: {:.2} s on {} threads ({:.1} MB between parties, {} features selected)",
+        r.rows,
+        r.features,
+        r.seconds,
+        r.threads,
+        r.payload_bytes as f64 / 1e6,
+        r.selected
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 pub fn bench_secagg(args: SecaggBenchArgs) -> anyhow::Result<()> {

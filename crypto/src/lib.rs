@@ -12,6 +12,9 @@
 //! - [`he`]: additively homomorphic encryption, Okamoto–Uchiyama (Eurocrypt 1998) and
 //!   Paillier (Eurocrypt 1999), with packing, compression, batch sums by bin and
 //!   hand-written Montgomery arithmetic.
+//! - [`elgamal`]: exponential ElGamal over ristretto255 (ElGamal 1985; Cramer, Gennaro and
+//!   Schoenmakers 1997) for small sums such as WOE event counts: 64-byte ciphertexts,
+//!   additions of two point additions, decryption by baby-step giant-step.
 //! - [`psi`]: private set intersection: ECDH-PSI over ristretto255 (Huberman, Franklin and
 //!   Hogg 1999; RFC 9496 and RFC 9380 hash to group) and server-aided PSI tokens (Kamara et
 //!   al., FC 2014), batched on all cores, with intersection and agreed-order helpers.
@@ -20,6 +23,7 @@
 //!   1991; Mohassel and Zhang, SecureML, IEEE S&P 2017), and a polynomial sigmoid.
 
 pub mod channel;
+pub mod elgamal;
 pub mod fixed;
 pub mod he;
 pub mod mpc;

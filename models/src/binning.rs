@@ -28,7 +28,9 @@
 //! last one; if no value was missing at fit time the bin is empty and carries WOE 0.
 //!
 //! The counting kernels [`woe_iv`] and [`monotone_merge`] are public and work on aggregated
-//! per-bin counts, so federated binning can sum counts across parties and call them.
+//! per-bin counts, so federated binning can sum counts across parties and call them; a
+//! vertical feature holder cuts its columns alone with [`unlabeled_rule`] (the rule
+//! [`FeatureBinning::fit`] uses when it needs no labels), so its bins are the centralized ones.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -181,7 +183,8 @@ pub struct Binner {
 /// (`Σ max(1, round(C_s/t)) ≤ max_bins + 1`); a value `v` falls in bin `#{edges ≤ v}`.
 pub fn equal_frequency_edges(values: &[f64], max_bins: usize) -> Vec<f64> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    sorted.sort_by(f64::total_cmp);
+    // Values equal under `total_cmp` have equal bits, so an unstable sort gives the same list.
+    sorted.sort_unstable_by(f64::total_cmp);
     let mut distinct: Vec<(f64, f64)> = Vec::new();
     for v in sorted {
         match distinct.last_mut() {
@@ -509,27 +512,12 @@ impl FeatureBinning {
                 labels.len()
             )));
         }
-        let rule = match kind {
-            FeatureKind::Numeric => {
+        let rule = match (kind, params.method) {
+            (FeatureKind::Numeric, BinningMethod::Monotone) => {
                 let present: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
-                let edges = match params.method {
-                    BinningMethod::EqualFrequency => {
-                        equal_frequency_edges(&present, params.max_bins)
-                    }
-                    BinningMethod::Monotone => monotone_edges(&present, values, labels, params),
-                };
-                BinRule::Numeric { edges }
+                BinRule::Numeric { edges: monotone_edges(&present, values, labels, params) }
             }
-            FeatureKind::Categorical { levels } => {
-                let mut counts = vec![0usize; levels.len()];
-                for (row, &v) in values.iter().enumerate() {
-                    if !v.is_nan() {
-                        counts[level_index(spec_name, levels.len(), v, Some(row))?] += 1;
-                    }
-                }
-                let counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
-                categorical_rule_from_counts(levels, &counts, params.min_bin_fraction)
-            }
+            _ => unlabeled_rule(spec_name, kind, values, params.max_bins, params.min_bin_fraction)?,
         };
         let labels_text = bin_labels(&rule);
         let n_bins = labels_text.len();
@@ -791,7 +779,7 @@ fn monotone_edges(
     }
     let groups = monotone_merge(&events, &non_events, params.min_bin_fraction, params.max_bins);
     // Keep the fine edge at the end of each merged group but the last.
-    groups.iter().take(groups.len().saturating_sub(1)).map(|g| fine[g.end - 1]).collect()
+    merged_edges(&fine, &groups)
 }
 
 /// Monotone binning edges ([`BinningMethod::Monotone`]) from `(value, events, non_events)`
@@ -812,7 +800,7 @@ pub fn monotone_edges_weighted(values: &[(f64, f64, f64)], params: &BinningParam
         non_events[b] += n;
     }
     let groups = monotone_merge(&events, &non_events, params.min_bin_fraction, params.max_bins);
-    groups.iter().take(groups.len().saturating_sub(1)).map(|g| fine[g.end - 1]).collect()
+    merged_edges(&fine, &groups)
 }
 
 /// The categorical rule of [`FeatureBinning::fit`] from per-level row counts: levels with at
@@ -839,6 +827,62 @@ pub fn categorical_rule_from_counts(
         }
     }
     BinRule::Categorical { levels: levels.to_vec(), level_bins }
+}
+
+/// The rule [`FeatureBinning::fit`] gives a column when it needs no labels: equal-frequency
+/// edges ([`equal_frequency_edges`] with `max_bins`) for a numeric column, one bin per level
+/// with rare levels pooled ([`categorical_rule_from_counts`]) for a categorical one. A
+/// federated feature holder calls it alone on its aligned rows and gets the centralized bins;
+/// with `max_bins = max(MONOTONE_FINE_BINS, max_bins)` it gives the fine bins that
+/// [`BinningMethod::Monotone`] merges ([`monotone_merge`], then [`merged_edges`]).
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] for a categorical cell that is not a level index.
+pub fn unlabeled_rule(
+    spec_name: &str,
+    kind: &FeatureKind,
+    values: ArrayView1<'_, f64>,
+    max_bins: usize,
+    min_bin_fraction: f64,
+) -> Result<BinRule, ModelError> {
+    Ok(match kind {
+        FeatureKind::Numeric => {
+            let present: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+            BinRule::Numeric { edges: equal_frequency_edges(&present, max_bins) }
+        }
+        FeatureKind::Categorical { levels } => {
+            let mut counts = vec![0usize; levels.len()];
+            for (row, &v) in values.iter().enumerate() {
+                if !v.is_nan() {
+                    counts[level_index(spec_name, levels.len(), v, Some(row))?] += 1;
+                }
+            }
+            let counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+            categorical_rule_from_counts(levels, &counts, min_bin_fraction)
+        }
+    })
+}
+
+/// The edges of merged bins: `groups` (from [`monotone_merge`]) cover the fine bins cut by
+/// `fine`; each group but the last ends at the fine edge after its last fine bin.
+pub fn merged_edges(fine: &[f64], groups: &[Range<usize>]) -> Vec<f64> {
+    groups.iter().take(groups.len().saturating_sub(1)).map(|g| fine[g.end - 1]).collect()
+}
+
+/// The bin of cell `v` under `rule` with `n_bins` bins, the missing bin (last) included: what
+/// [`FeatureBinning::bin_of`] does, for a party that holds the rule but not the counts (a
+/// vertical feature holder). `NaN` goes to the missing bin.
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] for a categorical value that is not a level index, or a rule
+/// that does not fit `n_bins`.
+pub fn rule_bin_of(
+    rule: &BinRule,
+    n_bins: usize,
+    feature: &str,
+    v: f64,
+) -> Result<usize, ModelError> {
+    bin_of(rule, n_bins, feature, v, None)
 }
 
 /// Text label of every bin of `rule`, the missing bin last.

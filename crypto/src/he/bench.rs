@@ -74,20 +74,21 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-struct Clock {
-    cpu: bool,
+/// Thread CPU time where available, else wall time (shared with the ElGamal bench).
+pub(crate) struct Clock {
+    pub(crate) cpu: bool,
 }
 
 impl Clock {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { cpu: thread_cpu_ns().is_some_and(|x| x > 0) }
     }
 
-    fn now(&self) -> (Instant, u64) {
+    pub(crate) fn now(&self) -> (Instant, u64) {
         (Instant::now(), if self.cpu { thread_cpu_ns().unwrap_or(0) } else { 0 })
     }
 
-    fn seconds_since(&self, start: (Instant, u64)) -> f64 {
+    pub(crate) fn seconds_since(&self, start: (Instant, u64)) -> f64 {
         if self.cpu {
             thread_cpu_ns().unwrap_or(0).saturating_sub(start.1) as f64 * 1e-9
         } else {
@@ -96,7 +97,7 @@ impl Clock {
     }
 
     /// Mean seconds per call of `f`, looping for at least `min_seconds`.
-    fn time<F: FnMut(usize)>(&self, min_seconds: f64, mut f: F) -> f64 {
+    pub(crate) fn time<F: FnMut(usize)>(&self, min_seconds: f64, mut f: F) -> f64 {
         f(0); // warm-up
         let start = self.now();
         let mut n = 0usize;

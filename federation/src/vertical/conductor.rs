@@ -70,6 +70,28 @@ impl VerticalConductor {
         })
     }
 
+    /// A new run of vertical job `spec` whose alignment stage already finished with `rows`
+    /// common rows (tests and benchmarks of later stages while the alignment stage is driven
+    /// elsewhere): the first stage it opens is the one after alignment.
+    ///
+    /// # Errors
+    /// As [`VerticalConductor::new`].
+    #[doc(hidden)]
+    pub fn after_alignment(
+        job: &JobId,
+        spec: &JobSpec,
+        schemas: &Schemas,
+        rows: u64,
+    ) -> Result<Self, String> {
+        let mut c = Self::new(job, spec, schemas)?;
+        c.done.push(StageDone {
+            what: format!("aligned {rows} common rows (given)"),
+            metrics: BTreeMap::from([("intersection".to_string(), rows as f64)]),
+            result: super::StageResult::Aligned { rows },
+        });
+        Ok(c)
+    }
+
     /// A conductor saved with [`Conductor::checkpoint`].
     ///
     /// # Errors

@@ -158,6 +158,30 @@ impl VerticalRole {
         self.saved.alignment.as_ref()
     }
 
+    /// What finished stages left at the party ([`PartyCtx::kept`]).
+    pub fn kept(&self) -> &BTreeMap<String, String> {
+        &self.saved.kept
+    }
+
+    /// The role of `me` after an alignment stage that produced `alignment` (tests and
+    /// benchmarks of later stages while the alignment stage is driven elsewhere).
+    ///
+    /// # Errors
+    /// As [`VerticalRole::new`].
+    #[doc(hidden)]
+    pub fn with_alignment(
+        job: &JobId,
+        spec: &JobSpec,
+        me: &PartyId,
+        table: PartyTable,
+        alignment: Alignment,
+    ) -> Result<Self, String> {
+        let mut role = Self::new(job, spec, me, table, None)?;
+        role.saved.alignment = Some(alignment);
+        role.saved.finished.insert(StageKind::Align);
+        Ok(role)
+    }
+
     fn new_stage(&self, kind: StageKind) -> Box<dyn StageRole> {
         match kind {
             StageKind::Align => Box::new(super::psi::PsiRole::new()),
