@@ -49,10 +49,64 @@ struct Policy {
     unmasked_steps: BTreeSet<u64>,
     /// Contribution digest → the contributors (the survivor set, sorted) of the sum this
     /// party helped unmask (hex digests, see [`HorizontalRole::contribution_digest`]).
-    unmasked_tasks: BTreeMap<String, Vec<PartyId>>,
+    unmasked_tasks: BTreeMap<String, Contributors>,
+    /// The distinct contributor sets [`Contributors::Set`] points into: a job has few, and the
+    /// checkpoint, written before every unmask, stays small over hundreds of steps.
+    #[serde(default)]
+    contributor_sets: Vec<Vec<PartyId>>,
+}
+
+/// The contributors of an unmasked contribution in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Contributors {
+    /// An index into [`Policy::contributor_sets`].
+    Set(u32),
+    /// The names themselves (checkpoints written before the sets were shared).
+    Names(Vec<PartyId>),
 }
 
 impl Policy {
+    /// The contributors `digest`'s contribution was unmasked with, if it was.
+    fn contributors(&self, digest: Option<&String>) -> Option<&[PartyId]> {
+        match self.unmasked_tasks.get(digest?)? {
+            Contributors::Set(i) => self.contributor_sets.get(*i as usize).map(Vec::as_slice),
+            Contributors::Names(names) => Some(names),
+        }
+    }
+
+    /// Remembers that `digest`'s contribution was unmasked with `contributors` (sorted).
+    fn remember(&mut self, digest: String, contributors: Vec<PartyId>) {
+        let i = match self.contributor_sets.iter().position(|c| *c == contributors) {
+            Some(i) => i,
+            None => {
+                self.contributor_sets.push(contributors);
+                self.contributor_sets.len() - 1
+            }
+        };
+        let entry = u32::try_from(i).map_or_else(
+            |_| Contributors::Names(self.contributor_sets[i].clone()),
+            Contributors::Set,
+        );
+        self.unmasked_tasks.insert(digest, entry);
+    }
+
+    /// A checkpoint whose set indices point nowhere is refused rather than read as "never
+    /// unmasked".
+    fn check(&self) -> Result<(), String> {
+        for c in self.unmasked_tasks.values() {
+            if let Contributors::Set(i) = c
+                && *i as usize >= self.contributor_sets.len()
+            {
+                return Err(format!(
+                    "contributor set {i} of {} in the checkpoint",
+                    self.contributor_sets.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses to sign or unmask a survivor set other than the contributors this contribution
     /// was already unmasked with (the same roster with a party called dropped in one run and
     /// not in the other gives two sums whose difference is that party's contribution).
@@ -61,7 +115,7 @@ impl Policy {
         digest: Option<&String>,
         survivors: &[PartyId],
     ) -> Result<(), String> {
-        let Some(prev) = digest.and_then(|d| self.unmasked_tasks.get(d)) else {
+        let Some(prev) = self.contributors(digest) else {
             return Ok(());
         };
         let mut named = survivors.to_vec();
@@ -124,9 +178,11 @@ impl HorizontalRole {
     ) -> Result<Self, String> {
         let policy = match checkpoint {
             Some(b) if !b.is_empty() => {
-                serde_json::from_slice::<Saved>(b)
+                let policy = serde_json::from_slice::<Saved>(b)
                     .map_err(|e| format!("horizontal role checkpoint: {e}"))?
-                    .policy
+                    .policy;
+                policy.check().map_err(|e| format!("horizontal role checkpoint: {e}"))?;
+                policy
             }
             _ => Policy::default(),
         };
@@ -211,7 +267,7 @@ impl HorizontalRole {
     /// Refuses a contribution already unmasked over contributors the roster does not hold all
     /// of (no run of this roster can end with the same sum).
     fn check_repeat(&self, digest: Option<&String>, roster: &[PartyId]) -> Result<(), String> {
-        if let Some(prev) = digest.and_then(|d| self.policy.unmasked_tasks.get(d))
+        if let Some(prev) = self.policy.contributors(digest)
             && prev.iter().any(|p| !roster.contains(p))
         {
             return Err(format!(
@@ -344,7 +400,7 @@ impl HorizontalRole {
                     if let Some(d) = &cur.digest {
                         let mut contributors = u.all_survivors.clone();
                         contributors.sort();
-                        self.policy.unmasked_tasks.insert(d.clone(), contributors);
+                        self.policy.remember(d.clone(), contributors);
                     }
                     out.checkpoint = true;
                 }
@@ -401,5 +457,52 @@ impl Role for HorizontalRole {
 
     fn checkpoint(&self) -> Vec<u8> {
         serde_json::to_vec(&Saved { policy: self.policy.clone() }).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ns: &[&str]) -> Vec<PartyId> {
+        ns.iter().map(|n| PartyId((*n).to_string())).collect()
+    }
+
+    #[test]
+    fn contributor_sets_are_shared_and_checkpoints_stay_readable() {
+        let mut p = Policy::default();
+        for step in 0..300u64 {
+            p.unmasked_steps.insert(step);
+            p.remember(format!("{step:064x}"), names(&["bank1", "bank2", "bank3"]));
+        }
+        p.remember("ff".repeat(32), names(&["bank1", "bank2"]));
+        assert_eq!(p.contributor_sets.len(), 2);
+        assert_eq!(
+            p.contributors(Some(&format!("{:064x}", 7))),
+            Some(&names(&["bank1", "bank2", "bank3"])[..])
+        );
+        assert_eq!(p.contributors(Some(&"ff".repeat(32))), Some(&names(&["bank1", "bank2"])[..]));
+        assert_eq!(p.contributors(Some(&"00".repeat(31))), None);
+
+        let bytes = serde_json::to_vec(&Saved { policy: p.clone() }).expect("serializes");
+        let back: Saved = serde_json::from_slice(&bytes).expect("reads back");
+        assert_eq!(back.policy, p);
+        // 300 unmasked contributions: well under 100 bytes each.
+        assert!(bytes.len() < 300 * 100, "{} bytes", bytes.len());
+
+        // A checkpoint written before the sets were shared still reads, names and all.
+        let old = br#"{"policy":{"unmasked_steps":[0],"unmasked_tasks":{"ab":["bank1","bank2"]}}}"#;
+        let old: Saved = serde_json::from_slice(old).expect("old format reads");
+        assert_eq!(
+            old.policy.contributors(Some(&"ab".to_string())),
+            Some(&names(&["bank1", "bank2"])[..])
+        );
+        old.policy.check().expect("old format is consistent");
+
+        // An index pointing nowhere is refused, not read as "never unmasked".
+        let bad =
+            br#"{"policy":{"unmasked_steps":[0],"unmasked_tasks":{"ab":3},"contributor_sets":[]}}"#;
+        let bad: Saved = serde_json::from_slice(bad).expect("parses");
+        assert!(bad.policy.check().is_err());
     }
 }
