@@ -450,3 +450,30 @@ mod tests {
         JobSpec::from_toml(&job("kind = \"secagg_bench\"\ndim = 10\nrounds = 2")).unwrap();
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::*;
+
+    /// Every `job.toml` example in the README parses and validates (the README stays true).
+    #[test]
+    fn readme_job_examples_parse() {
+        let readme = include_str!("../../README.md");
+        let mut examples = Vec::new();
+        let mut rest = readme;
+        while let Some(start) = rest.find("```toml\n") {
+            let body = &rest[start + "```toml\n".len()..];
+            let Some(end) = body.find("```") else { break };
+            if body[..end].contains("\n[model]") {
+                examples.push(&body[..end]);
+            }
+            rest = &body[end..];
+        }
+        assert!(examples.len() >= 2, "the README's job.toml examples: found {}", examples.len());
+        for text in examples {
+            if let Err(e) = JobSpec::from_toml(text) {
+                panic!("README job example does not parse: {e}\n{text}");
+            }
+        }
+    }
+}
