@@ -120,9 +120,11 @@ impl VerticalConductor {
         Ok(match kind {
             StageKind::Align => Box::new(super::psi::PsiConductor::new(&self.spec)?),
             StageKind::Woe => Box::new(super::woe::WoeConductor::new(&self.spec, &self.done)?),
-            StageKind::Lr => Box::new(super::lr::LrConductor::new(&self.spec, &self.done)?),
+            StageKind::Lr => {
+                return Err("Vertical logistic regression and scorecard is not built yet".into());
+            }
             StageKind::SecureBoost => {
-                Box::new(super::secureboost::SbConductor::new(&self.spec, &self.done)?)
+                return Err("Vertical gradient-boosted trees (SecureBoost) is not built yet".into());
             }
         })
     }

@@ -6,8 +6,8 @@
 //!
 //! The stage: [`LrRole`] is a party's side (its aligned rows, the dealer's messages in
 //! `LrStep.dealer`, its own to the dealer in `LrReport.dealer`, peers' in sealed
-//! `LrPayload.data`). [`LrConductor`], the coordinator's side, is still to be written: it
-//! wraps a [`protocol::Dealer`], which needs a root seed from a cryptographic generator, and
+//! `LrPayload.data`). The coordinator's side is still to be written (the vertical conductor
+//! refuses to open the stage until then): it wraps a [`protocol::Dealer`], which needs a root seed from a cryptographic generator, and
 //! stage conductors have none yet (the coordinator must hand one in and checkpoint it).
 
 pub mod codec;
@@ -16,48 +16,10 @@ pub mod sim;
 
 use fedcredit_proto::pb;
 
-use super::{PartyCtx, StageConductor, StageCtx, StageOutbox, StageRole, StageRoleOut};
+use super::{PartyCtx, StageRole, StageRoleOut};
 use crate::ids::PartyId;
 use crate::job::JobSpec;
-use crate::protocol::{CsRng, Rejection, RoleError};
-
-/// The coordinator's side of the lr stage.
-#[derive(Debug)]
-pub struct LrConductor {}
-
-impl LrConductor {
-    /// The lr stage of job `spec`.
-    ///
-    /// # Errors
-    /// Not built yet.
-    pub fn new(_spec: &JobSpec, _done: &[super::StageDone]) -> Result<Self, String> {
-        Err("Vertical logistic regression and scorecard is not built yet".into())
-    }
-}
-
-impl StageConductor for LrConductor {
-    fn start(&mut self, _ctx: &StageCtx<'_>, _out: &mut StageOutbox) -> Result<(), String> {
-        Err("Vertical logistic regression and scorecard is not built yet".into())
-    }
-
-    fn receive(
-        &mut self,
-        _ctx: &StageCtx<'_>,
-        _from: &PartyId,
-        _report: pb::vertical_report::Body,
-        _out: &mut StageOutbox,
-    ) -> Result<(), Rejection> {
-        Err(Rejection::rejected("Vertical logistic regression and scorecard is not built yet"))
-    }
-
-    fn pending(&self) -> Vec<PartyId> {
-        Vec::new()
-    }
-
-    fn status(&self) -> String {
-        "lr".into()
-    }
-}
+use crate::protocol::{CsRng, RoleError};
 
 /// A party's side of the lr stage: runs its [`protocol::Party`] over its aligned rows, the
 /// dealer's messages arriving in `LrStep.dealer`, its own to the dealer leaving in

@@ -1,51 +1,13 @@
 //! Vertical gradient-boosted trees (SecureBoost).
 //!
-//! (Being written: the stage's conductor and party sides.)
+//! (Being written: the party's side below refuses every message, and the vertical conductor
+//! refuses to open the stage.)
 
 use fedcredit_proto::pb;
 
-use super::{PartyCtx, StageConductor, StageCtx, StageOutbox, StageRole, StageRoleOut};
+use super::{PartyCtx, StageRole, StageRoleOut};
 use crate::ids::PartyId;
-use crate::job::JobSpec;
-use crate::protocol::{CsRng, Rejection, RoleError};
-
-/// The coordinator's side of the secureboost stage.
-#[derive(Debug)]
-pub struct SbConductor {}
-
-impl SbConductor {
-    /// The secureboost stage of job `spec`.
-    ///
-    /// # Errors
-    /// Not built yet.
-    pub fn new(_spec: &JobSpec, _done: &[super::StageDone]) -> Result<Self, String> {
-        Err("Vertical gradient-boosted trees (SecureBoost) is not built yet".into())
-    }
-}
-
-impl StageConductor for SbConductor {
-    fn start(&mut self, _ctx: &StageCtx<'_>, _out: &mut StageOutbox) -> Result<(), String> {
-        Err("Vertical gradient-boosted trees (SecureBoost) is not built yet".into())
-    }
-
-    fn receive(
-        &mut self,
-        _ctx: &StageCtx<'_>,
-        _from: &PartyId,
-        _report: pb::vertical_report::Body,
-        _out: &mut StageOutbox,
-    ) -> Result<(), Rejection> {
-        Err(Rejection::rejected("Vertical gradient-boosted trees (SecureBoost) is not built yet"))
-    }
-
-    fn pending(&self) -> Vec<PartyId> {
-        Vec::new()
-    }
-
-    fn status(&self) -> String {
-        "secureboost".into()
-    }
-}
+use crate::protocol::{CsRng, RoleError};
 
 /// A party's side of the secureboost stage.
 #[derive(Debug, Default)]
