@@ -324,29 +324,8 @@ impl Scorecard {
         }
         self.check_consistent()?;
         let idx = self.binner.bin_indices(&x.select_rows(&[row]))?;
-        let mut codes: Vec<ReasonCode> = self
-            .binner
-            .features
-            .iter()
-            .zip(&self.points)
-            .zip(idx.row(0))
-            .filter_map(|((fb, pts), &b)| {
-                let populated = fb.bins.iter().zip(pts).filter(|(bin, _)| bin.count > 0.0);
-                let best = populated.map(|(_, &p)| p).fold(f64::NEG_INFINITY, f64::max);
-                let best = if best.is_finite() { best } else { pts[b] };
-                let below = best - pts[b];
-                (below > 1e-9).then(|| ReasonCode {
-                    feature: fb.feature.clone(),
-                    bin: fb.bins[b].label.clone(),
-                    points: pts[b],
-                    points_below_max: below,
-                })
-            })
-            .collect();
-        // Stable sort keeps feature order among equal losses.
-        codes.sort_by(|a, b| b.points_below_max.total_cmp(&a.points_below_max));
-        codes.truncate(top_k);
-        Ok(codes)
+        let bins: Vec<usize> = idx.row(0).to_vec();
+        Ok(reason_codes_of(&self.binner, &self.points, &bins, top_k))
     }
 
     /// Checks that model, binning and points table agree in shape (they always do when built
@@ -364,6 +343,42 @@ impl Scorecard {
         }
         Ok(())
     }
+}
+
+/// The `top_k` features where a row whose bin of feature `j` is `bins[j]` lost most points
+/// relative to the feature's best bin among those with training rows (`points[j][b]`: points
+/// of bin `b` of `binner`'s feature `j`), largest loss first, ties in feature order. A feature
+/// where the row sits in the best bin is not a reason. [`Scorecard::reason_codes`] and each
+/// party's part of a federated scorecard use it.
+pub fn reason_codes_of(
+    binner: &Binner,
+    points: &[Vec<f64>],
+    bins: &[usize],
+    top_k: usize,
+) -> Vec<ReasonCode> {
+    let mut codes: Vec<ReasonCode> = binner
+        .features
+        .iter()
+        .zip(points)
+        .zip(bins)
+        .filter_map(|((fb, pts), &b)| {
+            let here = *pts.get(b)?;
+            let populated = fb.bins.iter().zip(pts).filter(|(bin, _)| bin.count > 0.0);
+            let best = populated.map(|(_, &p)| p).fold(f64::NEG_INFINITY, f64::max);
+            let best = if best.is_finite() { best } else { here };
+            let below = best - here;
+            (below > 1e-9).then(|| ReasonCode {
+                feature: fb.feature.clone(),
+                bin: fb.bins.get(b).map(|x| x.label.clone()).unwrap_or_default(),
+                points: here,
+                points_below_max: below,
+            })
+        })
+        .collect();
+    // Stable sort keeps feature order among equal losses.
+    codes.sort_by(|a, b| b.points_below_max.total_cmp(&a.points_below_max));
+    codes.truncate(top_k);
+    codes
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ impl ScorecardSpec {
         }
     }
 
-    fn scaling(&self) -> ScoreScaling {
+    pub(crate) fn scaling(&self) -> ScoreScaling {
         ScoreScaling { base_score: self.base_score, base_odds: self.base_odds, pdo: self.pdo }
     }
 

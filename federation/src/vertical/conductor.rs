@@ -16,9 +16,10 @@ use super::{StageConductor, StageCtx, StageDone, StageKind, StageOutbox, Vertica
 use crate::ids::{JobId, PartyId};
 use crate::job::JobSpec;
 use crate::protocol::{
-    Checkpoint, Conductor, JoinState, Outbox, Outcome, Progress, Receipt, Rejection, Schemas,
-    StepRecord,
+    Checkpoint, Conductor, CsRng, JoinState, Outbox, Outcome, Progress, Receipt, Rejection,
+    Schemas, StepRecord,
 };
+use rand::SeedableRng;
 
 /// The coordinator's side of a vertical job.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +42,15 @@ pub struct VerticalConductor {
     /// Why the job cannot go on, once known.
     #[serde(skip)]
     failure: Option<String>,
+    /// The coordinator's cryptographic generator (the dealer's seeds come from it), drawn
+    /// from the operating system's; never checkpointed: a resumed coordinator reopens the
+    /// open stage under a new step with fresh seeds, so no mask is ever reused.
+    #[serde(skip, default = "os_rng")]
+    rng: CsRng,
+}
+
+fn os_rng() -> CsRng {
+    CsRng::from_rng(&mut rand::rng())
 }
 
 impl VerticalConductor {
@@ -67,7 +77,16 @@ impl VerticalConductor {
             attempts: 0,
             open: None,
             failure: None,
+            rng: os_rng(),
         })
+    }
+
+    /// The same conductor with its generator seeded from `seed` (tests that must replay).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = CsRng::seed_from_u64(seed);
+        self
     }
 
     /// A new run of vertical job `spec` whose alignment stage already finished with `rows`
@@ -116,12 +135,12 @@ impl VerticalConductor {
         stages(&self.spec).get(self.done.len()).copied()
     }
 
-    fn new_stage(&self, kind: StageKind) -> Result<Box<dyn StageConductor>, String> {
+    fn new_stage(&mut self, kind: StageKind) -> Result<Box<dyn StageConductor>, String> {
         Ok(match kind {
             StageKind::Align => Box::new(super::psi::PsiConductor::new(&self.spec)?),
             StageKind::Woe => Box::new(super::woe::WoeConductor::new(&self.spec, &self.done)?),
             StageKind::Lr => {
-                return Err("Vertical logistic regression and scorecard is not built yet".into());
+                Box::new(super::lr::LrConductor::new(&self.spec, &self.done, &mut self.rng)?)
             }
             StageKind::SecureBoost => {
                 return Err("Vertical gradient-boosted trees (SecureBoost) is not built yet".into());
@@ -305,6 +324,10 @@ impl Conductor for VerticalConductor {
     }
 
     fn progress(&self) -> Progress {
+        // Within a stage that counts (epochs, trees), its own progress; else stages.
+        if let Some((step, p)) = self.open.as_ref().and_then(|(s, c)| Some((s, c.progress()?))) {
+            return Progress { stage: format!("step {step}: {}", p.stage), ..p };
+        }
         let total = stages(&self.spec).len() as u64;
         Progress { stage: self.status(), done: self.done.len() as u64, total, ..Default::default() }
     }

@@ -3,7 +3,8 @@
 //!
 //! A vertical job runs **stages**, each a protocol step of its own: alignment by private set
 //! intersection ([`psi`]) always comes first; then the model stage the job asks for
-//! (federated WOE/IV, [`woe`]; vertical LR and SecureBoost in later issues). The coordinator
+//! (federated WOE/IV, [`woe`]; logistic regression and scorecard, [`lr`]; SecureBoost in a
+//! later issue). What a trained model leaves where is in [`model`]. The coordinator
 //! runs a [`conductor::VerticalConductor`] that opens one stage at a time; each party runs a
 //! [`role::VerticalRole`] that holds its table and its [`Alignment`] and hands each stage's
 //! messages to the stage's party side.
@@ -20,6 +21,7 @@
 
 pub mod conductor;
 pub mod lr;
+pub mod model;
 pub mod psi;
 pub mod role;
 pub mod secureboost;
@@ -47,6 +49,10 @@ pub struct VerticalSpec {
     /// The label holder's additive homomorphic key.
     #[serde(default)]
     pub he: HeSpec,
+    /// `[vertical.lr]`: the secret-shared logistic regression of `logistic` and `scorecard`
+    /// jobs (epochs, batch size, step size, `c`, class weights).
+    #[serde(default)]
+    pub lr: lr::protocol::LrParams,
 }
 
 /// How the alignment stage intersects the parties' ids.
@@ -128,6 +134,14 @@ impl VerticalSpec {
         if !matches!(self.he.bits, 2048 | 3072) {
             return Err(("he.bits".into(), format!("is {}; must be 2048 or 3072", self.he.bits)));
         }
+        self.lr.validate().map_err(|e| match e {
+            lr::protocol::LrError::Params(why) => {
+                // The reason starts with the parameter's name.
+                let key = why.split_whitespace().next().unwrap_or("").to_string();
+                (format!("lr.{key}"), why)
+            }
+            other => ("lr".into(), other.to_string()),
+        })?;
         Ok(())
     }
 }
@@ -179,6 +193,35 @@ impl Alignment {
     /// Whether no row is common.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Whether common row `t` is a validation row of a job that holds out `fraction` of the
+    /// rows: its agreed key, read as a number in [0, 1), falls below `fraction`. The same at
+    /// every party (the keys are), and pseudorandom (no party's row order moves it).
+    pub fn is_validation(&self, t: usize, fraction: f64) -> bool {
+        let Some(k) = self.keys.get(t) else { return false };
+        let u = u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
+        (u as f64 / 2f64.powi(64)) < fraction.clamp(0.0, 0.9)
+    }
+
+    /// The party's own rows of the common enterprises split into training and validation
+    /// rows ([`Alignment::is_validation`]), each in the agreed order.
+    pub fn split(&self, fraction: f64) -> (Vec<u32>, Vec<u32>) {
+        let (mut train, mut valid) = (Vec::new(), Vec::new());
+        for (t, &r) in self.rows.iter().enumerate() {
+            if self.is_validation(t, fraction) { valid.push(r) } else { train.push(r) }
+        }
+        (train, valid)
+    }
+}
+
+/// The rows a stage fits on at a party: a model's training rows (the validation rows are held
+/// out of its WOE binning too, or the validation figures would see their own labels); every
+/// common row for a `woe` report.
+pub fn fit_rows(spec: &JobSpec, alignment: &Alignment) -> Vec<u32> {
+    match spec.model {
+        crate::horizontal::ModelSpec::Woe(_) => alignment.rows.clone(),
+        _ => alignment.split(spec.data.validation_fraction).0,
     }
 }
 
@@ -275,6 +318,11 @@ pub trait StageConductor: std::fmt::Debug + Send + Sync {
 
     /// What it is doing, for people.
     fn status(&self) -> String;
+
+    /// Progress within the stage (epochs, trees), when it counts any.
+    fn progress(&self) -> Option<crate::protocol::Progress> {
+        None
+    }
 }
 
 /// What a party's stage sees of its job.

@@ -171,7 +171,7 @@ impl LrParams {
         if let ClassWeight::Custom { negative, positive } = self.class_weight
             && ![negative, positive].iter().all(|w| w.is_finite() && *w > 0.0 && *w <= 1e6)
         {
-            return bad("class weights must be within (0, 1e6]".into());
+            return bad("class_weight must have weights within (0, 1e6]".into());
         }
         if !(8..=32).contains(&self.frac_bits) {
             return bad(format!("frac_bits is {}; must be within 8..=32", self.frac_bits));

@@ -15,6 +15,7 @@ use super::{LrRole, stage_params};
 use crate::ids::{JobId, PartyId};
 use crate::job::JobSpec;
 use crate::protocol::RoleOutbox;
+use crate::vertical::model::PartyModel;
 use crate::vertical::{Alignment, PartyCtx, PartyTable, StageRole, StageRoleOut};
 
 fn pid(s: &str) -> PartyId {
@@ -107,6 +108,7 @@ label_holder = "bank"
     }
     let step = 7;
     let mut done = BTreeMap::new();
+    let mut epochs = Vec::new();
     while let Some((to, ev)) = queue.pop_front() {
         let site = sites.get_mut(&to).unwrap();
         let mut outbox = RoleOutbox::default();
@@ -150,9 +152,15 @@ label_holder = "bank"
                     }
                 }
                 Some(pb::vertical_report::Body::Lr(pb::LrReport {
-                    body: Some(pb::lr_report::Body::Done(s)),
+                    body: Some(pb::lr_report::Body::Done(d)),
                 })) => {
-                    done.insert(to.clone(), s);
+                    done.insert(to.clone(), d.summary);
+                }
+                Some(pb::vertical_report::Body::Lr(pb::LrReport {
+                    body: Some(pb::lr_report::Body::Epoch(e)),
+                })) => {
+                    assert_eq!(to, pid("bank"), "only the label holder reports epochs");
+                    epochs.push(e);
                 }
                 other => panic!("unexpected report {other:?}"),
             }
@@ -170,7 +178,11 @@ label_holder = "bank"
     assert!(done[&pid("bank")].contains("validation AUC"));
     assert!(!done[&pid("tax")].contains("AUC"));
     // Each party kept its own part; joint scores rank the rows as well as expected.
-    let part = |p: &str| -> LrPart { serde_json::from_str(&sites[&pid(p)].kept["model"]).unwrap() };
+    let part = |p: &str| -> LrPart {
+        PartyModel::from_kept(&sites[&pid(p)].kept).unwrap().unwrap().lr().clone()
+    };
+    let numbers: Vec<u32> = epochs.iter().map(|e| e.epoch).collect();
+    assert_eq!(numbers, (1..=params.epochs).collect::<Vec<_>>());
     let (bank, tax) = (part("bank"), part("tax"));
     assert!(sites.values().all(|s| s.role.finished()));
     let zb = bank.partial_scores(&sites[&pid("bank")].table.features).unwrap();
@@ -191,6 +203,7 @@ label_holder = "bank"
     let a = auc(&zv, &yv).unwrap();
     eprintln!("{} validation rows: AUC of the kept parts {a:.4}", vi.len());
     assert!(done[&pid("bank")].contains(&format!("validation AUC {a:.4}")));
+    assert_eq!(format!("{:.4}", epochs.last().unwrap().auc), format!("{a:.4}"));
     assert!(a > 0.6 && auc(&z, y).unwrap() > 0.6, "{a}");
     // A second start is refused.
     let site = sites.get_mut(&pid("tax")).unwrap();

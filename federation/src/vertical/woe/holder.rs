@@ -57,7 +57,8 @@ impl HolderSide {
     /// [`RoleError`] when a column cannot be cut (a text cell that is not a level) or has
     /// more than [`MAX_BINS`] bins.
     pub fn start(ctx: &mut PartyCtx<'_>, params: WoeParams) -> Result<Self, RoleError> {
-        let rows = ctx.alignment.as_ref().map(|a| a.rows.clone()).unwrap_or_default();
+        let rows =
+            ctx.alignment.as_ref().map(|a| super::super::fit_rows(ctx.spec, a)).unwrap_or_default();
         if rows.iter().any(|&r| r as usize >= ctx.table.n_rows()) {
             return Err(RoleError("the alignment names a row beyond the table".into()));
         }

@@ -78,7 +78,8 @@ impl LabelSide {
         rng: &mut CsRng,
         out: &mut StageRoleOut<'_>,
     ) -> Result<Self, RoleError> {
-        let rows = ctx.alignment.as_ref().map(|a| a.rows.clone()).unwrap_or_default();
+        let rows =
+            ctx.alignment.as_ref().map(|a| super::super::fit_rows(ctx.spec, a)).unwrap_or_default();
         let label = ctx.table.label.as_ref().ok_or_else(|| RoleError("no label".into()))?;
         let n_table = ctx.table.n_rows();
         if rows.iter().any(|&r| r as usize >= n_table) {
