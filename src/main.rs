@@ -77,6 +77,9 @@ enum BenchCommand {
     He(ops::HeBenchArgs),
     /// Federated WOE/IV: a label holder and one feature holder with F columns, in one process.
     Woe(ops::WoeBenchArgs),
+    /// Vertical logistic regression (secret sharing, the coordinator as dealer) over gRPC
+    /// between separate processes on loopback, on generated tables: seconds per epoch.
+    VerticalLr(ops::VlrBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +284,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Psi(args)) => ops::bench_psi(args),
         Command::Bench(BenchCommand::He(args)) => ops::bench_he(args),
         Command::Bench(BenchCommand::Woe(args)) => ops::bench_woe(args),
+        Command::Bench(BenchCommand::VerticalLr(args)) => ops::bench_vertical_lr(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
         Command::Data(DataCommand::Inspect(args)) => data_inspect(args),
         Command::Data(DataCommand::Applications(args)) => data_applications(args),

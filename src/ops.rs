@@ -500,6 +500,13 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
                     "model    {}\nkind     {}\njob      {}\nmetrics  {}",
                     m.id, m.kind, m.job_id, m.metrics_json
                 );
+                // A vertical model is registered as a reference to the parts its parties keep.
+                if let Ok(r) = fedcredit_federation::vertical::model::VerticalModelRef::from_json(
+                    &m.artifact_json,
+                ) {
+                    print!("{}", r.render());
+                    return Ok(());
+                }
                 let art = fedcredit_models::artifact::ModelArtifact::from_json(&m.artifact_json)
                     .context("the stored artifact does not parse")?;
                 println!(
@@ -517,6 +524,90 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[derive(Debug, Args)]
+pub struct VlrBenchArgs {
+    /// Common rows (each party also holds a tenth more ids of its own).
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Columns per party, the label holder (bank) first: `30,300` is a bank with 30 columns
+    /// and a platform with 300.
+    #[arg(long, value_delimiter = ',', default_value = "30,300")]
+    features_per_party: Vec<usize>,
+    /// Epochs of the long job (a 1-epoch job runs first to separate the setup).
+    #[arg(long, default_value_t = 5)]
+    epochs: u32,
+    /// Rows per step.
+    #[arg(long, default_value_t = 8192)]
+    batch: usize,
+    /// Working directory (tables, certificates, configs, logs).
+    #[arg(long, value_name = "DIR", default_value = "out/bench-vertical-lr")]
+    dir: PathBuf,
+    /// Plain-text transport instead of mutual TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Skip the in-memory run of the same protocol (the compute share).
+    #[arg(long)]
+    no_in_memory: bool,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+pub fn bench_vertical_lr(args: VlrBenchArgs) -> anyhow::Result<()> {
+    let bin = std::env::current_exe().context("locating the fedcredit binary")?;
+    if args.dir.join("state").exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    let cfg = fedcredit_ops::bench_vlr::VlrBenchConfig {
+        bin,
+        dir: args.dir.clone(),
+        rows: args.rows,
+        features: args.features_per_party.clone(),
+        epochs: args.epochs,
+        batch: args.batch,
+        tls: !args.insecure,
+        in_memory: !args.no_in_memory,
+    };
+    let started = std::time::Instant::now();
+    let r = runtime()?.block_on(fedcredit_ops::bench_vlr::vertical_lr(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    }))?;
+    let cols: Vec<String> = r.features.iter().map(ToString::to_string).collect();
+    println!(
+        "vertical LR, {} rows × ({}) columns, batch {}{}: {:.2} s per epoch (bar ≤ 2 s), setup {:.2} s, \
+         alignment {:.2} s; validation AUC {:.4}",
+        r.rows,
+        cols.join(" + "),
+        r.batch,
+        if r.tls { ", mutual TLS" } else { "" },
+        r.seconds_per_epoch,
+        r.setup_seconds,
+        r.align_seconds,
+        r.valid_auc
+    );
+    if let (Some(per), Some(setup)) = (r.in_memory_seconds_per_epoch, r.in_memory_setup_seconds) {
+        println!(
+            "  in memory, one thread, every role: {per:.2} s per epoch, setup {setup:.2} s; \
+             transport, sealing and waiting: {:.2} s per epoch",
+            r.seconds_per_epoch - per
+        );
+    }
+    if let (Some(p), Some(d)) = (r.party_bytes_per_epoch, r.dealer_bytes_per_epoch) {
+        println!(
+            "  per epoch: {:.1} MB between parties, {:.1} MB from the dealer",
+            p / 1e6,
+            d / 1e6
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]

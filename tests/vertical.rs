@@ -139,3 +139,114 @@ fn align_jobs_over_processes_with_bad_ids_refused_naming_file_column_and_row() {
         assert!(!log.contains("910000000000000"), "{p} logged an id:\n{log}");
     }
 }
+
+/// Vertical `logistic` and `scorecard` jobs (PSI, then WOE/IV for the scorecard, then the
+/// secret-shared regression with the coordinator as dealer) between a bank, a tax bureau and
+/// a platform as separate processes: each party keeps its own part (the bank's alone has the
+/// intercept or base points), the coordinator registers only a reference, and the regression
+/// ranks the held-out rows as well as the generator's signal allows. A tax bureau killed in
+/// the middle of the regression and restarted resumes the job (the stage runs again under a
+/// new step, with fresh masks) and the job succeeds.
+#[test]
+fn logistic_and_scorecard_jobs_over_processes_keep_each_part_at_its_party() {
+    use fedcredit_federation::vertical::model::{PartyModel, VerticalModelRef};
+    use fedcredit_ops::bench_vlr::{VerticalTables, vertical_job_toml};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tables = VerticalTables::new(3_000, &[4, 6, 5], 3);
+    let parties: Vec<PartySetup> = tables
+        .names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let path = d.join(format!("{n}.csv"));
+            tables.write(k, &path).unwrap();
+            PartySetup::new(n.clone(), path)
+        })
+        .collect();
+    let mut fed = launch(d, &parties, "");
+    let runtime = rt();
+    let part_of = |fed: &LocalFederation, party: &str, job: &str| -> PartyModel {
+        let path =
+            fed.dir().join(format!("{party}-state")).join("models").join(format!("{job}.json"));
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{party} kept no part at {}", path.display());
+    };
+    for kind in ["logistic", "scorecard"] {
+        let (end, reference) = runtime.block_on(async {
+            let mut client = operator(&fed).await;
+            let end =
+                common::run_job(&mut client, &vertical_job_toml(&tables.names, kind, 8, 256)).await;
+            assert_eq!(end.state, "succeeded", "{kind}: {}\n{}", end.error, fed.log("coordinator"));
+            let art = client.model(&end.model_id).await.expect("model").artifact_json;
+            (end, art)
+        });
+        assert_eq!(common::metric(&end, "intersection"), 3_000.0);
+        let auc = common::metric(&end, "valid_auc");
+        assert!(auc > 0.75, "{kind}: validation AUC {auc}");
+        let r = VerticalModelRef::from_json(&reference).unwrap();
+        assert_eq!(r.kind, kind);
+        assert!(!reference.contains("coefficients") && !reference.contains("points"));
+        for (k, name) in tables.names.iter().enumerate() {
+            let part = part_of(&fed, name, &end.id);
+            let cols = tables.column_names(k);
+            let p = r.parties.iter().find(|p| &p.party == name).unwrap();
+            assert_eq!(p.features, cols);
+            assert_eq!(part.lr().coefficients.len() as u32, p.columns);
+            assert_eq!(part.lr().intercept.is_some(), k == 0, "{name}");
+            match (&part, kind) {
+                (PartyModel::Logistic { .. }, "logistic") => {}
+                (PartyModel::Scorecard { card }, "scorecard") => {
+                    assert_eq!(card.base_points.is_some(), k == 0);
+                }
+                _ => panic!("{name} kept a {kind} job's part of another kind"),
+            }
+        }
+        // `models show` names where the parts are.
+        let (ok, out, err) = common::cli(&fed, &["models", "show", &end.model_id]);
+        assert!(ok, "{err}");
+        assert!(out.contains("part at tax") && out.contains("platform_x4"), "{out}");
+    }
+    // Kill the tax bureau in the middle of the regression; it restarts and the job succeeds.
+    let id = runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        let id = client
+            .submit(&vertical_job_toml(&tables.names, "logistic", 400, 256))
+            .await
+            .expect("submit")
+            .id;
+        let bound = tokio::time::Instant::now() + common::JOB_BOUND;
+        loop {
+            let info = client.job(&id).await.expect("job");
+            assert!(!fedcredit_ops::progress::is_final(&info.state), "ended early: {info:?}");
+            if info.status.contains("epoch") && !info.status.contains("epoch 0/") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < bound, "no progress: {info:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        id
+    });
+    fed.kill_participant("tax");
+    std::thread::sleep(Duration::from_millis(300));
+    fed.start_participant(&parties[1]).expect("restart tax");
+    runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        let end = common::follow(&mut client, &id).await;
+        assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
+        let steps = common::rounds(&mut client, &id).await;
+        assert!(steps.iter().any(|s| s.attempts > 1), "the lr stage ran again: {steps:?}");
+    });
+    let log = fed.log("tax");
+    assert!(log.contains("restoring the job from its checkpoint"), "{log}");
+    for p in ["bank", "tax", "platform"] {
+        let log = fed.log(p);
+        assert!(!log.contains("910000000000000"), "{p} logged an id:\n{log}");
+    }
+}

@@ -98,7 +98,7 @@ fn job_toml(cfg: &SecaggBenchConfig, names: &[String], plaintext: bool) -> Strin
     )
 }
 
-async fn run_job(
+pub(crate) async fn run_job(
     client: &mut ControlClient,
     toml: &str,
 ) -> Result<(Vec<fedcredit_proto::pb::RoundInfo>, serde_json::Value), OpsError> {
@@ -243,11 +243,11 @@ pub fn psi_party_names(parties: usize) -> Vec<String> {
         .collect()
 }
 
-/// A seeded xorshift64* stream (the tables' row order).
-struct XorShift(u64);
+/// A seeded xorshift64* stream (the tables' row order and values; not for keys).
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
