@@ -5,8 +5,9 @@
 //! `gbdt`) the runner trains on all joined columns (`centralized`) and, when there is
 //! more than one file, on each file's columns alone (`party:<file stem>`), always on the
 //! same stratified train split (`fedcredit_datasets::stratified_split`), and evaluates
-//! on the test split. Later issues add `--mode horizontal|vertical` and the `federated`
-//! setting.
+//! on the test split. With several files, `logistic` and `scorecard` also run `federated`:
+//! the vertical protocol's roles over each file's columns ([`crate::vertical`]); the
+//! federated `gbdt` (SecureBoost) is a later issue.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -206,11 +207,13 @@ pub fn run(
     }
     let mut tables = Vec::with_capacity(cfg.data.len());
     let mut label_files = Vec::new();
-    for path in &cfg.data {
+    let mut label_part = 0;
+    for (k, path) in cfg.data.iter().enumerate() {
         let columns = fedcredit_datasets::column_names(path)?;
         let has_label = columns.iter().any(|c| c == &cfg.label);
         if has_label {
             label_files.push(path.display().to_string());
+            label_part = k;
         }
         let spec = TableSpec {
             label_column: has_label.then(|| cfg.label.clone()),
@@ -253,6 +256,45 @@ pub fn run(
 
     let mut rows = Vec::new();
     for &model in &cfg.models {
+        if joined.parts.len() > 1 && model != ModelName::Gbdt {
+            progress.line(&format!(
+                "training {} federated over {} parties (secret sharing, dealer)",
+                model.as_str(),
+                joined.parts.len()
+            ));
+            let parts: Vec<Vec<usize>> = joined.parts.iter().map(|(_, c)| c.clone()).collect();
+            let err = |e: String| BenchError::Model {
+                model: model.as_str().to_owned(),
+                setting: "federated".into(),
+                source: ModelError::InvalidInput(e),
+            };
+            let (proba, train_seconds) = crate::vertical::fit_federated(
+                model,
+                &full,
+                &parts,
+                label_part,
+                &split.train,
+                &split.test,
+                cfg.seed,
+            )
+            .map_err(err)?;
+            let label: Vec<f64> = split.test.iter().map(|&i| full.label[i]).collect();
+            let m = Metrics::compute(&proba, &label).map_err(|e| err(e.to_string()))?;
+            rows.push(AccuracyRow {
+                model: model.as_str().to_owned(),
+                setting: "federated".into(),
+                auc: m.auc,
+                ks: m.ks,
+                gini: m.gini,
+                log_loss: m.log_loss,
+                brier: m.brier,
+                train_seconds,
+                n_train: split.train.len(),
+                n_test: split.test.len(),
+                n_features: full.features.n_features(),
+                tree_ms: None,
+            });
+        }
         for (setting, cols) in &settings {
             let data =
                 Dataset { features: full.features.select_columns(cols), label: full.label.clone() };

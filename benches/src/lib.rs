@@ -20,6 +20,7 @@ pub mod accuracy;
 pub mod demo;
 pub mod horizontal;
 pub mod reference;
+pub mod vertical;
 
 use fedcredit_models::FitProgress;
 

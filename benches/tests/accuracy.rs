@@ -47,7 +47,7 @@ fn default_credit_matches_the_committed_references() {
     };
     let rows = accuracy::run(&cfg, |line: &str| eprintln!("{line}")).unwrap();
     eprint!("{}", accuracy::render_table(&rows));
-    assert_eq!(rows.len(), 9, "3 models × (centralized + 2 parties)");
+    assert_eq!(rows.len(), 11, "3 models × (centralized + 2 parties) + 2 federated");
     let pairs = [("logistic", "logistic"), ("scorecard", "binned_lr"), ("gbdt", "lightgbm")];
     for (ours, theirs) in pairs {
         let got = row(&rows, ours, "centralized");
@@ -67,6 +67,13 @@ fn default_credit_matches_the_committed_references() {
             let want = reference.get(theirs, setting).unwrap().auc;
             assert!((got - want).abs() <= 0.005, "{ours} {setting}: {got:.4} vs {want:.4}");
         }
+    }
+    // Federated equals centralized: the vertical protocol over the guest's and the host's
+    // columns ranks the test rows as the model on the joined table does.
+    for model in ["logistic", "scorecard"] {
+        let fed = row(&rows, model, "federated").auc;
+        let all = row(&rows, model, "centralized").auc;
+        assert!((fed - all).abs() <= 0.005, "{model}: federated {fed:.4} vs centralized {all:.4}");
     }
     // Joining the parties helps every model.
     for model in ["logistic", "scorecard", "gbdt"] {
@@ -168,7 +175,7 @@ fn runner_works_on_unseen_files_with_missing_values_and_text_categories() {
     };
     let rows = accuracy::run(&cfg, |_: &str| {}).unwrap();
     eprint!("{}", accuracy::render_table(&rows));
-    assert_eq!(rows.len(), 9);
+    assert_eq!(rows.len(), 11);
     for r in &rows {
         assert_eq!(r.n_train + r.n_test, 30_000);
         assert!(r.auc.is_finite() && r.ks.is_finite() && r.log_loss.is_finite());
@@ -177,6 +184,12 @@ fn runner_works_on_unseen_files_with_missing_values_and_text_categories() {
     assert!(row(&rows, "gbdt", "centralized").auc > 0.75);
     assert!(row(&rows, "scorecard", "centralized").auc > 0.74);
     assert!(row(&rows, "logistic", "centralized").auc > 0.70);
+    // The federated regression copes with the missing values and text categories too.
+    for model in ["logistic", "scorecard"] {
+        let fed = row(&rows, model, "federated").auc;
+        let all = row(&rows, model, "centralized").auc;
+        assert!((fed - all).abs() <= 0.01, "{model}: federated {fed:.4} vs centralized {all:.4}");
+    }
     assert!(
         row(&rows, "gbdt", "party:card_bank").auc > row(&rows, "gbdt", "party:client_profile").auc
     );

@@ -124,8 +124,8 @@ impl VerticalTables {
     fn weight(&self, k: usize, j: usize) -> f64 {
         // Signal spread over every column; half of each party's columns carry it.
         let total: usize = self.features.iter().sum();
-        let sign = if (k + j) % 2 == 0 { 1.0 } else { -1.0 };
-        if j % 2 == 0 { sign * 2.0 / (total as f64 / 2.0).sqrt() } else { 0.0 }
+        let sign = if (k + j).is_multiple_of(2) { 1.0 } else { -1.0 };
+        if j.is_multiple_of(2) { sign * 2.0 / (total as f64 / 2.0).sqrt() } else { 0.0 }
     }
 
     fn cell(&self, entity: u64, k: usize, j: usize) -> f64 {
