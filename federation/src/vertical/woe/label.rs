@@ -334,6 +334,10 @@ impl LabelSide {
     }
 }
 
+/// Fewest rows a feature holder's bin must have for the label holder to send back its WOE
+/// (a smaller non-empty bin gets WOE 0, as if it carried no evidence).
+pub const MIN_WOE_ROWS: f64 = 10.0;
+
 /// WOE and IV of one feature holder's feature from its per-bin row and event counts (the
 /// missing bin last): the monotone merge of its fine bins when the job asks for it (numeric
 /// columns only, as centrally), then [`woe_iv`] with the centralized smoothing.
@@ -363,7 +367,14 @@ fn feature_table(
     } else {
         (ev, ne, Vec::new())
     };
-    let (woe, iv, _) = woe_iv(&ev, &ne, WOE_SMOOTHING);
+    let (mut woe, iv, _) = woe_iv(&ev, &ne, WOE_SMOOTHING);
+    // With its own row counts, a feature holder reads each bin's event count off its WOE: a
+    // bin of a few rows would tell it those rows' labels. Such bins go back as no evidence.
+    for ((w, e), n) in woe.iter_mut().zip(&ev).zip(&ne) {
+        if e + n > 0.0 && e + n < MIN_WOE_ROWS {
+            *w = 0.0;
+        }
+    }
     let selected = iv >= params.min_iv;
     let bins = woe.len();
     (

@@ -311,3 +311,26 @@ fn the_spec_is_checked() {
     assert!(bad("min_bin_fraction = 0.5"));
     assert!(bad("method = \"fancy\""));
 }
+
+/// A feature holder's bin of fewer than `MIN_WOE_ROWS` rows (here the missing bin of a column
+/// with 3 empty cells) comes back with WOE 0: with its own counts the holder would otherwise
+/// read those rows' labels off the WOE. Larger bins come back as the centralized binner has
+/// them, and the IV stays the centralized one.
+#[test]
+fn a_bin_of_a_few_rows_goes_back_without_evidence() {
+    use super::label::MIN_WOE_ROWS;
+    let (spec, mut parties) = super::local::bench_job(600, 2, 4).unwrap();
+    let holder = parties.iter_mut().find(|p| p.table.label.is_none()).unwrap();
+    let mut col = holder.table.features.values.column_mut(0);
+    col.mapv_inplace(|v| if v.is_nan() { 0.5 } else { v });
+    for r in [3usize, 50, 400] {
+        col[r] = f64::NAN;
+    }
+    let holder_name = holder.name.clone();
+    let got = run(&JobId("j".into()), &spec, parties, 5).unwrap();
+    let kept = &got.kept[&holder_name].features[0];
+    let missing = kept.woe.len() - 1;
+    assert_eq!(kept.woe[missing], 0.0, "the 3-row missing bin's WOE went back");
+    assert!(MIN_WOE_ROWS > 3.0);
+    assert!(kept.woe[..missing].iter().all(|w| *w != 0.0), "{:?}", kept.woe);
+}
