@@ -85,7 +85,8 @@ enum BenchCommand {
 #[derive(Debug, Args)]
 struct AccuracyArgs {
     /// `vertical`: the files are column parts joined on --id. `horizontal`: each file is one
-    /// bank's rows; adds a real federated run (coordinator + one process per file, mutual TLS).
+    /// bank's rows. Both add a real federated run (coordinator + one process per file, mutual
+    /// TLS; vertical: logistic and scorecard).
     #[arg(long, value_enum, default_value_t = Mode::Vertical)]
     mode: Mode,
     /// A party's table (CSV or Parquet); repeat for each party.
@@ -97,9 +98,10 @@ struct AccuracyArgs {
     /// GBDT trees in every setting (default 100).
     #[arg(long, value_name = "N")]
     trees: Option<usize>,
-    /// Horizontal mode: working directory of the federation (certificates, state, logs).
-    #[arg(long, value_name = "DIR", default_value = "out/bench-horizontal")]
-    workdir: PathBuf,
+    /// Working directory of the federated runs (training files, certificates, state, logs);
+    /// default `out/bench-horizontal` or `out/bench-vertical`.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
     /// Id column, present in every file.
     #[arg(long, value_name = "COL")]
     id: String,
@@ -309,6 +311,10 @@ fn bench_accuracy(args: AccuracyArgs) -> anyhow::Result<()> {
     if args.trees.is_some() {
         anyhow::bail!("--trees is for --mode horizontal");
     }
+    let dir = args.workdir.unwrap_or_else(|| PathBuf::from("out/bench-vertical"));
+    if dir.join("data").exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
     let cfg = AccuracyConfig {
         data: args.data,
         id: args.id,
@@ -316,15 +322,20 @@ fn bench_accuracy(args: AccuracyArgs) -> anyhow::Result<()> {
         test_fraction: args.test_fraction,
         seed: args.seed,
         models: args.models.into_iter().map(ModelName::from).collect(),
+        federation: Some(fedcredit_benches::vertical::FederationRun {
+            bin: std::env::current_exe().context("locating the fedcredit binary")?,
+            dir,
+        }),
     };
     run_accuracy(&cfg, args.json.as_deref())
 }
 
 fn bench_horizontal(args: AccuracyArgs) -> anyhow::Result<()> {
     use fedcredit_benches::horizontal::{self, HorizontalConfig};
-    if args.workdir.join("state").exists() {
-        std::fs::remove_dir_all(&args.workdir)
-            .with_context(|| format!("clearing {}", args.workdir.display()))?;
+    let workdir = args.workdir.unwrap_or_else(|| PathBuf::from("out/bench-horizontal"));
+    if workdir.join("state").exists() {
+        std::fs::remove_dir_all(&workdir)
+            .with_context(|| format!("clearing {}", workdir.display()))?;
     }
     let cfg = HorizontalConfig {
         data: args.data,
@@ -335,7 +346,7 @@ fn bench_horizontal(args: AccuracyArgs) -> anyhow::Result<()> {
         seed: args.seed,
         models: args.models.into_iter().map(ModelName::from).collect(),
         bin: std::env::current_exe().context("locating the fedcredit binary")?,
-        dir: args.workdir,
+        dir: workdir,
         gbdt_trees: args.trees,
     };
     let rows = horizontal::run(&cfg, bars::FitBars::new())?;

@@ -242,6 +242,9 @@ fn logistic_and_scorecard_jobs_over_processes_keep_each_part_at_its_party() {
         assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
         let steps = common::rounds(&mut client, &id).await;
         assert!(steps.iter().any(|s| s.attempts > 1), "the lr stage ran again: {steps:?}");
+        // Within the accuracy of the run without the kill.
+        let auc = common::metric(&end, "valid_auc");
+        assert!(auc > 0.75, "validation AUC {auc} after the restart");
     });
     let log = fed.log("tax");
     assert!(log.contains("restoring the job from its checkpoint"), "{log}");

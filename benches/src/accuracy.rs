@@ -66,6 +66,9 @@ pub struct AccuracyConfig {
     pub seed: u64,
     /// Models to train.
     pub models: Vec<ModelName>,
+    /// Where the processes of the real `federated` runs live; `None` runs the vertical
+    /// protocol's roles in this process instead (setting `federated:in-process`).
+    pub federation: Option<crate::vertical::FederationRun>,
 }
 
 /// One line of the report.
@@ -254,47 +257,10 @@ pub fn run(
         }
     }
 
+    let fed_rows = federated_rows(cfg, &tables, &joined, &full, label_part, &split, &mut progress)?;
     let mut rows = Vec::new();
     for &model in &cfg.models {
-        if joined.parts.len() > 1 && model != ModelName::Gbdt {
-            progress.line(&format!(
-                "training {} federated over {} parties (secret sharing, dealer)",
-                model.as_str(),
-                joined.parts.len()
-            ));
-            let parts: Vec<Vec<usize>> = joined.parts.iter().map(|(_, c)| c.clone()).collect();
-            let err = |e: String| BenchError::Model {
-                model: model.as_str().to_owned(),
-                setting: "federated".into(),
-                source: ModelError::InvalidInput(e),
-            };
-            let (proba, train_seconds) = crate::vertical::fit_federated(
-                model,
-                &full,
-                &parts,
-                label_part,
-                &split.train,
-                &split.test,
-                cfg.seed,
-            )
-            .map_err(err)?;
-            let label: Vec<f64> = split.test.iter().map(|&i| full.label[i]).collect();
-            let m = Metrics::compute(&proba, &label).map_err(|e| err(e.to_string()))?;
-            rows.push(AccuracyRow {
-                model: model.as_str().to_owned(),
-                setting: "federated".into(),
-                auc: m.auc,
-                ks: m.ks,
-                gini: m.gini,
-                log_loss: m.log_loss,
-                brier: m.brier,
-                train_seconds,
-                n_train: split.train.len(),
-                n_test: split.test.len(),
-                n_features: full.features.n_features(),
-                tree_ms: None,
-            });
-        }
+        rows.extend(fed_rows.iter().filter(|r| r.model == model.as_str()).cloned());
         for (setting, cols) in &settings {
             let data =
                 Dataset { features: full.features.select_columns(cols), label: full.label.clone() };
@@ -339,6 +305,102 @@ pub fn run(
         }
     }
     Ok(rows)
+}
+
+/// The `federated` rows of `logistic` and `scorecard` (none with a single file).
+fn federated_rows(
+    cfg: &AccuracyConfig,
+    tables: &[fedcredit_datasets::Table],
+    joined: &fedcredit_datasets::JoinedTable,
+    full: &Dataset,
+    label_part: usize,
+    split: &fedcredit_datasets::Split,
+    progress: &mut impl Observer,
+) -> Result<Vec<AccuracyRow>, BenchError> {
+    let models: Vec<ModelName> =
+        cfg.models.iter().copied().filter(|m| *m != ModelName::Gbdt).collect();
+    if joined.parts.len() < 2 || models.is_empty() {
+        return Ok(Vec::new());
+    }
+    let label: Vec<f64> = split.test.iter().map(|&i| full.label[i]).collect();
+    let row = |model: ModelName, setting: &str, proba: &[f64], secs: f64| {
+        let m = Metrics::compute(proba, &label).map_err(|source| BenchError::Model {
+            model: model.as_str().to_owned(),
+            setting: setting.into(),
+            source,
+        })?;
+        Ok::<_, BenchError>(AccuracyRow {
+            model: model.as_str().to_owned(),
+            setting: setting.into(),
+            auc: m.auc,
+            ks: m.ks,
+            gini: m.gini,
+            log_loss: m.log_loss,
+            brier: m.brier,
+            train_seconds: secs,
+            n_train: split.train.len(),
+            n_test: split.test.len(),
+            n_features: full.features.n_features(),
+            tree_ms: None,
+        })
+    };
+    let fail = |model: &str, setting: &str, e: String| BenchError::Model {
+        model: model.to_owned(),
+        setting: setting.into(),
+        source: ModelError::InvalidInput(e),
+    };
+    let mut out = Vec::new();
+    match &cfg.federation {
+        Some(run) => {
+            let mut names: Vec<String> =
+                cfg.data.iter().map(|p| crate::horizontal::party_name(p)).collect();
+            for k in 1..names.len() {
+                if names[..k].contains(&names[k]) {
+                    names[k] = format!("{}-{k}", names[k]);
+                }
+            }
+            let ids = |rows: &[usize]| -> Vec<String> {
+                rows.iter().map(|&i| joined.ids[i].clone()).collect()
+            };
+            let fits = crate::vertical::fit_over_processes(
+                &models,
+                tables,
+                &names,
+                label_part,
+                (&cfg.id, &cfg.label),
+                &ids(&split.train),
+                &ids(&split.test),
+                run,
+                &mut |line: &str| progress.line(line),
+            )
+            .map_err(|e| fail("logistic/scorecard", "federated", e))?;
+            for (model, proba, secs) in fits {
+                out.push(row(model, "federated", &proba, secs)?);
+            }
+        }
+        None => {
+            let parts: Vec<Vec<usize>> = joined.parts.iter().map(|(_, c)| c.clone()).collect();
+            for model in models {
+                progress.line(&format!(
+                    "training {} federated over {} parties in this process",
+                    model.as_str(),
+                    parts.len()
+                ));
+                let (proba, secs) = crate::vertical::fit_federated(
+                    model,
+                    full,
+                    &parts,
+                    label_part,
+                    &split.train,
+                    &split.test,
+                    cfg.seed,
+                )
+                .map_err(|e| fail(model.as_str(), "federated:in-process", e))?;
+                out.push(row(model, "federated:in-process", &proba, secs)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Renders the report as an aligned text table.

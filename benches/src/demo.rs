@@ -112,6 +112,7 @@ pub fn run(cfg: &DemoConfig, mut say: impl Observer) -> Result<DemoReport, Bench
         test_fraction: 0.2,
         seed: cfg.seed,
         models: vec![ModelName::Gbdt, ModelName::Scorecard],
+        federation: None,
     };
     let vertical_preview = accuracy::run(&acc, Forward(&mut say))?;
     let report = DemoReport { horizontal, vertical_preview };

@@ -1,10 +1,17 @@
 //! The `federated` setting of `fedcredit bench accuracy --mode vertical` for `logistic` and
-//! `scorecard`: the vertical protocol's real roles and messages in one process
-//! (`fedcredit_federation::vertical::woe::local` for the scorecard's federated WOE/IV, then
-//! `fedcredit_federation::vertical::lr::sim` for the secret-shared regression with a dealer),
-//! each party on its own columns of the joined training rows; the test rows are scored by
-//! adding the parties' partial log-odds, as the scoring service does. The rows are those of
-//! the centralized setting (the join stands in for PSI, which does not change them).
+//! `scorecard`.
+//!
+//! [`fit_over_processes`] is the real run: each file's training rows (the rows of the
+//! centralized setting's training split) go to a participant process of their own beside a
+//! coordinator, over loopback with mutual TLS; each model is one vertical job (PSI alignment,
+//! WOE/IV for the scorecard, the secret-shared regression with the coordinator as dealer); each
+//! party's part is read from its state directory afterwards and the test rows are scored by
+//! adding the parties' partial log-odds, as the scoring service does.
+//!
+//! [`fit_federated`] runs the same roles and messages in one process
+//! (`fedcredit_federation::vertical::woe::local`, then `fedcredit_federation::vertical::lr::sim`),
+//! for the library's tests, which have no `fedcredit` binary to start; its setting is
+//! `federated:in-process`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -20,6 +27,138 @@ use fedcredit_models::{Dataset, Features};
 use rand::SeedableRng;
 
 use crate::accuracy::ModelName;
+
+/// Where the processes of a real federated run live.
+#[derive(Debug, Clone)]
+pub struct FederationRun {
+    /// The `fedcredit` binary.
+    pub bin: std::path::PathBuf,
+    /// Working directory (training files, certificates, state, logs).
+    pub dir: std::path::PathBuf,
+}
+
+/// One model of a real federated run: P(default) of the test rows and the job's wall seconds.
+pub type FederatedFit = (ModelName, Vec<f64>, f64);
+
+/// Trains `models` as vertical jobs over separate processes: `tables[k]`'s rows with ids in
+/// `train_ids` go to party `names[k]` (the label in `tables[label_part]`); returns each
+/// model's probabilities for `test_ids` (in that order), scored from the parts the parties
+/// kept.
+///
+/// # Errors
+/// A message naming the file, process or job that failed (process logs under `dir/logs`).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_over_processes(
+    models: &[ModelName],
+    tables: &[fedcredit_datasets::Table],
+    names: &[String],
+    label_part: usize,
+    (id, label): (&str, &str),
+    train_ids: &[String],
+    test_ids: &[String],
+    run: &FederationRun,
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<FederatedFit>, String> {
+    use fedcredit_datasets::{TableSpec, load_table};
+    use fedcredit_federation::vertical::model::PartyModel;
+    use fedcredit_ops::launch::{LaunchOptions, LocalFederation, PartySetup};
+
+    let data_dir = run.dir.join("data");
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let rows_of = |t: &fedcredit_datasets::Table, ids: &[String]| -> Result<Vec<usize>, String> {
+        let at: std::collections::HashMap<&str, usize> =
+            t.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        ids.iter()
+            .map(|id| {
+                at.get(id.as_str())
+                    .copied()
+                    .ok_or_else(|| format!("id {id} is not in {}", t.source.display()))
+            })
+            .collect()
+    };
+    // Each party's training file, and its test rows in the columns its daemon will load.
+    let mut setups = Vec::new();
+    let mut test_features = Vec::new();
+    for (k, t) in tables.iter().enumerate() {
+        let path = data_dir.join(format!("{}.csv", names[k]));
+        let train = t.select_rows(&rows_of(t, train_ids)?);
+        let label_col = (k == label_part).then_some(label);
+        train.write_csv(&path, id, None, label_col).map_err(|e| e.to_string())?;
+        let spec =
+            TableSpec { label_column: label_col.map(str::to_string), ..TableSpec::new(&path, id) };
+        let loaded = load_table(&spec).map_err(|e| e.to_string())?;
+        let test = t.features.select_rows(&rows_of(t, test_ids)?);
+        test_features.push(
+            test.conform_to(&loaded.features.specs).map_err(|e| format!("{}: {e}", names[k]))?,
+        );
+        setups.push(PartySetup::new(names[k].clone(), path));
+    }
+    say(&format!("starting a coordinator and {} participant processes (mutual TLS)", names.len()));
+    let mut opts = LaunchOptions::new(&run.bin, &run.dir);
+    opts.log = "info".into();
+    let fed = LocalFederation::start(opts, &setups).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("async runtime: {e}"))?;
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let mut out = Vec::new();
+    for &model in models {
+        let toml = format!(
+            "name = \"bench {m} vertical\"\nparties = [{p}]\nphase_timeout_secs = 600\n\
+             grace_secs = 60\n[data]\nid = \"{id}\"\nlabel = \"{label}\"\n\
+             validation_fraction = 0.0\n[model]\nkind = \"{m}\"\n[vertical]\n\
+             label_holder = \"{l}\"\n",
+            m = model.as_str(),
+            p = quoted.join(", "),
+            l = names[label_part],
+        );
+        let started = Instant::now();
+        let end = runtime.block_on(async {
+            let mut client = fedcredit_ops::bench::connect_retry(&fed).await?;
+            let job = client.submit(&toml).await?;
+            say(&format!("federated {}: job {}", model.as_str(), job.id));
+            fedcredit_ops::progress::follow(&mut client, &job.id, false).await
+        });
+        let end = end.map_err(|e| e.to_string())?;
+        let secs = started.elapsed().as_secs_f64();
+        if end.state != "succeeded" {
+            return Err(format!(
+                "federated {} job {} {}: {} (logs in {})",
+                model.as_str(),
+                end.id,
+                end.state,
+                end.error,
+                fed.dir().join("logs").display()
+            ));
+        }
+        let mut z = vec![0.0; test_ids.len()];
+        for (k, n) in names.iter().enumerate() {
+            let path = fed
+                .dir()
+                .join(format!("{n}-state"))
+                .join("models")
+                .join(format!("{}.json", end.id));
+            let mut text = None;
+            for _ in 0..200 {
+                if let Ok(t) = std::fs::read_to_string(&path) {
+                    text = Some(t);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let text = text.ok_or_else(|| format!("{n} kept no part at {}", path.display()))?;
+            let part: PartyModel =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let s = part.partial_log_odds(&test_features[k]).map_err(|e| format!("{n}: {e}"))?;
+            for (a, b) in z.iter_mut().zip(s) {
+                *a += b;
+            }
+        }
+        out.push((model, z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(), secs));
+    }
+    Ok(out)
+}
 
 /// Party names of the federated run: the label holder is `bank`, the others `party1`, ….
 fn names(n: usize, label_part: usize) -> Vec<PartyId> {

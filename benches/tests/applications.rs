@@ -52,6 +52,7 @@ fn check(name: &str) {
         test_fraction: reference.split.test_fraction,
         seed: reference.split.seed,
         models: vec![ModelName::Logistic, ModelName::Gbdt],
+        federation: None,
     };
     let rows = accuracy::run(&run, |line: &str| eprintln!("{line}")).unwrap();
     eprint!("{}", accuracy::render_table(&rows));

@@ -105,6 +105,52 @@ impl Features {
         }
     }
 
+    /// These rows in the columns `specs` describe (a model's, or another load of the same
+    /// table's): columns matched by name, in `specs`' order; a categorical cell mapped to the
+    /// level of the same name in `specs`, or missing when `specs` lacks that level (a level
+    /// never seen at fit time).
+    ///
+    /// # Errors
+    /// [`ModelError::Shape`] naming a column `specs` has and these rows lack, or a column
+    /// whose kind differs.
+    pub fn conform_to(&self, specs: &[FeatureSpec]) -> Result<Self, ModelError> {
+        let mut values = Array2::from_elem((self.n_rows(), specs.len()), f64::NAN);
+        for (j, want) in specs.iter().enumerate() {
+            let Some(k) = self.specs.iter().position(|s| s.name == want.name) else {
+                return Err(ModelError::Shape(format!("column `{}` is missing", want.name)));
+            };
+            let src = self.values.column(k);
+            match (&self.specs[k].kind, &want.kind) {
+                (FeatureKind::Numeric, FeatureKind::Numeric) => values.column_mut(j).assign(&src),
+                (
+                    FeatureKind::Categorical { levels: have },
+                    FeatureKind::Categorical { levels },
+                ) => {
+                    let index: std::collections::HashMap<&str, f64> =
+                        levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as f64)).collect();
+                    let map: Vec<f64> = have
+                        .iter()
+                        .map(|l| index.get(l.as_str()).copied().unwrap_or(f64::NAN))
+                        .collect();
+                    for (o, &v) in values.column_mut(j).iter_mut().zip(src) {
+                        *o = if v >= 0.0 && (v as usize) < map.len() && v.fract() == 0.0 {
+                            map[v as usize]
+                        } else {
+                            f64::NAN
+                        };
+                    }
+                }
+                (have, _) => {
+                    return Err(ModelError::Shape(format!(
+                        "column `{}` is {have:?} here but {:?} in the model",
+                        want.name, want.kind
+                    )));
+                }
+            }
+        }
+        Ok(Self { specs: specs.to_vec(), values })
+    }
+
     /// Places matrices with the same rows side by side (a vertical join already aligned on rows).
     ///
     /// # Errors
@@ -211,5 +257,33 @@ mod tests {
         assert!(Features::vstack(&[&a, &b]).is_err());
         assert!(Dataset::new(a.clone(), array![0.0, 2.0]).is_err());
         assert!(Dataset::new(a, array![0.0]).is_err());
+    }
+
+    #[test]
+    fn conform_to_maps_levels_by_name_and_columns_by_name() {
+        let have = Features::new(
+            vec![
+                FeatureSpec::categorical(
+                    "sector",
+                    vec!["food".into(), "retail".into(), "steel".into()],
+                ),
+                FeatureSpec::numeric("x"),
+            ],
+            ndarray::array![[0.0, 1.5], [2.0, f64::NAN], [1.0, 3.0]],
+        )
+        .unwrap();
+        let want = vec![
+            FeatureSpec::numeric("x"),
+            FeatureSpec::categorical("sector", vec!["retail".into(), "food".into()]),
+        ];
+        let got = have.conform_to(&want).unwrap();
+        assert_eq!(got.specs, want);
+        assert_eq!(got.values[[0, 0]], 1.5);
+        assert!(got.values[[1, 0]].is_nan());
+        assert_eq!(got.values[[0, 1]], 1.0, "food is level 1 in the model");
+        assert!(got.values[[1, 1]].is_nan(), "steel is unknown to the model");
+        assert_eq!(got.values[[2, 1]], 0.0);
+        let missing = vec![FeatureSpec::numeric("y")];
+        assert!(have.conform_to(&missing).unwrap_err().to_string().contains("`y`"));
     }
 }
