@@ -92,6 +92,12 @@ fn align_jobs_over_processes_with_bad_ids_refused_naming_file_column_and_row() {
                 "shop: id column `id` is empty at data row 3 of its table (shop.csv)",
             ),
             (align_job(&["bank", "tax"], "ecdh", "code"), "has no id column `code`"),
+            // The label holder's table lacks the job's label column.
+            (
+                align_job(&["bank", "tax"], "server-aided", "id")
+                    .replace("label = \"y\"", "label = \"default_flag\""),
+                "bank: its table (bank.csv) has no label column `default_flag`",
+            ),
         ] {
             let end = common::run_job(&mut client, &job).await;
             assert_eq!(end.state, "failed", "{job}");

@@ -508,11 +508,13 @@ impl Runner {
         }
         let mut idle_closes = 0u32;
         loop {
-            let (status, wake) = {
+            let wake = {
                 let c = self.conductor.as_ref().ok_or_else(|| failed("no conductor"))?;
                 let early = self.can_close_early(c.as_ref());
-                let wake = early.map_or(self.deadline, |e| e.min(self.deadline));
-                (c.status(), wake)
+                self.shared.publish_live(&self.job, c.status(), || {
+                    serde_json::to_string(&c.progress()).unwrap_or_default()
+                });
+                early.map_or(self.deadline, |e| e.min(self.deadline))
             };
             if Instant::now() >= wake {
                 let mut out = Outbox::default();
@@ -536,7 +538,6 @@ impl Runner {
                 }
                 continue;
             }
-            self.status(status);
             tokio::select! {
                 input = self.inbox.recv() => match input {
                     None => return Err(JobError::Shutdown),

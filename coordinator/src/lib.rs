@@ -203,6 +203,22 @@ impl Shared {
         });
     }
 
+    /// Publishes what a job is doing now and, when that changed, its progress within the open
+    /// step (epochs of a vertical regression: one long step whose record comes at its end).
+    pub(crate) fn publish_live(
+        &self,
+        job: &JobId,
+        status: String,
+        progress: impl FnOnce() -> String,
+    ) {
+        self.update_info(job, |i| {
+            if i.status != status {
+                i.status = status;
+                i.progress_json = progress();
+            }
+        });
+    }
+
     /// Publishes a completed round.
     pub(crate) fn publish_progress(
         &self,

@@ -60,7 +60,17 @@ struct Ecosystem {
 }
 
 fn ecosystem(rows: usize, n: usize, seed: u64, validation_fraction: f64) -> Ecosystem {
-    let t = applications(&ApplicationsConfig { rows, numeric: 9, text: 2, seed }).unwrap();
+    wide_ecosystem(rows, n, seed, validation_fraction, 9)
+}
+
+fn wide_ecosystem(
+    rows: usize,
+    n: usize,
+    seed: u64,
+    validation_fraction: f64,
+    numeric: usize,
+) -> Ecosystem {
+    let t = applications(&ApplicationsConfig { rows, numeric, text: 2, seed }).unwrap();
     let d = t.data.features.n_features();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let keys: Vec<[u8; 16]> = (0..rows)
@@ -324,4 +334,37 @@ fn a_party_refuses_an_lr_stage_that_differs_from_its_job() {
     };
     let err = federated(&spec, &eco, &mut hook).map(|_| ()).unwrap_err();
     assert!(err.contains("asked for 40 epochs where the job says 12"), "{err}");
+}
+
+/// A masked matrix larger than one payload (here 8,000 rows × 74 encoded columns of 16-byte
+/// ring elements, 9.5 MB) streams to the partner in 4 MiB pieces; no sealed message from a
+/// party is larger than a piece, and the job trains as usual.
+#[test]
+fn a_masked_matrix_larger_than_one_payload_streams_in_pieces() {
+    let spec = JobSpec::from_toml(
+        "parties = [\"bank\", \"tax\"]\n[data]\nid = \"id\"\nlabel = \"y\"\n[model]\n\
+         kind = \"logistic\"\n[vertical]\nlabel_holder = \"bank\"\n[vertical.lr]\nepochs = 2\n",
+    )
+    .unwrap();
+    let eco = wide_ecosystem(8000, 2, 14, spec.data.validation_fraction, 80);
+    let run = federated(&spec, &eco, &mut honest).unwrap();
+    let mut largest = 0usize;
+    let mut sealed = 0usize;
+    for e in &run.transcript {
+        if let Entry::FromParty { msg, .. } = e
+            && let Some(pb::from_party::Body::Sealed(_)) = &msg.body
+        {
+            sealed += 1;
+            largest = largest.max(e.bytes());
+        }
+    }
+    let columns = run.parts[&pid("tax")].lr().coefficients.len();
+    let matrix = 8000 * columns * 16;
+    eprintln!(
+        "{columns} columns: a {matrix}-byte masked matrix, largest sealed message {largest} bytes"
+    );
+    assert!(matrix > 4 << 20, "the matrix ({matrix} bytes) must not fit one piece");
+    assert!(largest < (4 << 20) + 4096, "{largest}");
+    assert!(sealed > 2);
+    assert!(run.outcome.metrics["valid_auc"] > 0.6);
 }

@@ -142,6 +142,10 @@ pub enum SessionError {
     Wrong(String),
 }
 
+/// The most bytes one sealed payload may hold (the coordinator's default message limit is
+/// 128 MiB); roles stream anything larger in pieces.
+pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
+
 /// The session's own checkpoint: the channel secret and the role's state, kept by the party.
 #[derive(Serialize, Deserialize)]
 struct Saved {
@@ -264,6 +268,17 @@ impl PartySession {
             res.push(SessionOutput::Send(self.wrap(pb::from_party::Body::Protocol(m))));
         }
         for (to, payload) in out.payloads {
+            // One sealed payload travels as one message; the coordinator refuses one above its
+            // limit, and a party would retry it forever. Large data goes as a stream.
+            let size = prost::Message::encoded_len(&payload);
+            if size > MAX_PAYLOAD_BYTES {
+                return Err(SessionError::Role(RoleError(format!(
+                    "{}: a payload of {size} bytes to {} is over the {MAX_PAYLOAD_BYTES} bytes one \
+                     message may carry (large data must be streamed in pieces)",
+                    self.me,
+                    to.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+                ))));
+            }
             let stream = self.rng.next_u64();
             res.push(SessionOutput::Send(self.seal(&to, stream, 0, true, &payload)?));
         }

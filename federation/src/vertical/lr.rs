@@ -44,6 +44,8 @@ use crate::protocol::{CsRng, Progress, Rejection, RoleError};
 #[derive(Debug, Default)]
 pub struct LrRole {
     party: Option<Box<protocol::Party>>,
+    /// Pieces of a chunked message, by sender.
+    pieces: BTreeMap<PartyId, Vec<u8>>,
     /// Epoch figures already reported.
     reported: usize,
     done: bool,
@@ -133,12 +135,27 @@ impl LrRole {
                 protocol::Node::Dealer => out.report(pb::vertical_report::Body::Lr(pb::LrReport {
                     body: Some(pb::lr_report::Body::Dealer(bytes)),
                 })),
-                protocol::Node::Party(p) => out.payload(
+                protocol::Node::Party(p) if bytes.len() <= CHUNK => out.payload(
                     &[p],
                     pb::vertical_payload::Body::Lr(pb::LrPayload {
                         body: Some(pb::lr_payload::Body::Data(bytes)),
                     }),
                 ),
+                // A large message (the masked matrix) streams in pieces, pulled by the runtime
+                // with back-pressure.
+                protocol::Node::Party(p) => {
+                    let n = bytes.len().div_ceil(CHUNK);
+                    let pieces = (0..n).map(move |i| {
+                        let piece = bytes[i * CHUNK..((i + 1) * CHUNK).min(bytes.len())].to_vec();
+                        pb::vertical_payload::Body::Lr(pb::LrPayload {
+                            body: Some(pb::lr_payload::Body::Chunk(pb::LrChunk {
+                                data: piece,
+                                last: i + 1 == n,
+                            })),
+                        })
+                    });
+                    out.stream(&[p], pieces);
+                }
             }
         }
         let Some(party) = self.party.as_deref() else { return Ok(()) };
@@ -182,6 +199,12 @@ impl LrRole {
         Ok(())
     }
 }
+
+/// Encoded messages above this many bytes go to a peer as a stream of pieces this large.
+const CHUNK: usize = 4 << 20;
+
+/// The largest message a peer may stream (a masked matrix of 2^29 ring elements).
+const MAX_MESSAGE: usize = 8 << 30;
 
 /// The lr stage's parameters for job `spec`: its `[vertical.lr]` section.
 pub fn stage_params(spec: &JobSpec) -> protocol::LrParams {
@@ -435,11 +458,24 @@ impl StageRole for LrRole {
         _rng: &mut CsRng,
         out: &mut StageRoleOut<'_>,
     ) -> Result<(), RoleError> {
-        let pb::vertical_payload::Body::Lr(pb::LrPayload {
-            body: Some(pb::lr_payload::Body::Data(bytes)),
-        }) = msg
-        else {
+        let pb::vertical_payload::Body::Lr(pb::LrPayload { body: Some(body) }) = msg else {
             return Err(RoleError(format!("{from} sent a payload that is not for the lr stage")));
+        };
+        let bytes = match body {
+            pb::lr_payload::Body::Data(bytes) => bytes,
+            pb::lr_payload::Body::Chunk(c) => {
+                let buf = self.pieces.entry(from.clone()).or_default();
+                if buf.len() + c.data.len() > MAX_MESSAGE {
+                    return Err(RoleError(format!(
+                        "{from} streamed a message of more than {MAX_MESSAGE} bytes"
+                    )));
+                }
+                buf.extend_from_slice(&c.data);
+                if !c.last {
+                    return Ok(());
+                }
+                self.pieces.remove(from).unwrap_or_default()
+            }
         };
         let msg = protocol::LrMsg::decode(&bytes).map_err(|e| RoleError(e.to_string()))?;
         let sends = self

@@ -113,10 +113,11 @@ fn protocol<T>(msg: impl Into<String>) -> Result<T, LrError> {
 pub struct LrParams {
     /// Passes over the rows.
     pub epochs: u32,
-    /// Rows per step; `0` (the default) picks `rows / 32` within `[64, 1024]`: at least 32
-    /// steps an epoch on small tables (with 1024-row steps a 6,400-row table gets 7 steps an
-    /// epoch and 10 epochs stop 0.016 AUC short of the centralized optimum), 1024-row steps on
-    /// large ones.
+    /// Rows per step; `0` (the default) picks `rows / 32` within `[64, 8192]`: 32 steps an
+    /// epoch (with 1024-row steps a 6,400-row table gets 7 steps an epoch and 10 epochs stop
+    /// 0.016 AUC short of the centralized optimum; on 100,000 rows × 330 columns 1024-row steps
+    /// are noisier than 3,125-row ones under momentum, 0.863 against 0.871 validation AUC after
+    /// 3 epochs).
     pub batch_size: usize,
     /// Step size `η₀`; at epoch `e`, `η = η₀ / (1 + decay·e)`.
     pub learning_rate: f64,
@@ -208,7 +209,7 @@ impl Schedule {
     /// matrices hold both, training rows first).
     pub fn new(params: &LrParams, rows: usize, valid: usize) -> Self {
         let batch = match params.batch_size {
-            0 => (rows / 32).clamp(64, 1024),
+            0 => (rows / 32).clamp(64, 8192),
             b => b,
         }
         .min(rows)
@@ -1555,7 +1556,8 @@ mod tests {
         let auto = |rows| Schedule::new(&LrParams { batch_size: 0, ..params }, rows, 0);
         assert_eq!((auto(100).per_epoch(), auto(100).rows(1)), (2, 64..100));
         assert_eq!(auto(6400).rows(0), 0..200);
-        assert_eq!(auto(1_000_000).rows(0), 0..1024);
+        assert_eq!(auto(100_000).rows(0), 0..3125);
+        assert_eq!(auto(1_000_000).rows(0), 0..8192);
         assert_eq!(auto(10).rows(0), 0..10);
     }
 
