@@ -28,6 +28,8 @@ fn bench_accuracy_writes_the_documented_json() {
         .arg(data.join("tax.csv"))
         .arg("--json")
         .arg(&json)
+        .arg("--workdir")
+        .arg(dir.path().join("fed"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -36,14 +38,21 @@ fn bench_accuracy_writes_the_documented_json() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 9);
+    assert_eq!(
+        rows.len(),
+        11,
+        "3 models × (centralized + 2 parties) + logistic, scorecard federated"
+    );
     for r in rows {
         for key in ["model", "setting", "auc", "ks", "train_seconds"] {
             assert!(r.get(key).is_some(), "missing {key} in {r}");
         }
         assert!(["logistic", "scorecard", "gbdt"].contains(&r["model"].as_str().unwrap()));
         let setting = r["setting"].as_str().unwrap();
-        assert!(["centralized", "party:bank", "party:tax"].contains(&setting), "{setting}");
+        assert!(
+            ["centralized", "party:bank", "party:tax", "federated"].contains(&setting),
+            "{setting}"
+        );
     }
 }
 
