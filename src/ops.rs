@@ -470,6 +470,30 @@ pub enum ModelsCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// The registry: versions of a model name (each job's models are versions of the model
+    /// named after the job), the serving one marked; every name's without NAME.
+    Versions {
+        /// Model name (the job.toml `name`).
+        name: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Make a version of a model name the serving one.
+    Promote {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: i64,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Serve again the version that served before the current one.
+    Rollback {
+        /// Model name.
+        name: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Write a model's artifact (fedcredit-models JSON) to a file.
     Export {
         /// Model id.
@@ -480,6 +504,25 @@ pub enum ModelsCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+}
+
+/// The registry's versions as a table, the serving one starred.
+fn print_versions(v: &fedcredit_proto::pb::ModelVersions) {
+    println!(
+        "{:<24} {:>7}  {:<7} {:<10} {:<34} metrics",
+        "name", "version", "serving", "kind", "model"
+    );
+    for m in &v.versions {
+        println!(
+            "{:<24} {:>7}  {:<7} {:<10} {:<34} {}",
+            m.name,
+            m.version,
+            if m.serving { "*" } else { "" },
+            m.kind,
+            m.model_id,
+            m.metrics_json
+        );
+    }
 }
 
 pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
@@ -513,6 +556,23 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
                     "features {}",
                     art.features.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
                 );
+            }
+            ModelsCommand::Versions { name, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let v = c.model_versions(name.as_deref().unwrap_or_default()).await?;
+                print_versions(&v);
+            }
+            ModelsCommand::Promote { name, version, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let v = c.promote(&name, version).await?;
+                println!("{}", v.change);
+                print_versions(&v);
+            }
+            ModelsCommand::Rollback { name, connect } => {
+                let mut c = ControlClient::connect(&connect.config()).await?;
+                let v = c.rollback(&name).await?;
+                println!("{}", v.change);
+                print_versions(&v);
             }
             ModelsCommand::Export { id, out, connect } => {
                 let mut c = ControlClient::connect(&connect.config()).await?;

@@ -219,6 +219,27 @@ fn logistic_and_scorecard_jobs_over_processes_keep_each_part_at_its_party() {
         assert!(ok, "{err}");
         assert!(out.contains("part at tax") && out.contains("platform_x4"), "{out}");
     }
+    // The registry: a second run of the same job is version 2 of its name; version 1 keeps
+    // serving until version 2 is promoted; a rollback serves version 1 again.
+    let name = "bench-vertical-logistic-8";
+    runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        let end =
+            common::run_job(&mut client, &vertical_job_toml(&tables.names, "logistic", 8, 256))
+                .await;
+        assert_eq!(end.state, "succeeded", "{}", end.error);
+    });
+    let (ok, out, err) = common::cli(&fed, &["models", "versions", name]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with(name)).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains('*') && !lines[1].contains('*'), "version 1 serves:\n{out}");
+    let (ok, out, err) = common::cli(&fed, &["models", "promote", name, "2"]);
+    assert!(ok && out.contains("now serves version 2 (was 1)"), "{out}{err}");
+    let (ok, out, err) = common::cli(&fed, &["models", "rollback", name]);
+    assert!(ok && out.contains("now serves version 1 again (was 2)"), "{out}{err}");
+    let (ok, _, err) = common::cli(&fed, &["models", "promote", name, "7"]);
+    assert!(!ok && err.contains("has no version 7"), "{err}");
     // Kill the tax bureau in the middle of the regression; it restarts and the job succeeds.
     let id = runtime.block_on(async {
         let mut client = operator(&fed).await;

@@ -30,6 +30,26 @@ impl ControlService {
 
     /// Lets only the `operator` certificate call `method`; returns the caller's name for the
     /// audit log. A refusal is logged at warn with the peer's address and audited.
+    /// The registry's versions of `names`, oldest first.
+    fn versions(&self, names: &[String]) -> Result<Vec<pb::ModelVersionInfo>, Status> {
+        let mut out = Vec::new();
+        for n in names {
+            for v in self.shared.store.model_versions(n).map_err(internal)? {
+                out.push(pb::ModelVersionInfo {
+                    name: v.name,
+                    version: v.version,
+                    model_id: v.model_id,
+                    job_id: v.job_id,
+                    kind: v.kind,
+                    created_ms: v.created_ms,
+                    metrics_json: v.metrics_json,
+                    serving: v.serving,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn authorize<T>(&self, req: &Request<T>, method: &str) -> Result<String, Status> {
         let name = fedcredit_transport::tls::request_identity(req);
         if self.shared.config.insecure {
@@ -362,6 +382,69 @@ impl pb::control_server::Control for ControlService {
             metrics_json: m.metrics_json,
             artifact_json: m.artifact_json,
         }))
+    }
+
+    async fn list_model_versions(
+        &self,
+        req: Request<pb::ModelName>,
+    ) -> Result<Response<pb::ModelVersions>, Status> {
+        self.authorize(&req, "list_model_versions")?;
+        let name = &req.get_ref().name;
+        let names: Vec<String> = if name.is_empty() {
+            self.shared.store.model_names().map_err(internal)?.into_iter().map(|n| n.0).collect()
+        } else {
+            vec![name.clone()]
+        };
+        let versions = self.versions(&names)?;
+        if versions.is_empty() && !name.is_empty() {
+            return Err(Status::not_found(format!("no model named `{name}`")));
+        }
+        Ok(Response::new(pb::ModelVersions { versions, change: String::new() }))
+    }
+
+    async fn promote_model(
+        &self,
+        req: Request<pb::PromoteModelRequest>,
+    ) -> Result<Response<pb::ModelVersions>, Status> {
+        let who = self.authorize(&req, "promote_model")?;
+        let pb::PromoteModelRequest { name, version } = req.into_inner();
+        let res = self.shared.store.promote(&name, version, crate::now_ms());
+        let change = match res {
+            Ok(Some(before)) if before == version => {
+                format!("`{name}` version {version} already serves")
+            }
+            Ok(before) => format!(
+                "`{name}` now serves version {version}{}",
+                before.map(|b| format!(" (was {b})")).unwrap_or_default()
+            ),
+            Err(e @ crate::store::StoreError::UnknownModelVersion { .. }) => {
+                self.shared.audit_event(&who, None, "promote", &format!("rejected: {e}"));
+                return Err(Status::not_found(e.to_string()));
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        tracing::info!(model = %name, version, caller = %who, "model promoted");
+        self.shared.audit_event(&who, None, "promote", &change);
+        Ok(Response::new(pb::ModelVersions { versions: self.versions(&[name])?, change }))
+    }
+
+    async fn rollback_model(
+        &self,
+        req: Request<pb::ModelName>,
+    ) -> Result<Response<pb::ModelVersions>, Status> {
+        let who = self.authorize(&req, "rollback_model")?;
+        let name = req.into_inner().name;
+        let change = match self.shared.store.rollback(&name, crate::now_ms()) {
+            Ok((from, to)) => format!("`{name}` now serves version {to} again (was {from})"),
+            Err(e @ crate::store::StoreError::NothingToRollBack { .. }) => {
+                self.shared.audit_event(&who, None, "rollback", &format!("rejected: {e}"));
+                return Err(Status::failed_precondition(e.to_string()));
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        tracing::info!(model = %name, caller = %who, "model rolled back");
+        self.shared.audit_event(&who, None, "rollback", &change);
+        Ok(Response::new(pb::ModelVersions { versions: self.versions(&[name])?, change }))
     }
 
     async fn list_parties(

@@ -106,6 +106,31 @@ const MIGRATIONS: &[&str] = &[
         entry BLOB NOT NULL,
         PRIMARY KEY (job_id, seq)
     );",
+    // Version 5: the model registry. Every model is a version of the model named after its
+    // job; `serving` logs which version of a name serves (the last row is the current one).
+    "CREATE TABLE model_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        model_id TEXT NOT NULL UNIQUE REFERENCES models(id),
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE serving (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('first', 'promote', 'rollback')),
+        FOREIGN KEY (name, version) REFERENCES model_versions(name, version)
+    );
+    INSERT INTO model_versions (name, version, model_id)
+        SELECT j.name,
+               ROW_NUMBER() OVER (PARTITION BY j.name ORDER BY m.created_ms, m.rowid),
+               m.id
+        FROM models m JOIN jobs j ON j.id = m.job_id;
+    INSERT INTO serving (name, version, at_ms, action)
+        SELECT v.name, 1, m.created_ms, 'first'
+        FROM model_versions v JOIN models m ON m.id = v.model_id
+        WHERE v.version = 1 ORDER BY m.created_ms;",
 ];
 
 /// The schema version this build writes.
@@ -147,6 +172,10 @@ pub enum StoreError {
     },
     #[error("{op}: job {job_id:?} does not exist")]
     UnknownJob { op: &'static str, job_id: String },
+    #[error("model `{name}` has no version {version}")]
+    UnknownModelVersion { name: String, version: i64 },
+    #[error("model `{name}` has no earlier serving version to roll back to")]
+    NothingToRollBack { name: String },
     #[error("{op} in table {table} ({key}): {what} {value} does not fit in a SQLite integer")]
     OutOfRange {
         op: &'static str,
@@ -317,6 +346,20 @@ pub struct ModelRecord {
     pub kind: String,
     pub artifact_json: String,
     pub metrics_json: String,
+}
+
+/// A version of a registered model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: i64,
+    pub model_id: String,
+    pub job_id: String,
+    pub created_ms: i64,
+    pub kind: String,
+    pub metrics_json: String,
+    /// Whether this version serves.
+    pub serving: bool,
 }
 
 /// A row of `audit`: one message to or from a party.
@@ -700,6 +743,31 @@ impl Store {
                 ])
             })
             .map_err(ctx(op, "models", format!("job {job_id:?} model {:?}", m.id)))?;
+            // The next version of the model named after the job; the first version of a name
+            // serves at once, later ones when promoted.
+            let key = || format!("job {job_id:?} model {:?}", m.id);
+            let version: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(v.version), 0) + 1 FROM model_versions v
+                     WHERE v.name = (SELECT name FROM jobs WHERE id = ?1)",
+                    [job_id],
+                    |r| r.get(0),
+                )
+                .map_err(ctx(op, "model_versions", key()))?;
+            tx.execute(
+                "INSERT INTO model_versions (name, version, model_id)
+                 SELECT name, ?2, ?3 FROM jobs WHERE id = ?1",
+                params![job_id, version, m.id],
+            )
+            .map_err(ctx(op, "model_versions", key()))?;
+            if version == 1 {
+                tx.execute(
+                    "INSERT INTO serving (name, version, at_ms, action)
+                     SELECT name, 1, ?2, 'first' FROM jobs WHERE id = ?1",
+                    params![job_id, now_ms],
+                )
+                .map_err(ctx(op, "serving", key()))?;
+            }
         }
         let n = tx
             .prepare_cached(
@@ -731,6 +799,128 @@ impl Store {
             "models",
             "all models",
         ))
+    }
+
+    /// The versions of the model named `name`, oldest first, with the one serving marked;
+    /// empty for an unknown name.
+    pub fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>, StoreError> {
+        let op = "list model versions";
+        let conn = self.conn();
+        let serving = Self::serving_in(&conn, name).map_err(ctx(op, "serving", name))?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT v.version, v.model_id, m.job_id, m.created_ms, m.kind, m.metrics_json
+                 FROM model_versions v JOIN models m ON m.id = v.model_id
+                 WHERE v.name = ?1 ORDER BY v.version",
+            )
+            .map_err(ctx(op, "model_versions", name))?;
+        stmt.query_map([name], |r| {
+            let version: i64 = r.get(0)?;
+            Ok(ModelVersion {
+                name: name.to_owned(),
+                version,
+                model_id: r.get(1)?,
+                job_id: r.get(2)?,
+                created_ms: r.get(3)?,
+                kind: r.get(4)?,
+                metrics_json: r.get(5)?,
+                serving: serving == Some(version),
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(ctx(op, "model_versions", name))
+    }
+
+    /// Every registered name with its latest and serving versions, by name.
+    pub fn model_names(&self) -> Result<Vec<(String, i64, Option<i64>)>, StoreError> {
+        let op = "list model names";
+        let conn = self.conn();
+        let names: Vec<(String, i64)> = conn
+            .prepare_cached(
+                "SELECT name, MAX(version) FROM model_versions GROUP BY name ORDER BY name",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|rows| rows.collect())
+            })
+            .map_err(ctx(op, "model_versions", "all names"))?;
+        names
+            .into_iter()
+            .map(|(n, latest)| {
+                let serving = Self::serving_in(&conn, &n).map_err(ctx(op, "serving", n.clone()))?;
+                Ok((n, latest, serving))
+            })
+            .collect()
+    }
+
+    fn serving_in(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+        conn.prepare_cached(
+            "SELECT version FROM serving WHERE name = ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([name], |r| r.get(0))
+        .optional()
+    }
+
+    /// Makes `version` of `name` the serving version; returns the version it replaced.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownModelVersion`] when the name has no such version.
+    pub fn promote(
+        &self,
+        name: &str,
+        version: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let op = "promote model";
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(ctx(op, "serving", name))?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM model_versions WHERE name = ?1 AND version = ?2)",
+                params![name, version],
+                |r| r.get(0),
+            )
+            .map_err(ctx(op, "model_versions", name))?;
+        if !exists {
+            return Err(StoreError::UnknownModelVersion { name: name.to_owned(), version });
+        }
+        let before = Self::serving_in(&tx, name).map_err(ctx(op, "serving", name))?;
+        if before != Some(version) {
+            tx.execute(
+                "INSERT INTO serving (name, version, at_ms, action) VALUES (?1, ?2, ?3, 'promote')",
+                params![name, version, now_ms],
+            )
+            .map_err(ctx(op, "serving", name))?;
+        }
+        tx.commit().map_err(ctx(op, "serving", name))?;
+        Ok(before)
+    }
+
+    /// Serves again the version of `name` that served before the current one; returns
+    /// `(from, to)`.
+    ///
+    /// # Errors
+    /// [`StoreError::NothingToRollBack`] when no other version of the name ever served.
+    pub fn rollback(&self, name: &str, now_ms: i64) -> Result<(i64, i64), StoreError> {
+        let op = "roll back model";
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(ctx(op, "serving", name))?;
+        let log: Vec<i64> = tx
+            .prepare_cached("SELECT version FROM serving WHERE name = ?1 ORDER BY seq DESC")
+            .and_then(|mut s| s.query_map([name], |r| r.get(0)).and_then(|r| r.collect()))
+            .map_err(ctx(op, "serving", name))?;
+        let Some(&current) = log.first() else {
+            return Err(StoreError::NothingToRollBack { name: name.to_owned() });
+        };
+        let Some(&previous) = log.iter().find(|v| **v != current) else {
+            return Err(StoreError::NothingToRollBack { name: name.to_owned() });
+        };
+        tx.execute(
+            "INSERT INTO serving (name, version, at_ms, action) VALUES (?1, ?2, ?3, 'rollback')",
+            params![name, previous, now_ms],
+        )
+        .map_err(ctx(op, "serving", name))?;
+        tx.commit().map_err(ctx(op, "serving", name))?;
+        Ok((current, previous))
     }
 
     /// One model, or `None`.

@@ -243,6 +243,35 @@ impl ControlClient {
         Ok(self.inner.get_model(pb::ModelRef { id: id.into() }).await?.into_inner())
     }
 
+    /// The registry's versions of model `name` (every name's when empty), oldest first.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (not found).
+    pub async fn model_versions(&mut self, name: &str) -> Result<pb::ModelVersions, OpsError> {
+        Ok(self.inner.list_model_versions(pb::ModelName { name: name.into() }).await?.into_inner())
+    }
+
+    /// Makes `version` of model `name` the serving one.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (no such version).
+    pub async fn promote(
+        &mut self,
+        name: &str,
+        version: i64,
+    ) -> Result<pb::ModelVersions, OpsError> {
+        let req = pb::PromoteModelRequest { name: name.into(), version };
+        Ok(self.inner.promote_model(req).await?.into_inner())
+    }
+
+    /// Serves again the version of model `name` that served before the current one.
+    ///
+    /// # Errors
+    /// [`OpsError::Status`] (nothing to roll back to).
+    pub async fn rollback(&mut self, name: &str) -> Result<pb::ModelVersions, OpsError> {
+        Ok(self.inner.rollback_model(pb::ModelName { name: name.into() }).await?.into_inner())
+    }
+
     /// Parties the coordinator has seen, and whether they are connected.
     ///
     /// # Errors

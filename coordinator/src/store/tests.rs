@@ -334,3 +334,75 @@ fn hello_records_version_and_address() {
     );
     assert_eq!(store.parties().unwrap().len(), 2);
 }
+
+/// Every model is the next version of the model named after its job; the first version of a
+/// name serves at once, later ones when promoted; a rollback serves the version that served
+/// before; bad names and versions are refused and change nothing.
+#[test]
+fn the_registry_numbers_versions_promotes_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let job = |id: &str, name: &str, t: i64| NewJob {
+        id: id.into(),
+        name: name.into(),
+        spec_json: "{}".into(),
+        created_ms: t,
+    };
+    for (i, (id, name)) in
+        [("a1", "credit"), ("b1", "limits"), ("a2", "credit"), ("a3", "credit")].iter().enumerate()
+    {
+        let t = i as i64 * 10;
+        store.insert_job(&job(id, name, t)).unwrap();
+        store.finish_job(id, Some(&model(&format!("{id}-model"), id, t + 1)), "{}", t + 2).unwrap();
+    }
+    let v = store.model_versions("credit").unwrap();
+    let got: Vec<(i64, &str, bool)> =
+        v.iter().map(|m| (m.version, m.model_id.as_str(), m.serving)).collect();
+    assert_eq!(got, [(1, "a1-model", true), (2, "a2-model", false), (3, "a3-model", false)]);
+    assert_eq!(
+        store.model_names().unwrap(),
+        [("credit".to_string(), 3, Some(1)), ("limits".to_string(), 1, Some(1))]
+    );
+    assert_eq!(store.promote("credit", 3, 100).unwrap(), Some(1));
+    assert_eq!(store.promote("credit", 3, 101).unwrap(), Some(3), "promoting twice is a no-op");
+    assert_eq!(store.promote("credit", 2, 102).unwrap(), Some(3));
+    assert_eq!(store.rollback("credit", 103).unwrap(), (2, 3));
+    assert_eq!(store.rollback("credit", 104).unwrap(), (3, 2));
+    let serving = |s: &Store| {
+        s.model_versions("credit").unwrap().iter().find(|m| m.serving).map(|m| m.version)
+    };
+    assert_eq!(serving(&store), Some(2));
+    let e = store.promote("credit", 9, 105).unwrap_err().to_string();
+    assert!(e.contains("`credit` has no version 9"), "{e}");
+    let e = store.rollback("limits", 106).unwrap_err().to_string();
+    assert!(e.contains("no earlier serving version"), "{e}");
+    assert!(store.rollback("nothing", 107).is_err());
+    assert!(store.model_versions("nothing").unwrap().is_empty());
+    assert_eq!(serving(&store), Some(2));
+    // Reopened, all of it is there.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(serving(&store), Some(2));
+    drop(store);
+    // A database from before the registry: the migration numbers the models of each name by
+    // creation and serves each name's first.
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch("DROP TABLE serving; DROP TABLE model_versions; PRAGMA user_version = 4;")
+        .unwrap();
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap();
+    let v: Vec<(i64, String, bool)> = store
+        .model_versions("credit")
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.version, m.model_id, m.serving))
+        .collect();
+    assert_eq!(
+        v,
+        [
+            (1, "a1-model".into(), true),
+            (2, "a2-model".into(), false),
+            (3, "a3-model".into(), false)
+        ]
+    );
+}
