@@ -391,12 +391,14 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
          secure sums.\n"
     );
     println!(
-        "Vertical preview: bank + tax bureau + platform columns (centralized) vs each party alone"
+        "Vertical: bank + tax bureau + platform, the same enterprises, different columns (held-out rows)"
     );
-    print!("{}", accuracy::render_table(&report.vertical_preview));
+    print!("{}", accuracy::render_table(&report.vertical));
     println!(
-        "`centralized` is what the vertical protocols (PSI, vertical LR, SecureBoost) will reach \
-         without moving rows; `party:tax` and `party:platform` assume the label, which only the bank holds."
+        "`federated` aligned the parties by PSI and trained by secret sharing over separate \
+         processes with mutual TLS; each party kept its own coefficients or points. `centralized` \
+         joins the columns in one place; `party:tax` and `party:platform` assume the label, which \
+         only the bank holds."
     );
     eprintln!("done in {:.1}s; results in {}", started.elapsed().as_secs_f64(), cfg.out.display());
     Ok(())

@@ -341,6 +341,19 @@ fn demo_runs_the_federation_and_writes_results() {
         eprintln!("{model}: federated {fed:.4} centralized {central:.4}");
         assert!((fed - central).abs() < 0.01, "{model}: {fed} vs {central}");
     }
-    assert!(!report["vertical_preview"].as_array().unwrap().is_empty());
+    // The vertical part ran federated over processes too, close to the joined table.
+    let rows = report["vertical"].as_array().unwrap();
+    for model in ["scorecard", "logistic"] {
+        let auc = |setting: &str| {
+            rows.iter()
+                .find(|r| r["model"] == model && r["setting"] == setting)
+                .and_then(|r| r["auc"].as_f64())
+                .unwrap_or_else(|| panic!("no vertical {model} {setting} row"))
+        };
+        let (fed, central, bank) = (auc("federated"), auc("centralized"), auc("party:bank"));
+        eprintln!("vertical {model}: federated {fed:.4} centralized {central:.4} bank {bank:.4}");
+        assert!((fed - central).abs() < 0.01, "{model}: {fed} vs {central}");
+    }
+    assert!(dir.path().join("federation-vertical/logs/coordinator.log").exists());
     assert!(dir.path().join("federation/logs/coordinator.log").exists());
 }
