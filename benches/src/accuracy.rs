@@ -101,6 +101,33 @@ pub struct AccuracyRow {
     pub tree_ms: Option<TreeTimes>,
 }
 
+impl AccuracyRow {
+    /// The row of `model` in `setting` with test metrics `m`, `secs` of training and
+    /// `(training rows, test rows, feature columns)`.
+    pub fn new(
+        model: ModelName,
+        setting: &str,
+        m: &Metrics,
+        secs: f64,
+        (n_train, n_test, n_features): (usize, usize, usize),
+    ) -> Self {
+        Self {
+            model: model.as_str().to_owned(),
+            setting: setting.to_owned(),
+            auc: m.auc,
+            ks: m.ks,
+            gini: m.gini,
+            log_loss: m.log_loss,
+            brier: m.brier,
+            train_seconds: secs,
+            n_train,
+            n_test,
+            n_features,
+            tree_ms: None,
+        }
+    }
+}
+
 /// Wall time of the trees of a federated GBDT run (every step of a tree: root, levels), ms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeTimes {
@@ -288,20 +315,13 @@ pub fn run(
             )
             .map_err(err)?;
             let m = Metrics::compute(&proba.to_vec(), &test.label.to_vec()).map_err(err)?;
-            rows.push(AccuracyRow {
-                model: model.as_str().to_owned(),
-                setting: setting.clone(),
-                auc: m.auc,
-                ks: m.ks,
-                gini: m.gini,
-                log_loss: m.log_loss,
-                brier: m.brier,
+            rows.push(AccuracyRow::new(
+                model,
+                setting,
+                &m,
                 train_seconds,
-                n_train: train.n_rows(),
-                n_test: test.n_rows(),
-                n_features: cols.len(),
-                tree_ms: None,
-            });
+                (train.n_rows(), test.n_rows(), cols.len()),
+            ));
         }
     }
     Ok(rows)
@@ -329,20 +349,13 @@ fn federated_rows(
             setting: setting.into(),
             source,
         })?;
-        Ok::<_, BenchError>(AccuracyRow {
-            model: model.as_str().to_owned(),
-            setting: setting.into(),
-            auc: m.auc,
-            ks: m.ks,
-            gini: m.gini,
-            log_loss: m.log_loss,
-            brier: m.brier,
-            train_seconds: secs,
-            n_train: split.train.len(),
-            n_test: split.test.len(),
-            n_features: full.features.n_features(),
-            tree_ms: None,
-        })
+        Ok::<_, BenchError>(AccuracyRow::new(
+            model,
+            setting,
+            &m,
+            secs,
+            (split.train.len(), split.test.len(), full.features.n_features()),
+        ))
     };
     let fail = |model: &str, setting: &str, e: String| BenchError::Model {
         model: model.to_owned(),

@@ -88,20 +88,13 @@ fn row(
         setting: setting.into(),
         source,
     })?;
-    Ok(AccuracyRow {
-        model: model.as_str().into(),
-        setting: setting.into(),
-        auc: m.auc,
-        ks: m.ks,
-        gini: m.gini,
-        log_loss: m.log_loss,
-        brier: m.brier,
-        train_seconds: secs,
-        n_train,
-        n_test: test.n_rows(),
-        n_features: test.features.n_features(),
-        tree_ms: None,
-    })
+    Ok(AccuracyRow::new(
+        model,
+        setting,
+        &m,
+        secs,
+        (n_train, test.n_rows(), test.features.n_features()),
+    ))
 }
 
 /// The `job.toml` of a federated run of `model`.
