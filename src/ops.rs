@@ -598,7 +598,8 @@ pub struct VlrBenchArgs {
     /// Epochs of the long job (a 1-epoch job runs first to separate the setup).
     #[arg(long, default_value_t = 5)]
     epochs: u32,
-    /// Rows per step (0: the job's default, rows / 32 within [64, 8192]).
+    /// Rows per step (0: the job's default, a thirty-second of the training rows within
+    /// [64, 8192]).
     #[arg(long, default_value_t = 0)]
     batch: usize,
     /// Working directory (tables, certificates, configs, logs).
@@ -641,11 +642,7 @@ pub fn bench_vertical_lr(args: VlrBenchArgs) -> anyhow::Result<()> {
          alignment {:.2} s; validation AUC {:.4}",
         r.rows,
         cols.join(" + "),
-        if r.batch == 0 {
-            format!("{} (auto)", (r.rows / 32).clamp(64, 8192))
-        } else {
-            r.batch.to_string()
-        },
+        if r.batch == 0 { "auto (training rows / 32)".to_string() } else { r.batch.to_string() },
         if r.tls { ", mutual TLS" } else { "" },
         r.seconds_per_epoch,
         r.setup_seconds,

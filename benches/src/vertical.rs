@@ -101,6 +101,8 @@ pub fn fit_over_processes(
         .enable_all()
         .build()
         .map_err(|e| format!("async runtime: {e}"))?;
+    let mut client =
+        runtime.block_on(fedcredit_ops::bench::connect_retry(&fed)).map_err(|e| e.to_string())?;
     let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
     let mut out = Vec::new();
     for &model in models {
@@ -115,7 +117,6 @@ pub fn fit_over_processes(
         );
         let started = Instant::now();
         let end = runtime.block_on(async {
-            let mut client = fedcredit_ops::bench::connect_retry(&fed).await?;
             let job = client.submit(&toml).await?;
             say(&format!("federated {}: job {}", model.as_str(), job.id));
             fedcredit_ops::progress::follow(&mut client, &job.id, false).await

@@ -80,11 +80,9 @@ fn wide_ecosystem(
             k
         })
         .collect();
-    let is_valid = |k: &[u8; 16]| {
-        let u = u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
-        (u as f64 / 2f64.powi(64)) < validation_fraction
-    };
-    let (valid, train): (Vec<usize>, Vec<usize>) = (0..rows).partition(|&i| is_valid(&keys[i]));
+    let agreed = Alignment { rows: (0..rows as u32).collect(), keys: keys.clone() };
+    let (valid, train): (Vec<usize>, Vec<usize>) =
+        (0..rows).partition(|&i| agreed.is_validation(i, validation_fraction));
     let mut parties = Vec::new();
     let mut columns = Vec::new();
     for (k, name) in NAMES[..n].iter().enumerate() {

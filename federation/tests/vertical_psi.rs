@@ -252,6 +252,20 @@ struct CoordinatorView {
     sealed: usize,
 }
 
+/// The PSI body of a coordinator message, for a deviating coordinator's hook to alter.
+fn psi_step_mut(msg: &mut pb::ToParty) -> Option<&mut pb::psi_step::Body> {
+    match &mut msg.body {
+        Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
+            body:
+                Some(pb::conductor_message::Body::Vertical(pb::VerticalStep {
+                    body: Some(pb::vertical_step::Body::Psi(pb::PsiStep { body: Some(b) })),
+                    ..
+                })),
+        })) => Some(b),
+        _ => None,
+    }
+}
+
 fn psi_step(msg: &pb::ToParty) -> Option<&pb::psi_step::Body> {
     match &msg.body {
         Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
@@ -404,16 +418,7 @@ fn short_intersection(
 ) -> impl FnMut(&PartyId, &mut pb::ToParty) -> Vec<(PartyId, pb::ToParty)> {
     move |to, msg| {
         if *to == victim
-            && let Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
-                body:
-                    Some(pb::conductor_message::Body::Vertical(pb::VerticalStep {
-                        body:
-                            Some(pb::vertical_step::Body::Psi(pb::PsiStep {
-                                body: Some(pb::psi_step::Body::Intersection(v)),
-                            })),
-                        ..
-                    })),
-            })) = &mut msg.body
+            && let Some(pb::psi_step::Body::Intersection(v)) = psi_step_mut(msg)
         {
             v.total -= 1;
             v.values.truncate(v.values.len() - 16);
@@ -457,16 +462,7 @@ fn an_intersection_value_that_is_not_the_partys_own_is_refused() {
     let spec = spec(&parties, "server-aided");
     let mut hook = |to: &PartyId, msg: &mut pb::ToParty| {
         if to.0 == "platform"
-            && let Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
-                body:
-                    Some(pb::conductor_message::Body::Vertical(pb::VerticalStep {
-                        body:
-                            Some(pb::vertical_step::Body::Psi(pb::PsiStep {
-                                body: Some(pb::psi_step::Body::Intersection(v)),
-                            })),
-                        ..
-                    })),
-            })) = &mut msg.body
+            && let Some(pb::psi_step::Body::Intersection(v)) = psi_step_mut(msg)
         {
             // The largest possible value: not a token of platform's (with overwhelming
             // probability), and still in ascending order.
@@ -519,16 +515,7 @@ fn a_start_that_differs_from_the_job_is_refused() {
     for (tamper, want) in cases {
         let mut hook = |to: &PartyId, msg: &mut pb::ToParty| {
             if to.0 == "tax"
-                && let Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
-                    body:
-                        Some(pb::conductor_message::Body::Vertical(pb::VerticalStep {
-                            body:
-                                Some(pb::vertical_step::Body::Psi(pb::PsiStep {
-                                    body: Some(pb::psi_step::Body::Start(s)),
-                                })),
-                            ..
-                        })),
-                })) = &mut msg.body
+                && let Some(pb::psi_step::Body::Start(s)) = psi_step_mut(msg)
             {
                 tamper(s);
             }
@@ -717,16 +704,7 @@ fn replayed_or_tampered_chunks_are_refused() {
     // A chunk of the intersection moved to another offset: refused as out of order.
     let mut hook = |to: &PartyId, msg: &mut pb::ToParty| {
         if to.0 == "platform"
-            && let Some(pb::to_party::Body::Protocol(pb::ConductorMessage {
-                body:
-                    Some(pb::conductor_message::Body::Vertical(pb::VerticalStep {
-                        body:
-                            Some(pb::vertical_step::Body::Psi(pb::PsiStep {
-                                body: Some(pb::psi_step::Body::Intersection(v)),
-                            })),
-                        ..
-                    })),
-            })) = &mut msg.body
+            && let Some(pb::psi_step::Body::Intersection(v)) = psi_step_mut(msg)
         {
             v.offset += 1;
         }

@@ -135,17 +135,9 @@ pub async fn secagg(
             fault: (i < cfg.dropouts).then(|| ("masked-input".to_string(), 1)),
         })
         .collect();
-    let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
-    opts.tls = cfg.tls;
-    // `FEDCREDIT_BENCH_LOG` (e.g. `fedcredit_coordinator=debug`) to see where a round's time goes.
-    opts.log = std::env::var("FEDCREDIT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    say(&format!(
-        "starting a coordinator and {} participants ({})",
-        cfg.parties,
-        if cfg.tls { "mutual TLS" } else { "plain text" }
-    ));
-    let fed = LocalFederation::start(opts, &setups)?;
-    let mut client = connect_retry(&fed).await?;
+    // The processes live as long as `_fed`.
+    let (_fed, mut client) =
+        start_federation(&cfg.bin, &cfg.dir, cfg.tls, &setups, &mut say).await?;
     say(&format!("plaintext baseline: {} rounds of {} floats", cfg.rounds, cfg.dim));
     let (plain, _) = run_job(&mut client, &job_toml(cfg, &names, true)).await?;
     say(&format!(
@@ -176,6 +168,32 @@ pub async fn secagg(
         max_abs_error: get("max_abs_error"),
         min_contributors: get("min_contributors") as usize,
     })
+}
+
+/// Starts a coordinator and one daemon per entry of `setups` as processes on loopback (mutual
+/// TLS unless `tls` is false) and connects to the coordinator. `FEDCREDIT_BENCH_LOG` (e.g.
+/// `fedcredit_coordinator=debug`) sets the processes' log filter, to see where time goes.
+///
+/// # Errors
+/// [`OpsError`] when the processes cannot start or the coordinator does not answer.
+pub(crate) async fn start_federation(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    tls: bool,
+    setups: &[PartySetup],
+    say: &mut impl FnMut(&str),
+) -> Result<(LocalFederation, ControlClient), OpsError> {
+    let mut opts = LaunchOptions::new(bin, dir);
+    opts.tls = tls;
+    opts.log = std::env::var("FEDCREDIT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    say(&format!(
+        "starting a coordinator and {} participants ({})",
+        setups.len(),
+        if tls { "mutual TLS" } else { "plain text" }
+    ));
+    let fed = LocalFederation::start(opts, setups)?;
+    let client = connect_retry(&fed).await?;
+    Ok((fed, client))
 }
 
 /// Connects to a freshly started federation's coordinator, retrying for a few seconds.
@@ -336,16 +354,9 @@ pub async fn psi(
         write_psi_table(&path, i, cfg.size, common)?;
         setups.push(PartySetup::new(n.clone(), path));
     }
-    let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
-    opts.tls = cfg.tls;
-    opts.log = std::env::var("FEDCREDIT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    say(&format!(
-        "starting a coordinator and {} participants ({})",
-        cfg.parties,
-        if cfg.tls { "mutual TLS" } else { "plain text" }
-    ));
-    let fed = LocalFederation::start(opts, &setups)?;
-    let mut client = connect_retry(&fed).await?;
+    // The processes live as long as `_fed`.
+    let (_fed, mut client) =
+        start_federation(&cfg.bin, &cfg.dir, cfg.tls, &setups, &mut say).await?;
     say(&format!("{} PSI: {} parties × {} ids", cfg.mode, cfg.parties, cfg.size));
     let started = std::time::Instant::now();
     let (rounds, metrics) = run_job(&mut client, &psi_job_toml(&names, &cfg.mode)).await?;

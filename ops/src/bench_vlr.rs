@@ -23,9 +23,9 @@ use fedcredit_models::{FeatureSpec, Features};
 use ndarray::Array2;
 use serde::Serialize;
 
-use crate::bench::{connect_retry, psi_party_names, run_job};
+use crate::bench::{psi_party_names, run_job, start_federation};
 use crate::client::OpsError;
-use crate::launch::{LaunchOptions, LocalFederation, PartySetup};
+use crate::launch::PartySetup;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -244,7 +244,7 @@ fn in_memory(
         t.names[1..].iter().map(|n| PartyId(n.clone())).collect(),
     )
     .map_err(|e| e.to_string())?;
-    let mut rng = rand_chacha_rng();
+    let mut rng = fedcredit_federation::protocol::os_rng();
     let mut timed = |epochs: u32| -> Result<(f64, sim::SimOutcome), String> {
         let p = LrParams { epochs, ..*params };
         let started = Instant::now();
@@ -268,11 +268,6 @@ fn in_memory(
     let party = (bytes(&oe, false) - bytes(&o1, false)) / extra;
     let dealer = (bytes(&oe, true) - bytes(&o1, true)) / extra;
     Ok((t1 - per, per, party, dealer))
-}
-
-fn rand_chacha_rng() -> fedcredit_federation::protocol::CsRng {
-    use rand::SeedableRng;
-    fedcredit_federation::protocol::CsRng::from_rng(&mut rand::rng())
 }
 
 /// Runs `fedcredit bench vertical-lr`. `say` gets progress lines.
@@ -304,16 +299,8 @@ pub async fn vertical_lr(
         tables.write(k, &path)?;
         setups.push(PartySetup::new(n.clone(), path));
     }
-    let mut opts = LaunchOptions::new(&cfg.bin, &cfg.dir);
-    opts.tls = cfg.tls;
-    opts.log = std::env::var("FEDCREDIT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    say(&format!(
-        "starting a coordinator and {} participants ({})",
-        cfg.features.len(),
-        if cfg.tls { "mutual TLS" } else { "plain text" }
-    ));
-    let fed = LocalFederation::start(opts, &setups)?;
-    let mut client = connect_retry(&fed).await?;
+    let (fed, mut client) =
+        start_federation(&cfg.bin, &cfg.dir, cfg.tls, &setups, &mut say).await?;
     let lr_seconds = |rounds: &[fedcredit_proto::pb::RoundInfo]| -> (f64, f64) {
         let s = |r: &fedcredit_proto::pb::RoundInfo| (r.finished_ms - r.started_ms) as f64 / 1e3;
         (rounds.first().map_or(f64::NAN, s), rounds.last().map_or(f64::NAN, s))

@@ -31,7 +31,7 @@ use fedcredit_transport::backoff::Backoff;
 use fedcredit_transport::stream::{Inbound, MAX_FRAME, Outbound};
 use fedcredit_transport::tls::client_tls;
 use rand::SeedableRng;
-use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -636,7 +636,7 @@ impl Daemon {
     ) -> Result<(PartySession, Vec<FeatureSpec>, Journal), String> {
         let (loaded, schema) = load(&self.me, spec, &self.config.data)?;
         let path = self.state_path(&job.0);
-        let mut rng = ChaCha20Rng::from_rng(&mut rand::rng());
+        let mut rng = fedcredit_federation::protocol::os_rng();
         let (mut journal, saved) = Journal::open(&path)
             .map_err(|e| format!("{}: cannot open its state for the job: {e}", self.me))?;
         let (secret, role_bytes) = match saved.as_deref().map(split_checkpoint) {

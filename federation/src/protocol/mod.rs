@@ -43,6 +43,12 @@ use crate::job::JobSpec;
 /// the OS in the daemons, from a fixed seed in tests).
 pub type CsRng = ChaCha20Rng;
 
+/// A [`CsRng`] seeded from the operating system's generator.
+pub fn os_rng() -> CsRng {
+    use rand::SeedableRng;
+    CsRng::from_rng(&mut rand::rng())
+}
+
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {

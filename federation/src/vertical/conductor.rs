@@ -45,12 +45,8 @@ pub struct VerticalConductor {
     /// The coordinator's cryptographic generator (the dealer's seeds come from it), drawn
     /// from the operating system's; never checkpointed: a resumed coordinator reopens the
     /// open stage under a new step with fresh seeds, so no mask is ever reused.
-    #[serde(skip, default = "os_rng")]
+    #[serde(skip, default = "crate::protocol::os_rng")]
     rng: CsRng,
-}
-
-fn os_rng() -> CsRng {
-    CsRng::from_rng(&mut rand::rng())
 }
 
 impl VerticalConductor {
@@ -77,7 +73,7 @@ impl VerticalConductor {
             attempts: 0,
             open: None,
             failure: None,
-            rng: os_rng(),
+            rng: crate::protocol::os_rng(),
         })
     }
 

@@ -366,6 +366,20 @@ fn psi_step(body: pb::psi_step::Body) -> pb::vertical_step::Body {
     pb::vertical_step::Body::Psi(pb::PsiStep { body: Some(body) })
 }
 
+/// `(value, row)` pairs sorted by value, split into the values and their rows; two rows with
+/// the same value (a repeated id the table check missed) are an error naming both rows.
+fn sorted_unique(mut pairs: Vec<(Value, u32)>) -> Result<(Vec<Value>, Vec<u32>), String> {
+    pairs.par_sort_unstable();
+    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!(
+            "rows {} and {} of its table have the same PSI value (repeated ids?)",
+            w[0].1 + 1,
+            w[1].1 + 1
+        ));
+    }
+    Ok(pairs.into_iter().unzip())
+}
+
 fn psi_report(body: pb::psi_report::Body) -> pb::vertical_report::Body {
     pb::vertical_report::Body::Psi(pb::PsiReport { body: Some(body) })
 }
@@ -751,17 +765,8 @@ impl Run {
         row: impl Fn(usize) -> u32 + Sync,
         out: &mut StageRoleOut<'_>,
     ) -> Result<(), String> {
-        let mut pairs: Vec<(Value, u32)> =
-            values.into_par_iter().enumerate().map(|(i, v)| (v, row(i))).collect();
-        pairs.par_sort_unstable();
-        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(format!(
-                "rows {} and {} of its table have the same PSI value (repeated ids?)",
-                w[0].1 + 1,
-                w[1].1 + 1
-            ));
-        }
-        let (sorted, rows): (Vec<Value>, Vec<u32>) = pairs.into_iter().unzip();
+        let (sorted, rows) =
+            sorted_unique(values.into_par_iter().enumerate().map(|(i, v)| (v, row(i))).collect())?;
         let sorted = Arc::new(sorted);
         self.sorted = Some(sorted.clone());
         self.sorted_rows = rows;
@@ -858,16 +863,8 @@ impl Run {
         }
         let own = std::mem::take(&mut self.own_f);
         let perm = std::mem::take(&mut self.perm);
-        let mut pairs: Vec<(Value, u32)> = own.into_par_iter().zip(perm.into_par_iter()).collect();
-        pairs.par_sort_unstable();
-        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(format!(
-                "rows {} and {} of its table have the same PSI value (repeated ids?)",
-                w[0].1 + 1,
-                w[1].1 + 1
-            ));
-        }
-        let (sorted, sorted_rows): (Vec<Value>, Vec<u32>) = pairs.into_iter().unzip();
+        let (sorted, sorted_rows) =
+            sorted_unique(own.into_par_iter().zip(perm.into_par_iter()).collect())?;
         let peer_f = std::mem::take(&mut self.peer_f);
         let at = align_rows(&sorted, &[&peer_f]);
         let keys = at.iter().map(|&i| sorted[i]).collect();

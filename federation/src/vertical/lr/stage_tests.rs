@@ -191,13 +191,9 @@ label_holder = "bank"
     let y = t.data.label.as_slice().unwrap();
     // The validation rows are those whose agreed key falls below the job's fraction: the AUC
     // of the kept parts there is the one the label holder reported from the opened shares.
-    let keys = &sites[&pid("bank")].alignment.as_ref().unwrap().keys;
-    let is_valid = |i: usize| {
-        let k = keys[i];
-        let u = u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
-        (u as f64 / 2f64.powi(64)) < spec.data.validation_fraction
-    };
-    let vi: Vec<usize> = (0..n).filter(|i| is_valid(*i)).collect();
+    let agreed = sites[&pid("bank")].alignment.as_ref().unwrap();
+    let fraction = spec.data.validation_fraction;
+    let vi: Vec<usize> = (0..n).filter(|&i| agreed.is_validation(i, fraction)).collect();
     let zv: Vec<f64> = vi.iter().map(|&i| z[i]).collect();
     let yv: Vec<f64> = vi.iter().map(|&i| y[i]).collect();
     let a = auc(&zv, &yv).unwrap();

@@ -16,10 +16,10 @@ use rand::{RngExt, SeedableRng};
 use super::{IvReport, PartyWoe, WoeConductor, WoeRole};
 use crate::ids::{JobId, PartyId};
 use crate::job::JobSpec;
-use crate::protocol::{CsRng, RoleOutbox};
+use crate::protocol::{CsRng, RoleError, RoleOutbox};
 use crate::vertical::{
     Alignment, PartyCtx, PartyTable, StageConductor, StageCtx, StageDone, StageOutbox, StageResult,
-    StageRole, StageRoleOut,
+    StageRole, StageRoleOut, VerticalSpec,
 };
 
 /// A party of a local run.
@@ -60,6 +60,37 @@ struct Local {
     alignment: Option<Alignment>,
     kept: BTreeMap<String, String>,
     rng: CsRng,
+}
+
+impl Local {
+    /// Hands one message to the party `me`'s side through `f`; returns what it sent.
+    fn deliver(
+        &mut self,
+        me: &PartyId,
+        job: &JobId,
+        spec: &JobSpec,
+        vertical: &VerticalSpec,
+        f: impl FnOnce(
+            &mut WoeRole,
+            &mut PartyCtx<'_>,
+            &mut CsRng,
+            &mut StageRoleOut<'_>,
+        ) -> Result<(), RoleError>,
+    ) -> Result<RoleOutbox, RoleError> {
+        let mut out = RoleOutbox::default();
+        let mut ctx = PartyCtx {
+            me,
+            job,
+            spec,
+            vertical,
+            table: &self.table,
+            alignment: &mut self.alignment,
+            kept: &mut self.kept,
+        };
+        let mut so = StageRoleOut { step: 1, out: &mut out };
+        f(&mut self.side, &mut ctx, &mut self.rng, &mut so)?;
+        Ok(out)
+    }
 }
 
 /// Runs the stage of job `spec` over `parties`; each party's randomness is seeded from
@@ -129,19 +160,10 @@ pub fn run(
             }
             Msg::Step(to, body) => {
                 let l = locals.get_mut(&to).ok_or_else(|| format!("{to} is not a party"))?;
-                let mut out = RoleOutbox::default();
-                let mut pctx = PartyCtx {
-                    me: &to,
-                    job,
-                    spec,
-                    vertical: &vertical,
-                    table: &l.table,
-                    alignment: &mut l.alignment,
-                    kept: &mut l.kept,
-                };
-                let mut sro = StageRoleOut { step: 1, out: &mut out };
-                l.side
-                    .receive(&mut pctx, body, &mut l.rng, &mut sro)
+                let out = l
+                    .deliver(&to, job, spec, &vertical, |side, ctx, rng, so| {
+                        side.receive(ctx, body, rng, so)
+                    })
                     .map_err(|e| format!("{to}: {e}"))?;
                 (to, out)
             }
@@ -151,19 +173,10 @@ pub fn run(
                     payloads.push((from.clone(), to.clone(), w.clone()));
                 }
                 let l = locals.get_mut(&to).ok_or_else(|| format!("{to} is not a party"))?;
-                let mut out = RoleOutbox::default();
-                let mut pctx = PartyCtx {
-                    me: &to,
-                    job,
-                    spec,
-                    vertical: &vertical,
-                    table: &l.table,
-                    alignment: &mut l.alignment,
-                    kept: &mut l.kept,
-                };
-                let mut sro = StageRoleOut { step: 1, out: &mut out };
-                l.side
-                    .payload(&mut pctx, &from, body, &mut l.rng, &mut sro)
+                let out = l
+                    .deliver(&to, job, spec, &vertical, |side, ctx, rng, so| {
+                        side.payload(ctx, &from, body, rng, so)
+                    })
                     .map_err(|e| format!("{to}: {e}"))?;
                 (to, out)
             }
