@@ -1,6 +1,7 @@
 //! Integration tests of fedcredit-datasets: real files, joins, splits, Parquet, validation
 //! errors and the synthetic ecosystem (one test binary, to keep polars link times down).
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,9 @@ use fedcredit_datasets::{
     DataError, Table, TableSpec, join_vertical, load_table, partition_horizontal, stratified_split,
 };
 use fedcredit_models::gbdt::{self, GbdtParams};
+use fedcredit_models::logistic::{LogisticParams, LogisticPipeline};
 use fedcredit_models::metrics::auc;
+use fedcredit_models::preprocess::EncoderOptions;
 use fedcredit_models::{Dataset, FeatureKind, Features};
 use polars::prelude::{Column, DataFrame, NamedFrom, ParquetWriter, Series};
 
@@ -428,6 +431,47 @@ fn synthetic_snapshot_equals_its_csv() {
     assert_eq!(platform_all.n_rows(), total);
 }
 
+/// `links.csv` beside the party tables: the header, one row per supplier link alive at the
+/// written month (every month: the union), naming enterprises of the written tables.
+#[test]
+fn synthetic_links_csv_lists_the_supplier_links() {
+    let cfg = EcosystemConfig {
+        n_enterprises: 800,
+        n_months: 6,
+        n_cores: 20,
+        seed: 3,
+        ..Default::default()
+    };
+    let eco = generate(&cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let read_links = |path: &Path| -> Vec<(String, String)> {
+        let text = fs::read_to_string(path).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("supplier_id,customer_id"));
+        lines
+            .map(|l| {
+                let (s, c) = l.split_once(',').unwrap();
+                assert!(is_valid_uscc(s) && is_valid_uscc(c) && s != c, "{l}");
+                (s.to_string(), c.to_string())
+            })
+            .collect()
+    };
+    let paths = eco.write_csv(dir.path(), Some(4)).unwrap();
+    assert_eq!(paths.len(), 3, "links.csv is not a party table");
+    let links = read_links(&dir.path().join("links.csv"));
+    assert!(!links.is_empty());
+    assert_eq!(links, eco.supplier_links(4));
+    let ids: HashSet<String> = eco.snapshot(4).unwrap().bank.ids.into_iter().collect();
+    assert!(links.iter().all(|(s, c)| ids.contains(s) && ids.contains(c)));
+
+    let all_dir = dir.path().join("all");
+    eco.write_csv(&all_dir, None).unwrap();
+    let all: HashSet<(String, String)> =
+        read_links(&all_dir.join("links.csv")).into_iter().collect();
+    let union: HashSet<(String, String)> = (0..6).flat_map(|m| eco.supplier_links(m)).collect();
+    assert_eq!(all, union);
+}
+
 /// Trains the project's GBDT on the train rows of `features` and returns the test AUC.
 fn gbdt_auc(features: &Features, label: &[f64], train: &[usize], test: &[usize]) -> f64 {
     let data = Dataset::new(features.clone(), ndarray::Array1::from(label.to_vec())).unwrap();
@@ -460,6 +504,76 @@ fn synthetic_parties_together_beat_each_alone() {
     }
     eprintln!("GBDT test AUC: {report} (default rate {rate:.4}, {} rows)", label.len());
     assert!(all >= 0.78, "{report}");
+}
+
+/// Trains the default `LogisticPipeline` on the train rows of `features` and returns the test
+/// AUC.
+fn lr_auc(features: &Features, label: &[f64], train: &[usize], test: &[usize]) -> f64 {
+    let data = Dataset::new(features.clone(), ndarray::Array1::from(label.to_vec())).unwrap();
+    let model = LogisticPipeline::fit(
+        &data.select_rows(train),
+        &EncoderOptions::default(),
+        &LogisticParams::default(),
+    )
+    .unwrap();
+    let p = model.predict_proba(&features.select_rows(test)).unwrap();
+    let y: Vec<f64> = test.iter().map(|&r| label[r]).collect();
+    auc(p.as_slice().unwrap(), &y).unwrap()
+}
+
+/// Test AUC of a model trained on `features`, label, train rows, test rows.
+type AucOf = fn(&Features, &[f64], &[usize], &[usize]) -> f64;
+
+/// Prints the rows of the calibration table in the `synthetic` module doc (seed 7, 30 % test
+/// rows by `stratified_split` seed 1, default GBDT and logistic pipeline). The rows measured
+/// are `SYNTHETIC_CALIBRATION`, comma-separated `enterprises:month` items (default
+/// `20000:11`); the 100,000-enterprise rows want `--release`.
+#[test]
+#[ignore = "minutes: prints the calibration table of the synthetic module doc"]
+fn synthetic_calibration_table() {
+    let items = std::env::var("SYNTHETIC_CALIBRATION").unwrap_or_else(|_| "20000:11".into());
+    for item in items.split(',') {
+        let (n, month) = item.split_once(':').expect("enterprises:month");
+        let n: usize = n.trim().parse().expect("enterprises");
+        let month: usize = month.trim().parse().expect("month");
+        let eco =
+            generate(&EcosystemConfig { n_enterprises: n, seed: 7, ..Default::default() }).unwrap();
+        let joined = join_vertical(&eco.snapshot(month).unwrap().to_vec()).unwrap();
+        let label = joined.label.clone().unwrap().to_vec();
+        let rate = label.iter().sum::<f64>() / label.len() as f64;
+        let split = stratified_split(&joined.ids, &label, 0.3, 1).unwrap();
+        // The ground truth at the snapshot month: the latent risk F + O + M.
+        let index: std::collections::HashMap<&str, usize> =
+            eco.enterprises().iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+        let risk: Vec<f64> = joined
+            .ids
+            .iter()
+            .map(|id| eco.latent_risk(index[id.as_str()], month as i64).unwrap().iter().sum())
+            .collect();
+        let test_risk: Vec<f64> = split.test.iter().map(|&r| risk[r]).collect();
+        let test_label: Vec<f64> = split.test.iter().map(|&r| label[r]).collect();
+        println!(
+            "latent F + O + M at month {month}: AUC {:.3} (all rows), {:.3} (test rows)",
+            auc(&risk, &label).unwrap(),
+            auc(&test_risk, &test_label).unwrap()
+        );
+        let models: [(&str, AucOf); 2] = [("GBDT", gbdt_auc), ("LR", lr_auc)];
+        for (model, fit) in models {
+            let mut cells = Vec::new();
+            for name in ["bank", "tax", "platform"] {
+                let part = joined.part_features(name).unwrap();
+                cells.push(fit(&part, &label, &split.train, &split.test));
+            }
+            cells.push(fit(&joined.features, &label, &split.train, &split.test));
+            let cells: Vec<String> = cells.iter().map(|a| format!("{a:.3}")).collect();
+            println!(
+                "| {n}, month {month} | {} | {:.2} % | {model} | {} |",
+                label.len(),
+                100.0 * rate,
+                cells.join(" | ")
+            );
+        }
+    }
 }
 
 #[test]
