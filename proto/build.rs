@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/fedcredit/v1/job.proto",
         "proto/fedcredit/v1/federation.proto",
         "proto/fedcredit/v1/control.proto",
+        "proto/fedcredit/v1/scoring.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -29,9 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The embedded demo: three banks of a synthetic ecosystem train under secure aggregation
-    /// (coordinator + three participant processes, mutual TLS) against the pooled model and each
-    /// bank alone; then the bank / tax bureau / platform preview.
+    /// The embedded demo: the bank, the tax bureau and the platform of a synthetic ecosystem
+    /// (coordinator + three participant processes, mutual TLS) align by PSI, train vertical
+    /// models against the joined table and each party alone, serve scores that move as the data
+    /// rolls forward, raise alerts and write an HTML report. `--horizontal`: three banks under
+    /// secure aggregation.
     Demo(DemoArgs),
     /// Accuracy and speed comparisons against centralized and single-party models.
     #[command(subcommand)]
@@ -61,6 +63,20 @@ enum Command {
     Parties(ops::PartiesArgs),
     /// The coordinator's audit log: messages, refused connections and calls, operator actions.
     Audit(ops::AuditArgs),
+    /// The current score of enterprises (federated inference over the parties' latest data),
+    /// or of the whole portfolio into a Parquet or CSV file.
+    Score(ops::ScoreArgs),
+    /// An enterprise's score history.
+    History(ops::HistoryArgs),
+    /// A self-contained HTML report of a model: ROC, KS, score distribution and calibration on
+    /// labelled enterprises scored now, the training curve, contributions per party, score
+    /// histories and the ecosystem health index.
+    Report(ReportArgs),
+    /// Alerts: sharp score falls, PD above threshold, jumps of one party's contribution,
+    /// ecosystem health, contagion along the supply chain.
+    Alerts(ops::AlertsArgs),
+    /// The ecosystem health index per period and the score drift of the serving model.
+    Ecosystem(ops::EcosystemArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +96,9 @@ enum BenchCommand {
     /// Vertical logistic regression (secret sharing, the coordinator as dealer) over gRPC
     /// between separate processes on loopback, on generated tables: seconds per epoch.
     VerticalLr(ops::VlrBenchArgs),
+    /// The scoring service: single-request latency (p50 / p99) and batched throughput of a
+    /// vertical model over gRPC with mutual TLS, the parties as separate processes.
+    Scoring(ops::ScoringBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -153,9 +172,19 @@ impl From<ModelArg> for ModelName {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Where the data and the results go.
-    #[arg(long, value_name = "DIR", default_value = "out/demo")]
-    out: PathBuf,
+    /// Where the data, the federations' state and logs, results.json and report.html go
+    /// (default: a fresh folder `out/demo-<unix time>`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The horizontal three-banks demo (secure aggregation) instead of the vertical story.
+    #[arg(long)]
+    horizontal: bool,
+    /// Keep serving scores at the end (until Ctrl-C) and print the URLs.
+    #[arg(long, conflicts_with = "horizontal")]
+    serve: bool,
+    /// Months the served data rolls forward.
+    #[arg(long, default_value_t = 3)]
+    months_forward: usize,
     /// Number of enterprises in the ecosystem.
     #[arg(long, default_value_t = 20_000)]
     enterprises: usize,
@@ -287,6 +316,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::He(args)) => ops::bench_he(args),
         Command::Bench(BenchCommand::Woe(args)) => ops::bench_woe(args),
         Command::Bench(BenchCommand::VerticalLr(args)) => ops::bench_vertical_lr(args),
+        Command::Bench(BenchCommand::Scoring(args)) => ops::bench_scoring(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
         Command::Data(DataCommand::Inspect(args)) => data_inspect(args),
         Command::Data(DataCommand::Applications(args)) => data_applications(args),
@@ -298,6 +328,11 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Models(c) => ops::models(c),
         Command::Parties(a) => ops::parties(a),
         Command::Audit(a) => ops::audit(a),
+        Command::Score(a) => ops::score(a),
+        Command::History(a) => ops::history(a),
+        Command::Alerts(a) => ops::alerts(a),
+        Command::Ecosystem(a) => ops::ecosystem(a),
+        Command::Report(a) => report(a),
     }
 }
 
@@ -373,34 +408,133 @@ fn run_accuracy(cfg: &AccuracyConfig, json: Option<&std::path::Path>) -> anyhow:
 
 fn demo(args: DemoArgs) -> anyhow::Result<()> {
     use fedcredit_benches::demo::{self, DemoConfig};
+    let out = args.out.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("out/demo-{t}"))
+    });
     let cfg = DemoConfig {
-        out: args.out,
+        out,
         enterprises: args.enterprises,
         seed: args.seed,
         bin: std::env::current_exe().context("locating the fedcredit binary")?,
         banks: 3,
+        horizontal: args.horizontal,
+        forward: args.months_forward,
+        serve: args.serve,
     };
+    eprintln!("fedcredit demo: everything goes to {}", cfg.out.display());
     let started = std::time::Instant::now();
-    let report = demo::run(&cfg, bars::FitBars::new())?;
-    println!(
-        "\nHorizontal: three banks, same columns, different enterprises (held-out rows of all banks)"
-    );
-    print!("{}", accuracy::render_table(&report.horizontal));
-    println!(
-        "`federated` ran over gRPC between separate processes with mutual TLS; the coordinator saw only \
-         secure sums.\n"
-    );
-    println!(
-        "Vertical: bank + tax bureau + platform, the same enterprises, different columns (held-out rows)"
-    );
-    print!("{}", accuracy::render_table(&report.vertical));
-    println!(
-        "`federated` aligned the parties by PSI and trained by secret sharing over separate \
-         processes with mutual TLS; each party kept its own coefficients or points. `centralized` \
-         joins the columns in one place; `party:tax` and `party:platform` assume the label, which \
-         only the bank holds."
-    );
+    let (report, fed) = demo::run(&cfg, bars::FitBars::new())?;
+    if cfg.horizontal {
+        println!(
+            "\nHorizontal: three banks, same columns, different enterprises (held-out rows of all banks)"
+        );
+        print!("{}", accuracy::render_table(&report.horizontal));
+        println!(
+            "`federated` ran over gRPC between separate processes with mutual TLS; the coordinator \
+             saw only secure sums.\n"
+        );
+    } else {
+        println!(
+            "\nVertical: bank + tax bureau + platform, the same enterprises, different columns (held-out rows)"
+        );
+        print!("{}", accuracy::render_table(&report.vertical));
+        println!(
+            "`federated` aligned the parties by PSI and trained by secret sharing over separate \
+             processes with mutual TLS; each party kept its own coefficients or points. `centralized` \
+             joins the columns in one place; `party:tax` and `party:platform` assume the label, which \
+             only the bank holds."
+        );
+    }
+    if let Some(s) = &report.serving {
+        println!(
+            "\nServing `{}`: {} enterprises scored by federated inference",
+            s.model, s.portfolio
+        );
+        for p in &s.periods {
+            println!(
+                "  month {:>2}: health index {:>5.1}, mean score {:>6.1}, {} enterprises",
+                p.month, p.index, p.mean_points, p.enterprises
+            );
+        }
+        println!(
+            "  alerts: {}",
+            s.alerts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+        );
+        println!(
+            "  out of time (last month's scores vs the defaults that follow): AUC {:.4}; drift PSI {:.3}",
+            s.out_of_time_auc, s.drift_psi
+        );
+        println!(
+            "  early warning: of {} enterprises defaulting within 12 months, {} were flagged \
+             (score alerts {}, contagion {})",
+            s.warned.0, s.warned.3, s.warned.1, s.warned.2
+        );
+        println!("  report: {}", s.report.display());
+    }
     eprintln!("done in {:.1}s; results in {}", started.elapsed().as_secs_f64(), cfg.out.display());
+    if let (Some(fed), Some(s)) = (fed, &report.serving) {
+        let http = s.http.clone().unwrap_or_default();
+        println!("\nserving until Ctrl-C:");
+        println!("  curl -s -X POST {http}/v1/score -d '{{\"ids\": [\"<id>\"]}}'");
+        println!("  {http}/v1/alerts   {http}/v1/ecosystem   {http}/metrics   {http}/healthz");
+        println!(
+            "  gRPC: fedcredit score --id <id> --coordinator {} --certs {}",
+            fed.url(),
+            fed.dir().join("certs").display()
+        );
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(tokio::signal::ctrl_c())?;
+        drop(fed);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The training job of the model.
+    #[arg(value_name = "JOB")]
+    job: String,
+    /// The HTML file to write.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    out: PathBuf,
+    /// Labelled enterprises to evaluate on (CSV or Parquet with --id and --label columns):
+    /// they are scored now by the scoring service.
+    #[arg(long, value_name = "FILE", requires_all = ["id", "label"])]
+    labels: Option<PathBuf>,
+    /// Id column of --labels.
+    #[arg(long, value_name = "COL")]
+    id: Option<String>,
+    /// Label column of --labels (1 = default).
+    #[arg(long, value_name = "COL")]
+    label: Option<String>,
+    /// The coordinator's URL.
+    #[arg(long, env = "FEDCREDIT_COORDINATOR", default_value = "https://127.0.0.1:7443")]
+    coordinator: String,
+    /// Directory of `certs init` (uses ca.pem, operator.pem, operator.key).
+    #[arg(long, env = "FEDCREDIT_CERTS", default_value = "certs", value_name = "DIR")]
+    certs: PathBuf,
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<()> {
+    use fedcredit_benches::serving::{Labels, report_for_job};
+    let cfg = fedcredit_ops::ClientConfig::with_certs_dir(&args.coordinator, &args.certs);
+    let labels = match (args.labels, args.id, args.label) {
+        (Some(path), Some(id), Some(label)) => Some(Labels { path, id, label }),
+        _ => None,
+    };
+    let r = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(report_for_job(&cfg, &args.job, labels.as_ref()))
+        .map_err(anyhow::Error::msg)?;
+    std::fs::write(&args.out, fedcredit_benches::report::html(&r))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
     Ok(())
 }
 

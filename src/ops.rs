@@ -102,6 +102,9 @@ pub fn coordinator(cmd: CoordinatorCommand) -> anyhow::Result<()> {
     let cfg = fedcredit_coordinator::CoordinatorConfig::from_file(&config)?;
     runtime()?.block_on(async move {
         let bound = fedcredit_coordinator::server::bind(cfg).await?;
+        if let Some(http) = bound.http_addr {
+            println!("{}{http}", fedcredit_ops::launch::HTTP_LISTENING);
+        }
         println!("{}{}", fedcredit_ops::launch::LISTENING, bound.addr);
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -919,6 +922,354 @@ pub fn bench_secagg(args: SecaggBenchArgs) -> anyhow::Result<()> {
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Enterprise ids to score (repeat the flag for several).
+    #[arg(long = "id", value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+    ids: Vec<String>,
+    /// Score every enterprise of the label holder's latest snapshot (the portfolio).
+    #[arg(long)]
+    all: bool,
+    /// The model name (the training job's name); optional when one model serves.
+    #[arg(long, default_value = "")]
+    model: String,
+    /// A version; only the serving one is accepted (0 = the serving one).
+    #[arg(long, default_value_t = 0)]
+    version: i64,
+    /// Reason codes per party.
+    #[arg(long, default_value_t = 3)]
+    reasons: u32,
+    /// Write the scores to this file (`.parquet` or `.csv`) instead of printing them.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print the response as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+fn score_json(r: &fedcredit_proto::pb::ScoreResponse) -> serde_json::Value {
+    serde_json::json!({
+        "model": r.model,
+        "version": r.version,
+        "kind": r.kind,
+        "scores": r.scores.iter().map(|s| serde_json::json!({
+            "id": s.id,
+            "error": if s.error.is_empty() { None } else { Some(&s.error) },
+            "pd": s.pd,
+            "points": s.points,
+            "band": s.band,
+            "reasons": s.reasons.iter().map(|x| serde_json::json!({
+                "party": x.party, "feature": x.feature, "points_lost": x.points_lost,
+            })).collect::<Vec<_>>(),
+            "parties": s.parties.iter().map(|p| serde_json::json!({
+                "party": p.party, "snapshot": p.snapshot, "known": p.known, "points": p.points,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `fedcredit score`: the current score of enterprises, or of the whole portfolio into a file.
+pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    use fedcredit_datasets::write::{Values, write_columns};
+    runtime()?.block_on(async move {
+        let mut c = fedcredit_ops::ScoringClient::connect(&args.connect.config()).await?;
+        let r = c
+            .score(fedcredit_proto::pb::ScoreRequest {
+                model: args.model.clone(),
+                version: args.version,
+                ids: args.ids.clone(),
+                all: args.all,
+                reasons: Some(args.reasons),
+            })
+            .await?;
+        if let Some(path) = &args.out {
+            let s = &r.scores;
+            let parties: Vec<String> = s
+                .first()
+                .map(|x| x.parties.iter().map(|p| p.party.clone()).collect())
+                .unwrap_or_default();
+            let text = |f: &dyn Fn(&fedcredit_proto::pb::EnterpriseScore) -> String| {
+                Values::Text(s.iter().map(f).collect())
+            };
+            let mut cols = vec![
+                ("id", text(&|x| x.id.clone())),
+                (
+                    "pd",
+                    Values::Number(
+                        s.iter()
+                            .map(|x| if x.error.is_empty() { x.pd } else { f64::NAN })
+                            .collect(),
+                    ),
+                ),
+                (
+                    "points",
+                    Values::Number(
+                        s.iter()
+                            .map(|x| if x.error.is_empty() { x.points } else { f64::NAN })
+                            .collect(),
+                    ),
+                ),
+                ("band", text(&|x| x.band.clone())),
+                (
+                    "reasons",
+                    text(&|x| {
+                        x.reasons
+                            .iter()
+                            .map(|r| format!("{}:{}", r.party, r.feature))
+                            .collect::<Vec<_>>()
+                            .join(";")
+                    }),
+                ),
+                ("error", text(&|x| x.error.clone())),
+            ];
+            let names: Vec<String> = parties.iter().map(|p| format!("points_{p}")).collect();
+            for (k, name) in names.iter().enumerate() {
+                cols.push((
+                    name.as_str(),
+                    Values::Number(
+                        s.iter().map(|x| x.parties.get(k).map_or(f64::NAN, |p| p.points)).collect(),
+                    ),
+                ));
+            }
+            write_columns(path, cols)?;
+            let failed = s.iter().filter(|x| !x.error.is_empty()).count();
+            println!(
+                "{} enterprises scored by {} v{} ({}) → {}{}",
+                s.len() - failed,
+                r.model,
+                r.version,
+                r.kind,
+                path.display(),
+                if failed > 0 {
+                    format!("; {failed} without a score (see column `error`)")
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(());
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&score_json(&r))?);
+            return Ok(());
+        }
+        println!("model {} v{} ({})", r.model, r.version, r.kind);
+        for s in &r.scores {
+            if !s.error.is_empty() {
+                println!("{:<20} no score: {}", s.id, s.error);
+                continue;
+            }
+            println!("{:<20} PD {:.4}  {:>6.1} points  band {}", s.id, s.pd, s.points, s.band);
+            for p in &s.parties {
+                println!(
+                    "    {:<14} {:>+8.1} points  snapshot {}{}",
+                    p.party,
+                    p.points,
+                    p.snapshot,
+                    if p.known { "" } else { "  (does not know the enterprise)" }
+                );
+            }
+            for x in &s.reasons {
+                println!("    reason: {}'s {} (−{:.1} points)", x.party, x.feature, x.points_lost);
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Only alerts after this number.
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// `fedcredit alerts`.
+pub fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let mut c = fedcredit_ops::ScoringClient::connect(&args.connect.config()).await?;
+        let alerts = c.alerts(args.after, args.limit).await?;
+        let now = now_ms();
+        println!(
+            "{:>5} {:<12} {:<18} {:<16} {:<20} DETAIL",
+            "SEQ", "WHEN", "KIND", "MODEL", "ENTERPRISE"
+        );
+        for a in &alerts {
+            println!(
+                "{:>5} {:<12} {:<18} {:<16} {:<20} {}",
+                a.seq,
+                ago(a.at_ms, now),
+                a.kind,
+                a.model,
+                if a.enterprise.is_empty() { "-" } else { &a.enterprise },
+                a.detail
+            );
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The enterprise.
+    id: String,
+    /// Only under this model.
+    #[arg(long, default_value = "")]
+    model: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// `fedcredit history ID`.
+pub fn history(args: HistoryArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let mut c = fedcredit_ops::ScoringClient::connect(&args.connect.config()).await?;
+        let h = c.history(&args.id, &args.model).await?;
+        let now = now_ms();
+        println!(
+            "{:<12} {:<16} {:>4} {:>8} {:>8} {:<5} CAUSE",
+            "WHEN", "MODEL", "V", "PD", "POINTS", "BAND"
+        );
+        for e in &h.entries {
+            println!(
+                "{:<12} {:<16} {:>4} {:>8.4} {:>8.1} {:<5} {}",
+                ago(e.at_ms, now),
+                e.model,
+                e.version,
+                e.pd,
+                e.points,
+                e.band,
+                e.cause
+            );
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct EcosystemArgs {
+    /// The model name; optional when one model serves.
+    #[arg(long, default_value = "")]
+    model: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// `fedcredit ecosystem`: the health index per period and the drift.
+pub fn ecosystem(args: EcosystemArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let mut c = fedcredit_ops::ScoringClient::connect(&args.connect.config()).await?;
+        let e = c.ecosystem(&args.model).await?;
+        println!("model {}", e.model);
+        println!(
+            "{:>6} {:>8} {:>11} {:>11}  CAUSE",
+            "PERIOD", "INDEX", "MEAN SCORE", "ENTERPRISES"
+        );
+        for p in &e.points {
+            println!(
+                "{:>6} {:>8.1} {:>11.1} {:>11}  {}",
+                p.period, p.index, p.mean_points, p.enterprises, p.cause
+            );
+        }
+        let mut parties: Vec<_> = e.party_drift_psi.iter().collect();
+        parties.sort_by(|a, b| a.0.cmp(b.0));
+        println!(
+            "drift (PSI of current vs first scores): {:.3}{}; per party: {}",
+            e.drift_psi,
+            if e.retrain_recommended { " — retraining recommended" } else { "" },
+            parties.iter().map(|(p, v)| format!("{p} {v:.3}")).collect::<Vec<_>>().join(", ")
+        );
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ScoringBenchArgs {
+    /// Parties (one daemon process each; the first holds the label).
+    #[arg(long, default_value_t = 3)]
+    parties: usize,
+    /// Enterprises all parties hold.
+    #[arg(long, default_value_t = 20_000)]
+    rows: usize,
+    /// Columns per party.
+    #[arg(long, default_value_t = 10)]
+    features: usize,
+    /// The vertical model: `scorecard` or `logistic`.
+    #[arg(long, default_value = "scorecard", value_parser = ["scorecard", "logistic"])]
+    model: String,
+    /// Single requests timed.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Enterprises per batch.
+    #[arg(long, default_value_t = 5_000)]
+    batch: usize,
+    /// Batches timed.
+    #[arg(long, default_value_t = 20)]
+    batches: usize,
+    /// Working directory (tables, certificates, configs, logs).
+    #[arg(long, value_name = "DIR", default_value = "out/bench-scoring")]
+    dir: PathBuf,
+    /// Also write the result as JSON to this file (`p50_ms`, `p99_ms`, `batch_scores_per_s`).
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+pub fn bench_scoring(args: ScoringBenchArgs) -> anyhow::Result<()> {
+    let bin = std::env::current_exe().context("locating the fedcredit binary")?;
+    if args.parties < 2 {
+        bail!("--parties must be at least 2 (a label holder and a feature holder)");
+    }
+    if args.dir.join("state").exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    let cfg = fedcredit_ops::bench_scoring::ScoringBenchConfig {
+        bin,
+        dir: args.dir.clone(),
+        parties: args.parties,
+        rows: args.rows,
+        features: args.features,
+        model: args.model.clone(),
+        requests: args.requests,
+        concurrency: args.concurrency,
+        batch: args.batch,
+        batches: args.batches,
+    };
+    let started = std::time::Instant::now();
+    let r = runtime()?.block_on(fedcredit_ops::bench_scoring::scoring(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    }))?;
+    println!(
+        "scoring a vertical {} model, {} parties, gRPC with mutual TLS: single request p50 {:.2} ms, \
+         p99 {:.2} ms (bar ≤ 5 ms), max {:.1} ms, {:.0} requests/s at concurrency {}; batches of {}: \
+         {:.0} scores/s (bar ≥ 20,000)",
+        r.model,
+        r.parties,
+        r.p50_ms,
+        r.p99_ms,
+        r.max_ms,
+        r.single_per_s,
+        r.concurrency,
+        r.batch,
+        r.batch_scores_per_s
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -312,13 +312,14 @@ fn job_toml_errors_name_the_file_and_key() {
     assert!(!stderr.contains("secagg_bench"), "{stderr}");
 }
 
-/// The README's first command, on a smaller ecosystem: exits 0, runs the federation of processes
-/// and writes `results.json` with a federated row per model, close to the pooled model.
+/// `fedcredit demo --horizontal` on a smaller ecosystem: exits 0, runs the three banks'
+/// federation of processes and writes `results.json` with a federated row per model, close to
+/// the pooled model.
 #[test]
-fn demo_runs_the_federation_and_writes_results() {
+fn demo_horizontal_runs_the_federation_and_writes_results() {
     let dir = tempfile::tempdir().unwrap();
     let out = fedcredit()
-        .args(["demo", "--enterprises", "4000", "--out"])
+        .args(["demo", "--horizontal", "--enterprises", "4000", "--out"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -341,7 +342,79 @@ fn demo_runs_the_federation_and_writes_results() {
         eprintln!("{model}: federated {fed:.4} centralized {central:.4}");
         assert!((fed - central).abs() < 0.01, "{model}: {fed} vs {central}");
     }
-    // The vertical part ran federated over processes too, close to the joined table.
+    assert!(dir.path().join("federation/logs/coordinator.log").exists());
+}
+
+/// Chromium, when this machine has it (`.ci/run` installs Debian's package).
+fn chromium() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var("FEDCREDIT_CHROMIUM").unwrap_or_default(),
+        "/usr/bin/chromium".into(),
+        "/usr/bin/chromium-browser".into(),
+        "/usr/bin/google-chrome".into(),
+    ];
+    candidates
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Loads `page` in headless Chromium: the DOM after its script ran, and a screenshot.
+fn render(page: &std::path::Path, shot: &std::path::Path) -> Option<String> {
+    let bin = chromium()?;
+    let profile = tempfile::tempdir().unwrap();
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ];
+    let url = format!("file://{}", page.display());
+    let dom = std::process::Command::new(&bin)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=3000", "--dump-dom"])
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    let shot_run = std::process::Command::new(&bin)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--window-size=1280,2600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    assert!(shot_run.status.success(), "{}", String::from_utf8_lossy(&shot_run.stderr));
+    Some(String::from_utf8_lossy(&dom.stdout).to_string())
+}
+
+/// The README's first command, on a smaller ecosystem: the vertical story. Exits 0; the
+/// federated vertical models come close to the joined table; the served model scores the
+/// portfolio, the data rolls forward three months with a re-scoring period each, alerts fire,
+/// and the HTML report renders in a real browser with every chart drawn.
+#[test]
+fn demo_runs_the_vertical_story_serves_scores_and_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fedcredit()
+        .args(["demo", "--enterprises", "4000", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("federated") && stdout.contains("party:bank"), "{stdout}");
+    assert!(stderr.contains("scored the bank's portfolio"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
     let rows = report["vertical"].as_array().unwrap();
     for model in ["scorecard", "logistic"] {
         let auc = |setting: &str| {
@@ -354,6 +427,32 @@ fn demo_runs_the_federation_and_writes_results() {
         eprintln!("vertical {model}: federated {fed:.4} centralized {central:.4} bank {bank:.4}");
         assert!((fed - central).abs() < 0.01, "{model}: {fed} vs {central}");
     }
+    let s = &report["serving"];
+    assert!(s["portfolio"].as_u64().unwrap() > 2_000, "{s}");
+    assert_eq!(s["periods"].as_array().unwrap().len(), 3, "{s}");
+    let auc = s["out_of_time_auc"].as_f64().unwrap();
+    assert!(auc > 0.7, "out-of-time AUC {auc}");
+    let alerts = s["alerts"].as_object().unwrap();
+    assert!(alerts.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 0, "{s}");
     assert!(dir.path().join("federation-vertical/logs/coordinator.log").exists());
-    assert!(dir.path().join("federation/logs/coordinator.log").exists());
+    let page = dir.path().join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let charts = html.matches("<svg class=\"chart\"").count();
+    assert!(charts >= 8, "{charts} charts");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-report.png");
+    match render(&page, &shot) {
+        Some(dom) => {
+            let want = format!("data-charts-drawn=\"{charts}\"");
+            assert!(
+                dom.contains(&want),
+                "not every chart was drawn: {}",
+                &dom[..dom.len().min(400)]
+            );
+            assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false));
+            eprintln!("report screenshot: {}", shot.display());
+        }
+        None => eprintln!(
+            "SKIPPED the browser check: no Chromium here (install Debian's `chromium`; .ci/run does)"
+        ),
+    }
 }

@@ -1,20 +1,23 @@
 //! `fedcredit demo`: the embedded default, end to end on the machine it runs on.
 //!
-//! 1. Generates the synthetic enterprise ecosystem (`fedcredit_datasets::synthetic`) and takes
-//!    the bank's table at the latest fully labelled month.
-//! 2. Splits the bank's rows into three banks (stratified, `partition_horizontal`): same
-//!    columns, different enterprises.
-//! 3. Runs [`crate::horizontal`]: certificates from a fresh CA, a coordinator and three
-//!    participant processes on loopback with mutual TLS; GBDT, scorecard and logistic
-//!    regression trained under secure aggregation, beside the pooled (centralized) model and
-//!    each bank alone, all scored on the same held-out rows.
-//! 4. The vertical story: the bank, the tax bureau and the platform (one participant process
-//!    each, a coordinator, mutual TLS) align their tables by PSI and train the vertical
-//!    `logistic` and `scorecard` models by secret sharing, each party keeping its own part;
-//!    against the same models on the joined table (`centralized`) and on each party's
-//!    columns alone; GBDT centralized and per party (SecureBoost comes next).
+//! The vertical story (the default):
+//! 1. Generates the synthetic enterprise ecosystem (`fedcredit_datasets::synthetic`).
+//! 2. The bank, the tax bureau and the platform (one participant process each, a coordinator,
+//!    mutual TLS) align their tables by PSI and train the vertical `logistic` and `scorecard`
+//!    models by secret sharing, each party keeping its own part; against the same models on
+//!    the joined table (`centralized`) and on each party's columns alone; GBDT centralized and
+//!    per party (SecureBoost comes next).
+//! 3. [`crate::serving`]: a vertical scorecard is trained on an earlier month and served;
+//!    the portfolio is scored by federated inference; the data rolls forward month by month,
+//!    scores move, alerts fire (contagion along the tax bureau's supply links, the ecosystem
+//!    health index); an HTML report is written.
 //!
-//! Everything lands in `--out DIR`: the data, the federation's state and logs, `results.json`.
+//! With `horizontal`: the bank's table is split into three banks (same columns, different
+//! enterprises) that train GBDT, scorecard and logistic regression under secure aggregation
+//! ([`crate::horizontal`]) beside the pooled model and each bank alone.
+//!
+//! Everything lands in `--out DIR`: the data, the federations' state and logs,
+//! `results.json`, `report.html`.
 
 use std::path::PathBuf;
 
@@ -39,6 +42,12 @@ pub struct DemoConfig {
     pub bin: PathBuf,
     /// Banks the bank table is split into.
     pub banks: usize,
+    /// The horizontal three-banks demo instead of the vertical story.
+    pub horizontal: bool,
+    /// Months the serving story rolls forward.
+    pub forward: usize,
+    /// Keep the serving federation running (returned to the caller).
+    pub serve: bool,
 }
 
 /// What the demo found.
@@ -48,13 +57,18 @@ pub struct DemoReport {
     pub horizontal: Vec<AccuracyRow>,
     /// Vertical: federated over processes vs the joined table vs each party's columns alone.
     pub vertical: Vec<AccuracyRow>,
+    /// The serving story (vertical demo).
+    pub serving: Option<crate::serving::ServingReport>,
 }
 
 /// Runs the demo; `say` gets progress lines and the progress of the local fits.
 ///
 /// # Errors
 /// [`BenchError`] naming the step that failed.
-pub fn run(cfg: &DemoConfig, mut say: impl Observer) -> Result<DemoReport, BenchError> {
+pub fn run(
+    cfg: &DemoConfig,
+    mut say: impl Observer,
+) -> Result<(DemoReport, Option<fedcredit_ops::LocalFederation>), BenchError> {
     let eco_cfg = EcosystemConfig {
         n_enterprises: cfg.enterprises,
         seed: cfg.seed,
@@ -66,6 +80,9 @@ pub fn run(cfg: &DemoConfig, mut say: impl Observer) -> Result<DemoReport, Bench
     ));
     let eco = generate(&eco_cfg)?;
     let month = eco_cfg.n_months - 1;
+    if !cfg.horizontal {
+        return vertical_story(cfg, &eco, month, &mut say);
+    }
     let label = eco.label_column();
     let snapshot = eco.snapshot(month)?;
     let bank = &snapshot.bank;
@@ -104,6 +121,33 @@ pub fn run(cfg: &DemoConfig, mut say: impl Observer) -> Result<DemoReport, Bench
     }
     let horizontal = horizontal::run(&hcfg, Forward(&mut say))?;
 
+    let report = DemoReport { horizontal, vertical: Vec::new(), serving: None };
+    write_results(cfg, &report, &mut say)?;
+    Ok((report, None))
+}
+
+fn write_results(
+    cfg: &DemoConfig,
+    report: &DemoReport,
+    say: &mut impl Observer,
+) -> Result<(), BenchError> {
+    let json = cfg.out.join("results.json");
+    let text =
+        serde_json::to_string_pretty(report).map_err(|e| BenchError::Config(e.to_string()))?;
+    std::fs::write(&json, text)
+        .map_err(|e| BenchError::Config(format!("writing {}: {e}", json.display())))?;
+    say.line(&format!("wrote {}", json.display()));
+    Ok(())
+}
+
+/// The vertical comparison, then the serving story.
+fn vertical_story(
+    cfg: &DemoConfig,
+    eco: &fedcredit_datasets::synthetic::Ecosystem,
+    month: usize,
+    say: &mut impl Observer,
+) -> Result<(DemoReport, Option<fedcredit_ops::LocalFederation>), BenchError> {
+    let label = eco.label_column();
     say.line(
         "vertical: bank, tax bureau and platform, federated over processes vs joined vs each alone",
     );
@@ -126,13 +170,23 @@ pub fn run(cfg: &DemoConfig, mut say: impl Observer) -> Result<DemoReport, Bench
         std::fs::remove_dir_all(&f.dir)
             .map_err(|e| BenchError::Config(format!("clearing {}: {e}", f.dir.display())))?;
     }
-    let vertical = accuracy::run(&acc, Forward(&mut say))?;
-    let report = DemoReport { horizontal, vertical };
-    let json = cfg.out.join("results.json");
-    let text =
-        serde_json::to_string_pretty(&report).map_err(|e| BenchError::Config(e.to_string()))?;
-    std::fs::write(&json, text)
-        .map_err(|e| BenchError::Config(format!("writing {}: {e}", json.display())))?;
-    say.line(&format!("wrote {}", json.display()));
-    Ok(report)
+    let vertical = accuracy::run(&acc, Forward(&mut *say))?;
+    let serving_cfg = crate::serving::ServingConfig {
+        bin: cfg.bin.clone(),
+        dir: cfg.out.join("serving"),
+        month: month.saturating_sub(cfg.forward),
+        forward: cfg.forward.min(month),
+        report: cfg.out.join("report.html"),
+    };
+    if serving_cfg.dir.exists() {
+        std::fs::remove_dir_all(&serving_cfg.dir).map_err(|e| {
+            BenchError::Config(format!("clearing {}: {e}", serving_cfg.dir.display()))
+        })?;
+    }
+    let (serving, fed) =
+        crate::serving::run(eco, &serving_cfg, cfg.serve, &mut |l: &str| say.line(l))
+            .map_err(BenchError::Config)?;
+    let report = DemoReport { horizontal: Vec::new(), vertical, serving: Some(serving) };
+    write_results(cfg, &report, say)?;
+    Ok((report, fed))
 }

@@ -20,6 +20,8 @@ pub mod accuracy;
 pub mod demo;
 pub mod horizontal;
 pub mod reference;
+pub mod report;
+pub mod serving;
 pub mod vertical;
 
 use fedcredit_models::FitProgress;

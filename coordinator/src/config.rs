@@ -108,6 +108,51 @@ pub struct CoordinatorConfig {
     /// database by about the size of every upload.
     #[serde(default)]
     pub record_transcripts: bool,
+    /// The scoring service.
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+    /// When scores raise alerts.
+    #[serde(default)]
+    pub alerts: fedcredit_federation::serving::AlertRules,
+}
+
+/// `[scoring]`: the scoring service (gRPC `Scoring` on the coordinator's port, HTTP/JSON on
+/// its own).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// Address of the HTTP/JSON API (`/v1/…`, `/metrics`, `/healthz`, `/readyz`); none when
+    /// absent. Plain HTTP: bind it to loopback or put it behind a TLS-terminating proxy.
+    pub http_listen: Option<SocketAddr>,
+    /// When set, `/v1/…` requests need `Authorization: Bearer <token>`.
+    pub http_token: Option<String>,
+    /// Certificate names besides `operator` that may call the gRPC `Scoring` service.
+    pub clients: Vec<String>,
+    /// How long a party may take to answer a score query.
+    pub timeout_ms: u64,
+    /// Most enterprises in one request.
+    pub max_batch: usize,
+    /// Snapshot notices arriving within this many milliseconds form one period.
+    pub debounce_ms: u64,
+    /// The party that knows supply-chain links and is asked for contagion alerts.
+    pub contagion_party: Option<String>,
+    /// Tiers of suppliers a contagion alert reaches (1–3).
+    pub contagion_tiers: u32,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            http_listen: None,
+            http_token: None,
+            clients: Vec::new(),
+            timeout_ms: 5_000,
+            max_batch: 10_000,
+            debounce_ms: 500,
+            contagion_party: None,
+            contagion_tiers: 3,
+        }
+    }
 }
 
 fn default_round_timeout() -> u64 {
@@ -174,6 +219,18 @@ impl CoordinatorConfig {
         }
         if cfg.max_message_bytes < 1024 {
             return Err(invalid("max_message_bytes", "must be at least 1024"));
+        }
+        if cfg.scoring.timeout_ms == 0 {
+            return Err(invalid("scoring.timeout_ms", "must be at least 1"));
+        }
+        if cfg.scoring.max_batch == 0 || cfg.scoring.max_batch > 1_000_000 {
+            return Err(invalid("scoring.max_batch", "must lie in 1..=1000000"));
+        }
+        if !(1..=fedcredit_federation::serving::MAX_TIERS).contains(&cfg.scoring.contagion_tiers) {
+            return Err(invalid("scoring.contagion_tiers", "must lie in 1..=3"));
+        }
+        if let Err((key, reason)) = cfg.alerts.validate() {
+            return Err(ConfigError::Invalid { path: path.to_owned(), key, reason });
         }
         if let Some(parties) = &cfg.parties {
             let mut seen = std::collections::HashSet::new();

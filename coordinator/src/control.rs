@@ -321,6 +321,17 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
+    async fn progress_log(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<pb::ProgressLogResponse>, Status> {
+        self.authorize(&req, "ProgressLog")?;
+        let id = req.into_inner().id;
+        let log = self.shared.store.progress_log(&id).map_err(internal)?;
+        let (at_ms, progress_json) = log.into_iter().unzip();
+        Ok(Response::new(pb::ProgressLogResponse { progress_json, at_ms }))
+    }
+
     async fn list_rounds(
         &self,
         req: Request<pb::JobRef>,

@@ -20,12 +20,15 @@
 //! - [`service`] — the participants' stream (`Federation.Participate`) and the relay of sealed
 //!   payloads.
 //! - [`control`] — the operator API (`Control`).
+//! - [`scoring`] — the scoring service (gRPC `Scoring`, HTTP/JSON, metrics): federated
+//!   inference, history, alerts, the ecosystem health index.
 //! - [`server`] — binds it all to a socket with mutual TLS and shuts down gracefully.
 
 pub mod config;
 pub mod control;
 pub mod driver;
 pub mod registry;
+pub mod scoring;
 pub mod server;
 pub mod service;
 pub mod store;
@@ -82,6 +85,8 @@ pub struct Shared {
     /// The federation CA, to check the channel keys parties join jobs with (absent for an
     /// insecure coordinator).
     pub verifier: Option<Arc<dyn fedcredit_federation::auth::Verifier>>,
+    /// The scoring service's state.
+    pub scoring: scoring::Scoring,
     jobs: Mutex<HashMap<JobId, JobHandle>>,
 }
 
@@ -129,6 +134,7 @@ impl Shared {
             registry: Registry::new(),
             shutdown: CancellationToken::new(),
             verifier: None,
+            scoring: scoring::Scoring::default(),
             jobs: Mutex::new(HashMap::new()),
         }
     }
@@ -211,12 +217,20 @@ impl Shared {
         status: String,
         progress: impl FnOnce() -> String,
     ) {
+        let mut changed = None;
         self.update_info(job, |i| {
             if i.status != status {
                 i.status = status;
-                i.progress_json = progress();
+                let p = progress();
+                if p != i.progress_json && !p.is_empty() {
+                    changed = Some(p.clone());
+                }
+                i.progress_json = p;
             }
         });
+        if let Some(p) = changed {
+            self.log_progress(job, &p);
+        }
     }
 
     /// Publishes a completed round.
@@ -233,6 +247,7 @@ impl Shared {
             i.status = format!("done: {what}");
             i.updated_ms = now_ms();
         });
+        self.log_progress(job, progress_json);
     }
 
     /// Appends to the audit log: who sent (or was sent) what kind of message, how large, when,
@@ -282,6 +297,12 @@ impl Shared {
         };
         if let Err(e) = self.store.audit(&entry) {
             tracing::warn!(error = %e, "audit log write failed");
+        }
+    }
+
+    fn log_progress(&self, job: &JobId, json: &str) {
+        if let Err(e) = self.store.log_progress(&job.0, now_ms(), json) {
+            tracing::warn!(error = %e, "cannot log the job's progress");
         }
     }
 

@@ -148,6 +148,14 @@ impl Registry {
         v
     }
 
+    /// Messages waiting in each connected party's queue, sorted by name.
+    pub fn queue_depths(&self) -> Vec<(PartyId, usize)> {
+        let mut v: Vec<(PartyId, usize)> =
+            self.lock().iter().map(|(p, s)| (p.clone(), QUEUE - s.tx.capacity())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Subscribes to connections and disconnections.
     pub fn subscribe(&self) -> broadcast::Receiver<PartyEvent> {
         self.events.subscribe()

@@ -384,7 +384,10 @@ async fn accept_tls(
 pub struct Bound {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The HTTP/JSON API's address, when `[scoring] http_listen` is set.
+    pub http_addr: Option<SocketAddr>,
     listener: TcpListener,
+    http: Option<TcpListener>,
     shared: Arc<Shared>,
     tls: Option<ServerTls>,
 }
@@ -412,6 +415,16 @@ pub async fn bind(config: CoordinatorConfig) -> Result<Bound, ServeError> {
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr =
         listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let (http, http_addr) = match config.scoring.http_listen {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|source| ServeError::Bind { addr: a, source })?;
+            let bound = l.local_addr().map_err(|source| ServeError::Bind { addr: a, source })?;
+            (Some(l), Some(bound))
+        }
+        None => (None, None),
+    };
     let verifier: Option<Arc<dyn fedcredit_federation::auth::Verifier>> = match &config.tls {
         Some(paths) => {
             Some(Arc::new(fedcredit_transport::identity::CaVerifier::from_file(&paths.ca)?))
@@ -420,7 +433,7 @@ pub async fn bind(config: CoordinatorConfig) -> Result<Bound, ServeError> {
     };
     let store = Store::open(&config.state_dir)?;
     let shared = Shared::with_verifier(config, store, verifier);
-    Ok(Bound { addr, listener, shared, tls })
+    Ok(Bound { addr, http_addr, listener, http, shared, tls })
 }
 
 /// Serves until `shutdown` completes, then stops accepting, ends the job tasks (their jobs
@@ -432,7 +445,7 @@ pub async fn serve(
     bound: Bound,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let Bound { addr, listener, shared, tls } = bound;
+    let Bound { addr, listener, http, shared, tls, .. } = bound;
     if tls.is_none() {
         warn!("serving WITHOUT TLS (insecure = true): for local experiments only");
     }
@@ -450,12 +463,29 @@ pub async fn serve(
     let control = pb::control_server::ControlServer::new(ControlService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let scoring = pb::scoring_server::ScoringServer::new(
+        crate::scoring::grpc::ScoringService::new(shared.clone()),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    crate::scoring::spawn_tasks(&shared);
+    if let Some(l) = http {
+        let addr = l.local_addr().ok();
+        info!(?addr, "scoring HTTP API listening");
+        let s = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::scoring::http::serve(s, l).await {
+                warn!(error = %e, "the HTTP API stopped");
+            }
+        });
+    }
     info!(%addr, tls = tls.is_some(), "coordinator listening");
     let token = shared.shutdown.clone();
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .add_service(federation)
-        .add_service(control);
+        .add_service(control)
+        .add_service(scoring);
     let signal = async move {
         shutdown.await;
         info!("shutting down");

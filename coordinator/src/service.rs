@@ -273,6 +273,31 @@ async fn route(shared: &Shared, party: &PartyId, msg: pb::ParticipantMessage, by
             reply(shared, party, pb::Ack::rejected("message has no body").for_seq(seq)).await;
             return;
         }
+        Some(Body::ScoreReply(r)) => {
+            // Not audited one by one (a batch of single requests would write a row each);
+            // counted in the metrics instead.
+            let ack = if shared.scoring.deliver_score(party, r) {
+                pb::Ack::accepted()
+            } else {
+                pb::Ack::too_late("no score query of this party is waiting for that answer")
+            };
+            reply(shared, party, ack.for_seq(seq)).await;
+            return;
+        }
+        Some(Body::ContagionReply(r)) => {
+            let ack = if shared.scoring.deliver_contagion(party, r) {
+                pb::Ack::accepted()
+            } else {
+                pb::Ack::too_late("no contagion query of this party is waiting for that answer")
+            };
+            reply(shared, party, ack.for_seq(seq)).await;
+            return;
+        }
+        Some(Body::Snapshot(n)) => {
+            shared.scoring.snapshot(party.clone(), n).await;
+            reply(shared, party, pb::Ack::accepted().for_seq(seq)).await;
+            return;
+        }
         Some(Body::Hello(_)) => {
             reply(shared, party, pb::Ack::rejected("Hello was already received").for_seq(seq))
                 .await;

@@ -131,6 +131,46 @@ const MIGRATIONS: &[&str] = &[
         SELECT v.name, 1, m.created_ms, 'first'
         FROM model_versions v JOIN models m ON m.id = v.model_id
         WHERE v.version = 1 ORDER BY m.created_ms;",
+    // Version 6: the scoring service. Score history per enterprise and model name (a row
+    // when a score or a party's snapshot changed), alerts, and the ecosystem health index per
+    // period.
+    "CREATE TABLE score_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        enterprise TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        pd REAL NOT NULL,
+        points REAL NOT NULL,
+        band TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        parties_json TEXT NOT NULL
+    );
+    CREATE INDEX score_history_by_enterprise ON score_history (model, enterprise, seq);
+    CREATE TABLE alerts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        enterprise TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE ecosystem (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        idx REAL NOT NULL,
+        mean_points REAL NOT NULL,
+        enterprises INTEGER NOT NULL,
+        cause TEXT NOT NULL
+    );
+    CREATE TABLE progress_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        at_ms INTEGER NOT NULL,
+        progress_json TEXT NOT NULL
+    );
+    CREATE INDEX progress_log_by_job ON progress_log (job_id, seq);",
 ];
 
 /// The schema version this build writes.
@@ -543,7 +583,7 @@ impl Store {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held rolled back any open transaction (Transaction rolls
         // back on drop), so the connection is consistent and can be used again.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
@@ -921,6 +961,27 @@ impl Store {
         .map_err(ctx(op, "serving", name))?;
         tx.commit().map_err(ctx(op, "serving", name))?;
         Ok((current, previous))
+    }
+
+    /// Appends a job's progress (after an epoch, round or tree).
+    pub fn log_progress(&self, job_id: &str, at_ms: i64, json: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO progress_log (job_id, at_ms, progress_json) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![job_id, at_ms, json]))
+            .map(|_| ())
+            .map_err(ctx("log progress", "progress_log", job_id))
+    }
+
+    /// A job's progress log, oldest first: `(at_ms, progress JSON)`.
+    pub fn progress_log(&self, job_id: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        self.conn()
+            .prepare_cached(
+                "SELECT at_ms, progress_json FROM progress_log WHERE job_id = ?1 ORDER BY seq",
+            )
+            .and_then(|mut s| s.query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(ctx("read progress", "progress_log", job_id))
     }
 
     /// One model, or `None`.

@@ -26,6 +26,7 @@ pub mod join;
 pub mod split;
 pub mod synthetic;
 pub mod table;
+pub mod write;
 
 use std::path::PathBuf;
 

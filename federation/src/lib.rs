@@ -32,6 +32,7 @@ pub mod job;
 pub mod protocol;
 pub mod relay_bench;
 pub mod secagg;
+pub mod serving;
 pub mod strategy;
 pub mod vertical;
 pub mod wire;

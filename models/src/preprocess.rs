@@ -453,6 +453,15 @@ impl LinearEncoder {
         &self.names
     }
 
+    /// For each output column, the index of the input column it encodes.
+    pub fn output_sources(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .enumerate()
+            .flat_map(|(j, c)| std::iter::repeat_n(j, c.width()))
+            .collect()
+    }
+
     /// Output column names: `age`, `age__missing`, `sector=retail`, `sector__other`,
     /// `sector__missing`.
     pub fn output_names(&self) -> Vec<String> {

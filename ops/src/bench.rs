@@ -133,6 +133,7 @@ pub async fn secagg(
             name: n.clone(),
             data: unused.clone(),
             fault: (i < cfg.dropouts).then(|| ("masked-input".to_string(), 1)),
+            data_extra: String::new(),
         })
         .collect();
     // The processes live as long as `_fed`.

@@ -170,6 +170,15 @@ impl ControlClient {
         Ok(())
     }
 
+    /// A job's progress after every epoch, round or tree, as JSON, oldest first.
+    ///
+    /// # Errors
+    /// The coordinator's status.
+    pub async fn progress_log(&mut self, id: &str) -> Result<Vec<String>, OpsError> {
+        let r = self.inner.progress_log(pb::JobRef { id: id.into() }).await?.into_inner();
+        Ok(r.progress_json)
+    }
+
     /// Submits `job.toml` text; the coordinator validates it.
     ///
     /// # Errors
@@ -329,5 +338,63 @@ mod tests {
         assert_eq!(e, "permission denied: `bank1` may not");
         let e = OpsError::from(tonic::Status::internal("")).to_string();
         assert_eq!(e, "call to the coordinator failed (Internal)");
+    }
+}
+
+/// The `Scoring` API client.
+#[derive(Debug, Clone)]
+pub struct ScoringClient {
+    inner: pb::scoring_client::ScoringClient<Channel>,
+}
+
+impl ScoringClient {
+    /// Connects.
+    ///
+    /// # Errors
+    /// [`OpsError`] naming the URL or the TLS file.
+    pub async fn connect(cfg: &ClientConfig) -> Result<Self, OpsError> {
+        let ch = channel(cfg).await?;
+        Ok(Self {
+            inner: pb::scoring_client::ScoringClient::new(ch)
+                .max_decoding_message_size(256 * 1024 * 1024)
+                .max_encoding_message_size(256 * 1024 * 1024),
+        })
+    }
+
+    /// Scores enterprises (or, with `all`, the label holder's whole portfolio).
+    ///
+    /// # Errors
+    /// The coordinator's status: unknown model, version or enterprise, a party down.
+    pub async fn score(&mut self, req: pb::ScoreRequest) -> Result<pb::ScoreResponse, OpsError> {
+        Ok(self.inner.score(req).await?.into_inner())
+    }
+
+    /// An enterprise's score history (under `model`, or every model).
+    ///
+    /// # Errors
+    /// The coordinator's status.
+    pub async fn history(
+        &mut self,
+        id: &str,
+        model: &str,
+    ) -> Result<pb::HistoryResponse, OpsError> {
+        let req = pb::HistoryRequest { id: id.into(), model: model.into() };
+        Ok(self.inner.history(req).await?.into_inner())
+    }
+
+    /// Alerts after `after`, newest first.
+    ///
+    /// # Errors
+    /// The coordinator's status.
+    pub async fn alerts(&mut self, after: i64, limit: u32) -> Result<Vec<pb::Alert>, OpsError> {
+        Ok(self.inner.alerts(pb::AlertsRequest { after, limit }).await?.into_inner().alerts)
+    }
+
+    /// The health index and drift of `model`.
+    ///
+    /// # Errors
+    /// The coordinator's status.
+    pub async fn ecosystem(&mut self, model: &str) -> Result<pb::EcosystemResponse, OpsError> {
+        Ok(self.inner.ecosystem(pb::EcosystemRequest { model: model.into() }).await?.into_inner())
     }
 }

@@ -18,6 +18,8 @@ use crate::client::{ClientConfig, OpsError, absolute, party_tls};
 
 /// The line `fedcredit coordinator serve` prints on stdout once it listens.
 pub const LISTENING: &str = "fedcredit coordinator listening on ";
+/// The line it prints before, when its HTTP/JSON API listens.
+pub const HTTP_LISTENING: &str = "fedcredit scoring HTTP API on ";
 
 /// One party of a local federation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +30,20 @@ pub struct PartySetup {
     pub data: PathBuf,
     /// Testing: exit instead of sending the message of this phase in this round.
     pub fault: Option<(String, u64)>,
+    /// Extra lines for the `[data]` table of its config (e.g. `watch_secs = 0.2`).
+    pub data_extra: String,
 }
 
 impl PartySetup {
     /// A party with a table and no fault.
     pub fn new(name: impl Into<String>, data: impl Into<PathBuf>) -> Self {
-        Self { name: name.into(), data: data.into(), fault: None }
+        Self { name: name.into(), data: data.into(), fault: None, data_extra: String::new() }
+    }
+
+    /// With extra `[data]` lines.
+    pub fn with_data_extra(mut self, lines: impl Into<String>) -> Self {
+        self.data_extra = lines.into();
+        self
     }
 }
 
@@ -57,6 +67,12 @@ pub struct LaunchOptions {
     /// Parties of the federation besides the started ones (driven by hand in tests, or
     /// started later).
     pub extra_parties: Vec<String>,
+    /// Serve the HTTP/JSON scoring API on a loopback port picked by the OS (kept across
+    /// coordinator restarts).
+    pub http: bool,
+    /// Extra lines for the `[scoring]` table (e.g. `contagion_party = "tax"`) and further
+    /// tables after it (e.g. `[alerts]`).
+    pub scoring_extra: String,
 }
 
 impl LaunchOptions {
@@ -70,6 +86,8 @@ impl LaunchOptions {
             coordinator_extra: String::new(),
             declare_parties: true,
             extra_parties: Vec::new(),
+            http: false,
+            scoring_extra: String::new(),
         }
     }
 }
@@ -80,6 +98,7 @@ pub struct LocalFederation {
     opts: LaunchOptions,
     dir: PathBuf,
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     coordinator: Option<Child>,
     participants: BTreeMap<String, Child>,
     setups: BTreeMap<String, PartySetup>,
@@ -111,6 +130,7 @@ impl LocalFederation {
             opts,
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: None,
             coordinator: None,
             participants: BTreeMap::new(),
             setups: parties.iter().map(|p| (p.name.clone(), p.clone())).collect(),
@@ -125,6 +145,12 @@ impl LocalFederation {
     /// The coordinator's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the coordinator's HTTP/JSON API, when `[scoring] http_listen` is set
+    /// (on a restart it binds the same address).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The working directory.
@@ -175,6 +201,17 @@ impl LocalFederation {
         if !text.ends_with('\n') {
             text.push('\n');
         }
+        if self.opts.http || !self.opts.scoring_extra.is_empty() {
+            text.push_str("[scoring]\n");
+            if self.opts.http {
+                let http = self.http_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+                text.push_str(&format!("http_listen = \"{http}\"\n"));
+            }
+            text.push_str(&self.opts.scoring_extra);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
         if self.opts.tls {
             text.push_str(&format!(
                 "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -208,14 +245,18 @@ impl LocalFederation {
         let stdout = child.stdout.take().ok_or_else(|| local("no stdout from the coordinator"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut http = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix(HTTP_LISTENING) {
+                    http = Some(addr.trim().to_string());
+                }
                 if let Some(addr) = line.strip_prefix(LISTENING) {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((addr.trim().to_string(), http.take()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        let (addr, http) = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -228,6 +269,10 @@ impl LocalFederation {
         };
         self.addr =
             addr.parse().map_err(|e| local(format!("coordinator address `{addr}`: {e}")))?;
+        if let Some(h) = http {
+            self.http_addr =
+                Some(h.parse().map_err(|e| local(format!("HTTP API address `{h}`: {e}")))?);
+        }
         self.coordinator = Some(child);
         Ok(())
     }
@@ -253,6 +298,10 @@ impl LocalFederation {
             text.push_str(&format!("[fault]\nexit_before = \"{phase}\"\nround = {round}\n"));
         }
         text.push_str(&format!("[data]\npath = \"{}\"\n", toml_path(&absolute(&p.data))));
+        text.push_str(&p.data_extra);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
         if self.opts.tls {
             let t = party_tls(&self.dir.join("certs"), &p.name);
             text.push_str(&format!(

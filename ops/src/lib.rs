@@ -8,11 +8,12 @@
 //! - [`launch`] — a local federation of processes for the demo, benchmarks and tests.
 
 pub mod bench;
+pub mod bench_scoring;
 pub mod bench_vlr;
 pub mod bench_woe;
 pub mod client;
 pub mod launch;
 pub mod progress;
 
-pub use client::{ClientConfig, ControlClient, OpsError};
+pub use client::{ClientConfig, ControlClient, OpsError, ScoringClient};
 pub use launch::{LocalFederation, PartySetup};

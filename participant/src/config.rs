@@ -59,6 +59,20 @@ pub struct DataConfig {
     /// Columns to read as categorical (text columns are detected anyway).
     #[serde(default)]
     pub categorical_columns: Option<Vec<String>>,
+    /// Seconds between checks of the table for a new snapshot (a changed file): the parts of
+    /// serving models are recomputed and the coordinator told which enterprises moved.
+    /// 0 turns watching off.
+    #[serde(default = "default_watch")]
+    pub watch_secs: f64,
+    /// The supply-chain links this party knows (CSV with columns `supplier_id` and
+    /// `customer_id`), for contagion alerts; relative to the config file. They never leave
+    /// the party.
+    #[serde(default)]
+    pub links: Option<PathBuf>,
+}
+
+fn default_watch() -> f64 {
+    5.0
 }
 
 /// Fault injection for tests of dropouts: the daemon exits (as if killed) instead of sending
@@ -127,6 +141,9 @@ impl ParticipantConfig {
             }
         };
         fix(&mut cfg.data.path);
+        if let Some(l) = cfg.data.links.as_mut() {
+            fix(l);
+        }
         if cfg.state_dir.as_os_str().is_empty() {
             cfg.state_dir = PathBuf::from(format!("{}-state", cfg.name));
         }
@@ -154,6 +171,12 @@ impl ParticipantConfig {
             return Err(invalid(
                 "tls",
                 "is required (or set `insecure = true` for a local experiment)".into(),
+            ));
+        }
+        if !(cfg.data.watch_secs >= 0.0 && cfg.data.watch_secs.is_finite()) {
+            return Err(invalid(
+                "data.watch_secs",
+                "must be 0 (off) or a number of seconds".into(),
             ));
         }
         let scheme_ok = if cfg.insecure {

@@ -13,6 +13,10 @@
 //! Whenever the session asks, its checkpoint is appended to the job's journal under the state
 //! directory ([`crate::journal`]) before anything it produced is sent (and nothing is sent if
 //! that fails), so a daemon killed at any instant resumes the job.
+//!
+//! Beside jobs the stream carries scoring ([`crate::serving`]): score and contagion queries
+//! are answered off the async threads, and a watcher checks the table every
+//! `data.watch_secs` and tells the coordinator of a new snapshot.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +28,8 @@ use fedcredit_datasets::split::stratified_split;
 use fedcredit_datasets::table::{TableSpec, load_table};
 use fedcredit_federation::job::JobSpec;
 use fedcredit_federation::protocol::{self, PartySession, SessionOutput, split_checkpoint};
+use fedcredit_federation::serving::ServingManifest;
+use fedcredit_federation::vertical::model::PartyModel;
 use fedcredit_federation::{JobId, PartyId};
 use fedcredit_models::{Dataset, FeatureKind, FeatureSpec};
 use fedcredit_proto::pb;
@@ -247,6 +253,8 @@ struct JobWorker {
     tx: mpsc::Sender<pb::ToParty>,
     cancel: CancellationToken,
     session: Arc<Mutex<PartySession>>,
+    /// How a vertical model's part reads the table, kept beside the part for scoring.
+    manifest: Option<ServingManifest>,
 }
 
 /// The daemon.
@@ -255,6 +263,7 @@ pub struct Daemon {
     config: ParticipantConfig,
     me: PartyId,
     identity: protocol::Identity,
+    serving: Arc<crate::serving::Server>,
 }
 
 /// The schema the coordinator compares across parties.
@@ -315,7 +324,12 @@ impl Daemon {
             }
             None => protocol::Identity::default(),
         };
-        Ok(Self { config, me, identity })
+        let serving = Arc::new(crate::serving::Server::new(
+            me.0.clone(),
+            config.data.clone(),
+            config.state_dir.join("models"),
+        ));
+        Ok(Self { config, me, identity, serving })
     }
 
     /// Where the party keeps its part of the model trained by job `job`.
@@ -326,18 +340,31 @@ impl Daemon {
     /// Writes the party's part of a vertical model (its coefficients, bins or splits) under
     /// `state_dir/models/`, where scoring finds it; other parties and the coordinator only
     /// ever get a reference to it.
-    fn keep_model_part(&self, job: &str, session: &Arc<Mutex<PartySession>>) {
-        let Some(part) = session.lock().unwrap_or_else(|e| e.into_inner()).model_part() else {
+    /// A model's part is kept with its serving manifest (written first, so that a part
+    /// never appears without one) and starts serving.
+    fn keep_model_part(&self, job: &str, worker: &JobWorker) {
+        let Some(part) = worker.session.lock().unwrap_or_else(|e| e.into_inner()).model_part()
+        else {
             return;
         };
         let path = self.model_part_path(job);
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| crate::journal::write_private(&path, part.as_bytes()));
+        let is_model = serde_json::from_str::<PartyModel>(&part).is_ok();
+        let manifest = worker.manifest.as_ref().filter(|_| is_model).map(|m| {
+            serde_json::to_vec_pretty(m).map(|j| (crate::serving::manifest_path(&path), j))
+        });
+        let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
+            if let Some(Ok((mpath, json))) = &manifest {
+                crate::journal::write_private(mpath, json)?;
+            }
+            crate::journal::write_private(&path, part.as_bytes())
+        });
         match written {
             Ok(()) => info!(job, path = %path.display(), "kept this party's part of the model"),
             Err(e) => warn!(job, path = %path.display(), error = %e, "cannot keep the model part"),
+        }
+        if is_model {
+            let serving = self.serving.clone();
+            tokio::task::spawn_blocking(move || serving.refresh());
         }
     }
 
@@ -484,6 +511,11 @@ impl Daemon {
         };
         let mut inbound = Inbound::new(64 * 1024 * 1024);
         let mut jobs: HashMap<String, JobWorker> = HashMap::new();
+        let watcher = tokio::spawn(watch_snapshots(
+            self.serving.clone(),
+            self.config.data.watch_secs,
+            out.clone(),
+        ));
         let result = loop {
             let frame = tokio::select! {
                 f = stream.message() => f,
@@ -543,12 +575,32 @@ impl Daemon {
                     }
                     None => debug!(job = %m.job_id, "message for a job this party has not joined"),
                 },
+                Body::ScoreQuery(q) => {
+                    let (serving, out) = (self.serving.clone(), out.clone());
+                    tokio::spawn(async move {
+                        if let Ok(r) = tokio::task::spawn_blocking(move || serving.answer(&q)).await
+                        {
+                            let _ = out.send(pb::participant_message::Body::ScoreReply(r)).await;
+                        }
+                    });
+                }
+                Body::ContagionQuery(q) => {
+                    let (serving, out) = (self.serving.clone(), out.clone());
+                    tokio::spawn(async move {
+                        if let Ok(r) =
+                            tokio::task::spawn_blocking(move || serving.contagion(&q)).await
+                        {
+                            let _ =
+                                out.send(pb::participant_message::Body::ContagionReply(r)).await;
+                        }
+                    });
+                }
                 Body::JobEnded(end) => {
                     info!(job = %end.job_id, state = %end.state, reason = %end.reason, "job ended");
                     if let Some(w) = jobs.remove(&end.job_id) {
                         w.cancel.cancel();
                         if end.state == "succeeded" {
-                            self.keep_model_part(&end.job_id, &w.session);
+                            self.keep_model_part(&end.job_id, &w);
                         }
                     }
                     let path = self.state_path(&end.job_id);
@@ -561,6 +613,7 @@ impl Daemon {
         for (_, w) in jobs {
             w.cancel.cancel();
         }
+        watcher.abort();
         drop(out);
         writer.abort();
         result
@@ -598,6 +651,12 @@ impl Daemon {
             Err(e) => return decline(format!("{}: cannot sign its channel key: {e}", self.me)),
         };
         let state = session.join_state();
+        let manifest = spec.vertical.as_ref().map(|v| ServingManifest {
+            job: job_id.clone(),
+            id_column: spec.data.id.clone(),
+            label_holder: v.label_holder == self.me,
+            schema: schema.clone(),
+        });
         info!(job = %job_id, columns = schema.len(), version = state.version, "joined the job");
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let cancel = CancellationToken::new();
@@ -624,7 +683,7 @@ impl Daemon {
                 state_version: state.version,
                 next_step: state.next_step,
             },
-            Some(JobWorker { tx, cancel, session }),
+            Some(JobWorker { tx, cancel, session, manifest }),
         )
     }
 
@@ -759,6 +818,26 @@ impl Daemon {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Loads the serving parts, then checks the table every `every` seconds (never when 0) and
+/// tells the coordinator of each new snapshot.
+async fn watch_snapshots(serving: Arc<crate::serving::Server>, every: f64, out: Outgoing) {
+    let s = serving.clone();
+    let _ = tokio::task::spawn_blocking(move || s.refresh()).await;
+    if every <= 0.0 {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs_f64(every)).await;
+        let s = serving.clone();
+        if let Ok(Some(notice)) = tokio::task::spawn_blocking(move || s.refresh()).await {
+            info!(snapshot = %notice.snapshot, moved = notice.changed_ids.len(), "new snapshot");
+            if out.send(pb::participant_message::Body::Snapshot(notice)).await.is_err() {
+                return;
             }
         }
     }

@@ -387,8 +387,12 @@ fn the_registry_numbers_versions_promotes_and_rolls_back() {
     // A database from before the registry: the migration numbers the models of each name by
     // creation and serves each name's first.
     let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    conn.execute_batch("DROP TABLE serving; DROP TABLE model_versions; PRAGMA user_version = 4;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE progress_log; DROP TABLE ecosystem; DROP TABLE alerts; \
+         DROP TABLE score_history; DROP TABLE serving; DROP TABLE model_versions; \
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
     drop(conn);
     let store = Store::open(dir.path()).unwrap();
     let v: Vec<(i64, String, bool)> = store

@@ -1,0 +1,682 @@
+//! Serving a vertical model: what a party computes from its part and its latest snapshot, and
+//! how the coordinator turns the parties' answers into a score, alerts, a health index and a
+//! drift figure. Sans-IO: the participant daemon and the coordinator move the messages.
+//!
+//! Federated inference for a linear model (vertical LR and scorecard, Hardy et al., "Private
+//! federated learning on vertically partitioned data", arXiv 1711.10677, §4; the FATE-Serving
+//! guest/host split): the log-odds of default is the sum of the parties' parts, so each party
+//! answers with its part `x_p·β_p` (plus the intercept at the label holder) for the requested
+//! enterprises, computed at home from its latest snapshot; no feature value, bin edge or
+//! coefficient leaves it. Reason codes name the party's own features and the points they cost,
+//! never a value. Scores are scaled as the centralized scorecard
+//! ([`fedcredit_models::scorecard::ScoreScaling`]; Siddiqi, "Credit Risk Scorecards", ch. 10):
+//! `points = offset − factor·log-odds`.
+//!
+//! Drift is the population stability index (Yurdakul, "Statistical properties of population
+//! stability index", 2018) over deciles of the reference scores.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use fedcredit_models::scorecard::ScoreScaling;
+use fedcredit_models::{FeatureSpec, Features};
+use fedcredit_proto::pb;
+use serde::{Deserialize, Serialize};
+
+use crate::vertical::lr::protocol::LocalEncoding;
+use crate::vertical::model::{PartyModel, VerticalModelRef};
+
+/// Reason codes per party at most.
+pub const MAX_REASONS: u32 = 10;
+/// Supply-chain tiers a contagion query may reach at most.
+pub const MAX_TIERS: u32 = 3;
+
+/// What a party keeps beside its part so that it can score later snapshots: how to read its
+/// table (`models/<job>.serving.json` in its state directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServingManifest {
+    /// The training job (the part's file name).
+    pub job: String,
+    /// The id column of the party's table.
+    pub id_column: String,
+    /// Whether the party holds the label (and the intercept or base points).
+    pub label_holder: bool,
+    /// The columns the part reads, as they were at training time (levels by name).
+    pub schema: Vec<FeatureSpec>,
+}
+
+/// A feature that cost an enterprise points at one party.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The party (filled in by the coordinator).
+    #[serde(default)]
+    pub party: String,
+    /// The party's feature.
+    pub feature: String,
+    /// Points it cost against its best case (scorecard) or against the average enterprise
+    /// (logistic: the feature's part of the log-odds, in points).
+    pub points_lost: f64,
+}
+
+/// The points of one unit of log-odds under a model's scaling.
+fn factor_of(part: &PartyModel) -> f64 {
+    match part {
+        PartyModel::Scorecard { card } => card.scaling.factor(),
+        PartyModel::Logistic { .. } => ScoreScaling::default().factor(),
+    }
+}
+
+/// The `top_k` features of row `row` that cost it most points at this party.
+///
+/// # Errors
+/// When the columns do not fit the part.
+pub fn reasons(
+    part: &PartyModel,
+    features: &Features,
+    row: usize,
+    top_k: usize,
+) -> Result<Vec<Reason>, String> {
+    if top_k == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<Reason> = match part {
+        PartyModel::Scorecard { card } => card
+            .reason_codes(features, row, top_k)?
+            .into_iter()
+            .map(|c| Reason {
+                party: String::new(),
+                feature: c.feature,
+                points_lost: c.points_below_max,
+            })
+            .collect(),
+        PartyModel::Logistic { part } => {
+            let LocalEncoding::Linear { encoder, clip } = &part.encoding else {
+                return Err("a logistic part must have a linear encoding".into());
+            };
+            let x = encoder.transform(&features.select_rows(&[row])).map_err(|e| e.to_string())?;
+            let names = encoder.input_names();
+            let mut per = vec![0.0; names.len()];
+            for ((src, v), beta) in
+                encoder.output_sources().into_iter().zip(x.row(0)).zip(&part.coefficients)
+            {
+                per[src] += beta * v.clamp(-clip, *clip);
+            }
+            let factor = factor_of(&PartyModel::Logistic { part: part.clone() });
+            names
+                .iter()
+                .zip(per)
+                .filter(|(_, c)| *c > 0.0)
+                .map(|(n, c)| Reason {
+                    party: String::new(),
+                    feature: n.clone(),
+                    points_lost: factor * c,
+                })
+                .collect()
+        }
+    };
+    out.sort_by(|a, b| b.points_lost.total_cmp(&a.points_lost));
+    out.truncate(top_k);
+    Ok(out)
+}
+
+/// A party's part of a serving model over one snapshot of its table.
+#[derive(Debug, Clone)]
+pub struct ServedPart {
+    /// How the part reads the table.
+    pub manifest: ServingManifest,
+    /// The part.
+    pub part: PartyModel,
+    /// The snapshot's label (its file's modification time).
+    pub snapshot: String,
+    ids: Vec<String>,
+    index: HashMap<String, usize>,
+    features: Features,
+    partials: Vec<f64>,
+    missing_partial: f64,
+}
+
+impl ServedPart {
+    /// The part over a snapshot: `ids` and `features` as read from the table (any column
+    /// order; levels by name).
+    ///
+    /// # Errors
+    /// When a column the part reads is missing or of another kind, or the part does not fit.
+    pub fn new(
+        manifest: ServingManifest,
+        part: PartyModel,
+        snapshot: String,
+        ids: Vec<String>,
+        features: &Features,
+    ) -> Result<Self, String> {
+        let features = features.conform_to(&manifest.schema).map_err(|e| e.to_string())?;
+        let partials = part.partial_log_odds(&features)?;
+        let empty = Features::new(
+            manifest.schema.clone(),
+            ndarray::Array2::from_elem((1, manifest.schema.len()), f64::NAN),
+        )
+        .map_err(|e| e.to_string())?;
+        let missing_partial = part.partial_log_odds(&empty)?[0];
+        let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        Ok(Self { manifest, part, snapshot, ids, index, features, partials, missing_partial })
+    }
+
+    /// The enterprises of the snapshot.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// The part of the log-odds of `id`, `None` when the snapshot does not hold it.
+    pub fn partial(&self, id: &str) -> Option<f64> {
+        self.index.get(id).map(|&i| self.partials[i])
+    }
+
+    /// The enterprises whose part differs between `old` and this snapshot (new ones and
+    /// gone ones included), in this snapshot's order, then the gone ones.
+    pub fn changed_since(&self, old: &ServedPart) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .ids
+            .iter()
+            .zip(&self.partials)
+            .filter(|(id, p)| old.partial(id).is_none_or(|q| (q - **p).abs() > 1e-12))
+            .map(|(id, _)| id.clone())
+            .collect();
+        out.extend(old.ids.iter().filter(|id| !self.index.contains_key(*id)).cloned());
+        out
+    }
+
+    /// The answer to a query for this part. `all` is answered by the label holder only.
+    pub fn answer(&self, q: &pb::ScoreQuery) -> pb::ScoreReply {
+        let mut reply = pb::ScoreReply { query_id: q.query_id, ..Default::default() };
+        let top = q.reasons.min(MAX_REASONS) as usize;
+        let ids: &[String] = if q.all {
+            if !self.manifest.label_holder {
+                reply.error = "only the label holder lists its enterprises".into();
+                return reply;
+            }
+            reply.ids = self.ids.clone();
+            &self.ids
+        } else {
+            &q.ids
+        };
+        reply.snapshot = self.snapshot.clone();
+        reply.partial_log_odds.reserve(ids.len());
+        for id in ids {
+            let row = self.index.get(id).copied();
+            reply.known.push(row.is_some());
+            reply.partial_log_odds.push(row.map_or(self.missing_partial, |i| self.partials[i]));
+            let rs = match row {
+                Some(i) if top > 0 => {
+                    reasons(&self.part, &self.features, i, top).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            reply.reasons.push(pb::PartyReasons {
+                features: rs.iter().map(|r| r.feature.clone()).collect(),
+                points_lost: rs.iter().map(|r| r.points_lost).collect(),
+            });
+        }
+        reply
+    }
+}
+
+/// A party's contribution to one score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartyPoints {
+    /// The party.
+    pub party: String,
+    /// The snapshot it scored from.
+    pub snapshot: String,
+    /// Whether it knows the enterprise.
+    pub known: bool,
+    /// Its contribution in points (the label holder's includes the base points).
+    pub points: f64,
+}
+
+/// The score of one enterprise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnterpriseScore {
+    /// The enterprise.
+    pub id: String,
+    /// Why it has no score (then the figures are 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Probability of default.
+    pub pd: f64,
+    /// Score points.
+    pub points: f64,
+    /// Rating band ([`band`]).
+    pub band: String,
+    /// Top factors per party, most points lost first.
+    pub reasons: Vec<Reason>,
+    /// Each party's snapshot and contribution.
+    pub parties: Vec<PartyPoints>,
+}
+
+/// Rating bands by PD: `A` below 1 %, `B` below 2 %, `C` below 5 %, `D` below 10 %, `E` below
+/// 20 %, `F` from 20 %.
+pub fn band(pd: f64) -> &'static str {
+    match pd {
+        p if p < 0.01 => "A",
+        p if p < 0.02 => "B",
+        p if p < 0.05 => "C",
+        p if p < 0.10 => "D",
+        p if p < 0.20 => "E",
+        _ => "F",
+    }
+}
+
+/// The scaling of a registered vertical model.
+pub fn scaling_of(model: &VerticalModelRef) -> ScoreScaling {
+    model.scaling.unwrap_or_default()
+}
+
+/// The scores of `ids` from every party's reply (one per party of `model`, in any order).
+///
+/// # Errors
+/// When a party is missing, reports an error, or answers for a different number of ids.
+pub fn assemble(
+    model: &VerticalModelRef,
+    ids: &[String],
+    replies: &BTreeMap<String, pb::ScoreReply>,
+) -> Result<Vec<EnterpriseScore>, String> {
+    let scaling = scaling_of(model);
+    let (factor, offset) = (scaling.factor(), scaling.offset());
+    let mut total = vec![0.0; ids.len()];
+    for p in &model.parties {
+        let r = replies.get(&p.party).ok_or_else(|| format!("{} did not answer", p.party))?;
+        if !r.error.is_empty() {
+            return Err(format!("{}: {}", p.party, r.error));
+        }
+        if r.partial_log_odds.len() != ids.len() || r.known.len() != ids.len() {
+            return Err(format!(
+                "{} answered for {} enterprises, {} were asked",
+                p.party,
+                r.partial_log_odds.len(),
+                ids.len()
+            ));
+        }
+        for (t, v) in total.iter_mut().zip(&r.partial_log_odds) {
+            *t += v;
+        }
+    }
+    let lh = &replies[&model.label_holder];
+    Ok(ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            if !lh.known[i] {
+                return EnterpriseScore {
+                    id: id.clone(),
+                    error: Some(format!(
+                        "enterprise {id} is not known to the label holder {}",
+                        model.label_holder
+                    )),
+                    pd: 0.0,
+                    points: 0.0,
+                    band: String::new(),
+                    reasons: Vec::new(),
+                    parties: Vec::new(),
+                };
+            }
+            let logit = total[i];
+            let pd = 1.0 / (1.0 + (-logit).exp());
+            let mut reasons = Vec::new();
+            let mut parties = Vec::new();
+            for p in &model.parties {
+                let r = &replies[&p.party];
+                let base = if p.party == model.label_holder { offset } else { 0.0 };
+                parties.push(PartyPoints {
+                    party: p.party.clone(),
+                    snapshot: r.snapshot.clone(),
+                    known: r.known[i],
+                    points: base - factor * r.partial_log_odds[i],
+                });
+                if let Some(rs) = r.reasons.get(i) {
+                    reasons.extend(rs.features.iter().zip(&rs.points_lost).map(|(f, l)| Reason {
+                        party: p.party.clone(),
+                        feature: f.clone(),
+                        points_lost: *l,
+                    }));
+                }
+            }
+            reasons.sort_by(|a, b| b.points_lost.total_cmp(&a.points_lost));
+            EnterpriseScore {
+                id: id.clone(),
+                error: None,
+                pd,
+                points: offset - factor * logit,
+                band: band(pd).into(),
+                reasons,
+                parties,
+            }
+        })
+        .collect())
+}
+
+/// When the coordinator raises alerts (`[alerts]` in `coordinator.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRules {
+    /// A score that fell by this fraction or more …
+    pub score_drop: f64,
+    /// … against the highest of the last this many periods.
+    pub drop_periods: usize,
+    /// A PD that rises above this.
+    pub pd_above: f64,
+    /// One party's contribution that moves by this many points or more in one period.
+    pub contribution_jump: f64,
+    /// The health index falling by this fraction or more over two consecutive periods.
+    pub ecosystem_drop: f64,
+    /// PD below which an enterprise counts as healthy in the index.
+    pub healthy_pd: f64,
+    /// Drift (PSI) above which retraining is recommended.
+    pub drift_psi: f64,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        Self {
+            score_drop: 0.15,
+            drop_periods: 2,
+            pd_above: 0.2,
+            contribution_jump: 75.0,
+            ecosystem_drop: 0.15,
+            healthy_pd: 0.05,
+            drift_psi: 0.25,
+        }
+    }
+}
+
+impl AlertRules {
+    /// Checks the ranges; names the key.
+    ///
+    /// # Errors
+    /// `(key, reason)`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let frac = |k: &'static str, v: f64| {
+            if (0.0..1.0).contains(&v) && v > 0.0 {
+                Ok(())
+            } else {
+                Err((k, format!("must lie in (0, 1), got {v}")))
+            }
+        };
+        frac("alerts.score_drop", self.score_drop)?;
+        frac("alerts.pd_above", self.pd_above)?;
+        frac("alerts.ecosystem_drop", self.ecosystem_drop)?;
+        frac("alerts.healthy_pd", self.healthy_pd)?;
+        if self.drop_periods == 0 {
+            return Err(("alerts.drop_periods", "must be at least 1".into()));
+        }
+        if self.contribution_jump.is_nan() || self.contribution_jump <= 0.0 {
+            return Err(("alerts.contribution_jump", "must be positive".into()));
+        }
+        if self.drift_psi.is_nan() || self.drift_psi <= 0.0 {
+            return Err(("alerts.drift_psi", "must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The alerts `now` raises after `before` (the enterprise's earlier scores under the same
+    /// model, oldest first): `(kind, detail)`.
+    pub fn enterprise_alerts(
+        &self,
+        before: &VecDeque<EnterpriseScore>,
+        now: &EnterpriseScore,
+    ) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let window = before.iter().rev().take(self.drop_periods);
+        if let Some(high) = window.map(|s| s.points).max_by(f64::total_cmp)
+            && high > 0.0
+            && now.points <= (1.0 - self.score_drop) * high
+        {
+            out.push((
+                "score_drop",
+                format!(
+                    "score fell {:.0}% to {:.0} from {:.0} within {} period(s)",
+                    100.0 * (1.0 - now.points / high),
+                    now.points,
+                    high,
+                    self.drop_periods
+                ),
+            ));
+        }
+        let last = before.back();
+        if now.pd > self.pd_above && last.is_none_or(|l| l.pd <= self.pd_above) {
+            out.push(("pd_above", format!("PD {:.3} is above {:.3}", now.pd, self.pd_above)));
+        }
+        if let Some(l) = last {
+            for p in &now.parties {
+                if let Some(q) = l.parties.iter().find(|q| q.party == p.party)
+                    && (p.points - q.points).abs() >= self.contribution_jump
+                {
+                    out.push((
+                        "contribution_jump",
+                        format!(
+                            "{}'s contribution moved {:+.0} points ({:.0} → {:.0})",
+                            p.party,
+                            p.points - q.points,
+                            q.points,
+                            p.points
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// 100 × the share of `pds` below `healthy_pd` (0 for none).
+    pub fn health_index(&self, pds: &[f64]) -> f64 {
+        if pds.is_empty() {
+            return 0.0;
+        }
+        100.0 * pds.iter().filter(|p| **p < self.healthy_pd).count() as f64 / pds.len() as f64
+    }
+
+    /// An ecosystem alert when `now` is `ecosystem_drop` or more below the index two periods
+    /// back (or one, with only one before).
+    pub fn ecosystem_alert(&self, before: &[f64], now: f64) -> Option<String> {
+        let reference = before.iter().rev().take(2).copied().max_by(f64::total_cmp)?;
+        (reference > 0.0 && now <= (1.0 - self.ecosystem_drop) * reference).then(|| {
+            format!(
+                "health index fell {:.0}% to {now:.1} from {reference:.1} over two periods",
+                100.0 * (1.0 - now / reference)
+            )
+        })
+    }
+}
+
+/// Population stability index of `actual` against `expected` over the deciles of
+/// `expected`: `Σ (a − e)·ln(a / e)` with shares floored at 1e-4. 0 for an empty side.
+pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
+    if expected.is_empty() || actual.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = expected.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut edges: Vec<f64> =
+        (1..10).map(|k| sorted[(k * sorted.len() / 10).min(sorted.len() - 1)]).collect();
+    edges.dedup();
+    let shares = |xs: &[f64]| {
+        let mut c = vec![0.0; edges.len() + 1];
+        for x in xs {
+            c[edges.partition_point(|e| e <= x)] += 1.0;
+        }
+        c.iter().map(|n| (n / xs.len() as f64).max(1e-4)).collect::<Vec<f64>>()
+    };
+    let (e, a) = (shares(expected), shares(actual));
+    e.iter().zip(&a).map(|(e, a)| (a - e) * (a / e).ln()).sum()
+}
+
+/// Rows supplied as JSON objects (`id` and one field per feature; a missing field or `null` is
+/// a missing value, a text category by its level name, an unknown level counts as missing)
+/// as features in the order of `specs`.
+///
+/// # Errors
+/// Names the row and the field that is not a number or text where one is expected.
+pub fn features_from_json(
+    specs: &[FeatureSpec],
+    rows: &[serde_json::Value],
+) -> Result<(Vec<String>, Features), String> {
+    use fedcredit_models::FeatureKind;
+    let mut values = ndarray::Array2::from_elem((rows.len(), specs.len()), f64::NAN);
+    let mut ids = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let obj = row.as_object().ok_or_else(|| format!("`rows[{i}]` is not a JSON object"))?;
+        ids.push(match obj.get("id") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) if v.is_number() => v.to_string(),
+            _ => format!("row-{i}"),
+        });
+        if let Some(k) = obj.keys().find(|k| *k != "id" && !specs.iter().any(|s| &s.name == *k)) {
+            return Err(format!("`rows[{i}].{k}` is not a feature of the model"));
+        }
+        for (j, spec) in specs.iter().enumerate() {
+            let v = match obj.get(&spec.name) {
+                None | Some(serde_json::Value::Null) => continue,
+                Some(v) => v,
+            };
+            values[[i, j]] = match (&spec.kind, v) {
+                (FeatureKind::Numeric, serde_json::Value::Number(n)) => {
+                    n.as_f64().unwrap_or(f64::NAN)
+                }
+                (FeatureKind::Categorical { levels }, serde_json::Value::String(t)) => {
+                    levels.iter().position(|l| l == t).map_or(f64::NAN, |k| k as f64)
+                }
+                (FeatureKind::Numeric, _) => {
+                    return Err(format!("`rows[{i}].{}` must be a number or null", spec.name));
+                }
+                (FeatureKind::Categorical { .. }, _) => {
+                    return Err(format!(
+                        "`rows[{i}].{}` must be text (a level) or null",
+                        spec.name
+                    ));
+                }
+            };
+        }
+    }
+    Ok((ids, Features::new(specs.to_vec(), values).map_err(|e| e.to_string())?))
+}
+
+/// Supply-chain links a party knows (for example the tax bureau from invoice
+/// counterparties): who supplies whom. Never leaves the party.
+#[derive(Debug, Clone, Default)]
+pub struct SupplyLinks {
+    suppliers_of: HashMap<String, Vec<String>>,
+}
+
+impl SupplyLinks {
+    /// Links from `(supplier, customer)` pairs.
+    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut suppliers_of: HashMap<String, Vec<String>> = HashMap::new();
+        for (s, c) in pairs {
+            suppliers_of.entry(c).or_default().push(s);
+        }
+        Self { suppliers_of }
+    }
+
+    /// Number of customers with at least one supplier.
+    pub fn len(&self) -> usize {
+        self.suppliers_of.len()
+    }
+
+    /// Whether there is no link.
+    pub fn is_empty(&self) -> bool {
+        self.suppliers_of.is_empty()
+    }
+
+    /// The suppliers of `fallen` up to `tiers` tiers up (breadth first), each with its nearest
+    /// tier, sorted by id; the fallen enterprises themselves are left out.
+    pub fn upstream(&self, fallen: &[String], tiers: u32) -> Vec<(String, u32)> {
+        let start: HashSet<&str> = fallen.iter().map(String::as_str).collect();
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        let mut frontier: Vec<&str> = start.iter().copied().collect();
+        for tier in 1..=tiers.min(MAX_TIERS) {
+            let mut next = Vec::new();
+            for c in frontier {
+                for s in self.suppliers_of.get(c).into_iter().flatten() {
+                    if !start.contains(s.as_str()) && !seen.contains_key(s.as_str()) {
+                        seen.insert(s, tier);
+                        next.push(s.as_str());
+                    }
+                }
+            }
+            frontier = next;
+        }
+        let mut out: Vec<(String, u32)> =
+            seen.into_iter().map(|(s, t)| (s.to_owned(), t)).collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_and_psi() {
+        assert_eq!(band(0.005), "A");
+        assert_eq!(band(0.3), "F");
+        let a: Vec<f64> = (0..1000).map(f64::from).collect();
+        assert!(psi(&a, &a) < 1e-9);
+        let shifted: Vec<f64> = a.iter().map(|x| x + 300.0).collect();
+        assert!(psi(&a, &shifted) > 0.25, "{}", psi(&a, &shifted));
+    }
+
+    fn score(points: f64, pd: f64, parties: &[(&str, f64)]) -> EnterpriseScore {
+        EnterpriseScore {
+            id: "e".into(),
+            error: None,
+            pd,
+            points,
+            band: band(pd).into(),
+            reasons: vec![],
+            parties: parties
+                .iter()
+                .map(|(p, v)| PartyPoints {
+                    party: (*p).into(),
+                    snapshot: String::new(),
+                    known: true,
+                    points: *v,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn alert_rules_fire_on_drops_thresholds_and_jumps_only() {
+        let rules = AlertRules::default();
+        let before: VecDeque<_> = [
+            score(620.0, 0.02, &[("bank", 600.0), ("tax", 20.0)]),
+            score(600.0, 0.03, &[("bank", 600.0), ("tax", 0.0)]),
+        ]
+        .into();
+        let calm = score(590.0, 0.04, &[("bank", 600.0), ("tax", -10.0)]);
+        assert!(rules.enterprise_alerts(&before, &calm).is_empty());
+        let fall = score(510.0, 0.25, &[("bank", 600.0), ("tax", -90.0)]);
+        let kinds: Vec<_> =
+            rules.enterprise_alerts(&before, &fall).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kinds, ["score_drop", "pd_above", "contribution_jump"]);
+        assert!(rules.ecosystem_alert(&[80.0, 78.0], 66.0).is_some());
+        assert!(rules.ecosystem_alert(&[80.0, 78.0], 70.0).is_none());
+        assert!(rules.ecosystem_alert(&[], 10.0).is_none());
+    }
+
+    #[test]
+    fn upstream_walks_three_tiers_at_most() {
+        let links = SupplyLinks::new(
+            [
+                ("s1", "core"),
+                ("s2", "s1"),
+                ("s3", "s2"),
+                ("s4", "s3"),
+                ("s1", "other"),
+                ("x", "other"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string())),
+        );
+        let up = links.upstream(&["core".into()], 3);
+        assert_eq!(up, [("s1".into(), 1), ("s2".into(), 2), ("s3".into(), 3)]);
+        assert!(links.upstream(&["nobody".into()], 3).is_empty());
+    }
+}
