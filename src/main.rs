@@ -467,10 +467,18 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             "  out of time (last month's scores vs the defaults that follow): AUC {:.4}; drift PSI {:.3}",
             s.out_of_time_auc, s.drift_psi
         );
+        let w = &s.warned;
         println!(
-            "  early warning: of {} enterprises defaulting within 12 months, {} were flagged \
-             (score alerts {}, contagion {})",
-            s.warned.0, s.warned.3, s.warned.1, s.warned.2
+            "  early warning: of {} monitored enterprises defaulting after the training month, alerts \
+             saw {} coming: score alerts {} (median {} months ahead), contagion alerts {} (median {} \
+             months ahead), {} by contagion alone",
+            w.defaults,
+            w.either,
+            w.score,
+            w.score_lead_months,
+            w.contagion,
+            w.contagion_lead_months,
+            w.contagion_only
         );
         println!("  report: {}", s.report.display());
     }

@@ -65,7 +65,7 @@ pub struct ServingReport {
     pub drift_psi: f64,
     /// Of the enterprises that default after the training month, how many an alert flagged
     /// before their default: `(defaults, by score alerts, by contagion alerts, by either)`.
-    pub warned: (usize, usize, usize, usize),
+    pub warned: EarlyWarning,
     /// The HTML report.
     pub report: PathBuf,
     /// The HTTP API, while the federation runs.
@@ -198,6 +198,13 @@ pub fn run(
             if reasons.is_empty() { "-".into() } else { reasons.join("; ") }
         ));
     }
+    // Alerts are numbered: the newest number after each month tells which month raised each.
+    let newest = |scoring: &mut ScoringClient| -> Result<i64, String> {
+        let a = runtime.block_on(scoring.alerts(0, 1)).map_err(err)?;
+        Ok(a.first().map_or(0, |a| a.seq))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut boundaries = vec![(newest(&mut scoring)?, cfg.month)];
     // Roll forward.
     let mut periods = Vec::new();
     let mut seen = runtime.block_on(scoring.ecosystem(&model)).map(|e| e.points.len()).unwrap_or(0);
@@ -231,6 +238,7 @@ pub fn run(
             p.mean_points,
             p.enterprises
         ));
+        boundaries.push((newest(&mut scoring)?, month));
         periods.push(Period {
             month,
             index: p.index,
@@ -252,37 +260,24 @@ pub fn run(
     for a in alerts.iter().filter(|a| a.kind == "contagion").take(2) {
         say(&format!("  contagion: {} — {}", a.enterprise, a.detail));
     }
-    // Early warning against the generator's truth: defaults after the training month.
-    let last = cfg.month + cfg.forward;
-    let default_month: HashMap<&str, i64> = eco
-        .enterprises()
-        .iter()
-        .filter_map(|e| e.default_month.map(|m| (e.id.as_str(), m)))
-        .collect();
-    let flagged = |kinds: &[&str]| -> BTreeSet<&str> {
-        alerts
-            .iter()
-            .filter(|a| kinds.contains(&a.kind.as_str()))
-            .map(|a| a.enterprise.as_str())
-            .collect()
-    };
-    let (score_flagged, contagion_flagged) =
-        (flagged(&["score_drop", "pd_above", "contribution_jump"]), flagged(&["contagion"]));
-    let defaulters: Vec<&str> = default_month
-        .iter()
-        .filter(|(_, m)| **m > last as i64 && **m <= last as i64 + 12)
-        .map(|(id, _)| *id)
-        .collect();
-    let hit = |set: &BTreeSet<&str>| defaulters.iter().filter(|d| set.contains(**d)).count();
-    let either: BTreeSet<&str> = score_flagged.union(&contagion_flagged).copied().collect();
-    let warned = (defaulters.len(), hit(&score_flagged), hit(&contagion_flagged), hit(&either));
+    let monitored: BTreeSet<&str> = first.scores.iter().map(|s| s.id.as_str()).collect();
+    let warned = early_warning(eco, &monitored, &alerts, &boundaries, cfg.month);
     say(&format!(
-        "serving: of {} enterprises that default within 12 months after month {last}, alerts flagged {} in advance \
-         (score alerts {}, contagion alerts {})",
-        warned.0, warned.3, warned.1, warned.2
+        "serving: of {} enterprises defaulting after month {} (up to 12 months after the last), alerts \
+         saw {} coming: score alerts {} (median {} months ahead), contagion alerts {} (median {} months \
+         ahead), {} by contagion alone",
+        warned.defaults,
+        cfg.month,
+        warned.either,
+        warned.score,
+        warned.score_lead_months,
+        warned.contagion,
+        warned.contagion_lead_months,
+        warned.contagion_only
     ));
     // The report: out of time, the last month's scores against the defaults that follow.
     let final_scores = all(&mut scoring)?;
+    let last = cfg.month + cfg.forward;
     let snapshot = eco.snapshot(last).map_err(err)?;
     let labels: HashMap<&str, f64> = snapshot
         .bank
@@ -342,7 +337,7 @@ pub fn run(
         histories,
         &eco_view,
         &kinds,
-        warned,
+        &warned,
     );
     std::fs::write(&cfg.report, report::html(&report))
         .map_err(|e| format!("{}: {e}", cfg.report.display()))?;
@@ -376,7 +371,7 @@ pub fn build_report(
     histories: Vec<Series>,
     eco: &pb::EcosystemResponse,
     alerts: &BTreeMap<String, usize>,
-    warned: (usize, usize, usize, usize),
+    warned: &EarlyWarning,
 ) -> Report {
     let (ks_bad, ks_good) = report::ks_curves(pd, labels);
     let diagonal = Series {
@@ -507,8 +502,15 @@ pub fn build_report(
                 alerts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
             ),
             format!(
-                "Early warning: of {} enterprises defaulting within 12 months after the last month, {} were flagged (score alerts {}, contagion {}).",
-                warned.0, warned.3, warned.1, warned.2
+                "Early warning: of {} enterprises defaulting after the training month, alerts saw {} coming \
+                 (score alerts {}, median {} months ahead; contagion alerts {}, median {} months ahead; {} by contagion alone).",
+                warned.defaults,
+                warned.either,
+                warned.score,
+                warned.score_lead_months,
+                warned.contagion,
+                warned.contagion_lead_months,
+                warned.contagion_only
             ),
         ],
         sections,
@@ -606,6 +608,75 @@ pub async fn report_for_job(
         histories,
         &eco,
         &kinds,
-        (0, 0, 0, 0),
+        &EarlyWarning::default(),
     ))
+}
+
+/// How well alerts saw defaults coming, against the generator's truth.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EarlyWarning {
+    /// Monitored enterprises that default after the training month (up to 12 months after the
+    /// last snapshot).
+    pub defaults: usize,
+    /// Of them, flagged by a score alert (drop, PD above threshold, contribution jump) raised
+    /// before their default month.
+    pub score: usize,
+    /// Flagged by a contagion alert before their default month.
+    pub contagion: usize,
+    /// Flagged by a contagion alert and by no score alert.
+    pub contagion_only: usize,
+    /// Flagged by either.
+    pub either: usize,
+    /// Median months from the first score alert to the default.
+    pub score_lead_months: f64,
+    /// Median months from the first contagion alert to the default.
+    pub contagion_lead_months: f64,
+}
+
+/// The early-warning figures: `boundaries` holds, per month in order, the newest alert number
+/// after that month's scoring.
+pub fn early_warning(
+    eco: &Ecosystem,
+    monitored: &BTreeSet<&str>,
+    alerts: &[pb::Alert],
+    boundaries: &[(i64, usize)],
+    trained: usize,
+) -> EarlyWarning {
+    let last = boundaries.last().map_or(trained, |b| b.1) as i64;
+    let month_of = |seq: i64| boundaries.iter().find(|b| seq <= b.0).map(|b| b.1 as i64);
+    let default_month: HashMap<&str, i64> = eco
+        .enterprises()
+        .iter()
+        .filter_map(|e| e.default_month.map(|m| (e.id.as_str(), m)))
+        .filter(|(id, m)| *m > trained as i64 && *m <= last + 12 && monitored.contains(id))
+        .collect();
+    let first_alert = |kinds: &[&str]| -> HashMap<&str, i64> {
+        let mut out: HashMap<&str, i64> = HashMap::new();
+        for a in alerts.iter().filter(|a| kinds.contains(&a.kind.as_str())) {
+            if let (Some(m), Some(d)) = (month_of(a.seq), default_month.get(a.enterprise.as_str()))
+                && m < *d
+            {
+                let e = out.entry(a.enterprise.as_str()).or_insert(m);
+                *e = (*e).min(m);
+            }
+        }
+        out
+    };
+    let score = first_alert(&["score_drop", "pd_above", "contribution_jump"]);
+    let contagion = first_alert(&["contagion"]);
+    let median_lead = |flagged: &HashMap<&str, i64>| {
+        let mut leads: Vec<f64> =
+            flagged.iter().map(|(id, m)| (default_month[id] - m) as f64).collect();
+        leads.sort_by(f64::total_cmp);
+        leads.get(leads.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    EarlyWarning {
+        defaults: default_month.len(),
+        score: score.len(),
+        contagion: contagion.len(),
+        contagion_only: contagion.keys().filter(|k| !score.contains_key(*k)).count(),
+        either: score.keys().chain(contagion.keys()).collect::<BTreeSet<_>>().len(),
+        score_lead_months: median_lead(&score),
+        contagion_lead_months: median_lead(&contagion),
+    }
 }
