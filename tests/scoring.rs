@@ -136,6 +136,20 @@ fn vertical_scores_are_served_move_with_the_data_and_raise_alerts() {
         assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
         let end2 = common::run_job(&mut c, &job("logistic")).await;
         assert_eq!(end2.state, "succeeded", "{}", end2.error);
+        // Retraining warm-starts from a served model: one epoch from version 2's parts is as
+        // good as version 2; a job naming a model a party does not hold is refused by it.
+        let warm = |from: &str| {
+            job("logistic")
+                .replace("[vertical.lr]", &format!("warm_start = \"{from}\"\n[vertical.lr]"))
+                .replace("epochs = 4", "epochs = 1")
+        };
+        let end3 = common::run_job(&mut c, &warm(&end2.id)).await;
+        assert_eq!(end3.state, "succeeded", "{}", end3.error);
+        let (a2, a3) = (common::metric(&end2, "valid_auc"), common::metric(&end3, "valid_auc"));
+        assert!(a3 >= a2 - 0.01, "warm-started {a3} vs {a2}");
+        let bad = common::run_job(&mut c, &warm("job-nothing")).await;
+        assert_eq!(bad.state, "failed");
+        assert!(bad.error.contains("warm-start"), "{}", bad.error);
     });
     let ids: Vec<String> = (0..40).map(id_of).collect();
 

@@ -42,10 +42,13 @@ fn check(rows: &[serde_json::Value], label_holder_setting: &str) {
         eprintln!(
             "{model}: federated {fed:.4}, centralized {central:.4}, label holder alone {alone:.4}"
         );
-        assert!(
-            (fed - central).abs() <= 0.005,
-            "{model}: federated {fed} vs centralized {central}"
-        );
+        // The bar bounds the accuracy federation loses: the federated model is a few epochs
+        // of secret-shared descent, the centralized one the L-BFGS optimum, so on a small test
+        // set the federated one may score higher (0.8033 vs 0.7980 on the 8,000-enterprise
+        // ecosystem once the multi-tier supply network came in); a larger gap either way would
+        // mean a different model.
+        assert!(fed >= central - 0.005, "{model}: federated {fed} vs centralized {central}");
+        assert!((fed - central).abs() <= 0.02, "{model}: federated {fed} vs centralized {central}");
         assert!(fed > alone + 0.01, "{model}: federated {fed} vs the label holder alone {alone}");
     }
 }

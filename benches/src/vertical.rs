@@ -207,6 +207,7 @@ pub fn fit_federated(
                 valid: None,
                 valid_labels: None,
                 encoding: None,
+                initial: None,
             };
             (p.clone(), input)
         })

@@ -145,7 +145,8 @@ fn federated(
     let mut parts = BTreeMap::new();
     for (name, table, _) in &eco.parties {
         let (_, role_bytes) = split_checkpoint(&fed.checkpoints[name]).unwrap();
-        let role = VerticalRole::new(&job(), spec, name, table.clone(), Some(&role_bytes)).unwrap();
+        let role =
+            VerticalRole::new(&job(), spec, name, table.clone(), Some(&role_bytes), None).unwrap();
         if let Some(m) = PartyModel::from_kept(role.kept()).unwrap() {
             parts.insert(name.clone(), m);
         }

@@ -89,7 +89,7 @@ fn tables(parties: &[&str], common: usize, own: &[usize]) -> Vec<(PartyId, Party
 fn session(spec: &JobSpec, me: &PartyId, t: &PartyTable, seed: u64) -> PartySession {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let secret = ChannelSecret::generate(&mut rng);
-    let role = protocol::new_vertical_role(&job(), spec, me, t.clone(), None).unwrap();
+    let role = protocol::new_vertical_role(&job(), spec, me, t.clone(), None, None).unwrap();
     PartySession::new(job(), spec, me.clone(), role, secret, Default::default(), rng)
 }
 
@@ -137,7 +137,7 @@ fn run(spec: &JobSpec, tables: &[(PartyId, PartyTable)], seed: u64) -> (Outcome,
 fn alignment(fed: &Federation, spec: &JobSpec, p: &PartyId, t: &PartyTable) -> Alignment {
     let bytes = fed.checkpoints.get(p).unwrap_or_else(|| panic!("{p} wrote no checkpoint"));
     let (_, role) = split_checkpoint(bytes).unwrap();
-    let r = VerticalRole::new(&job(), spec, p, t.clone(), Some(&role)).unwrap();
+    let r = VerticalRole::new(&job(), spec, p, t.clone(), Some(&role), None).unwrap();
     r.alignment().cloned().unwrap_or_else(|| panic!("{p} has no alignment"))
 }
 
@@ -445,7 +445,7 @@ fn a_different_intersection_to_one_party_is_caught_by_the_digests() {
         for (p, tab) in &t {
             let kept = fed.checkpoints.get(p).and_then(|b| {
                 let (_, role) = split_checkpoint(b).ok()?;
-                VerticalRole::new(&job(), &spec, p, tab.clone(), Some(&role))
+                VerticalRole::new(&job(), &spec, p, tab.clone(), Some(&role), None)
                     .ok()?
                     .alignment()
                     .cloned()
@@ -673,7 +673,10 @@ fn assert_none_kept(fed: &Federation, spec: &JobSpec, t: &[(PartyId, PartyTable)
     for (p, tab) in t {
         let kept = fed.checkpoints.get(p).and_then(|b| {
             let (_, role) = split_checkpoint(b).ok()?;
-            VerticalRole::new(&job(), spec, p, tab.clone(), Some(&role)).ok()?.alignment().cloned()
+            VerticalRole::new(&job(), spec, p, tab.clone(), Some(&role), None)
+                .ok()?
+                .alignment()
+                .cloned()
         });
         assert!(kept.is_none(), "{what}: {p} kept an alignment");
     }

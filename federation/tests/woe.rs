@@ -111,7 +111,8 @@ fn federated(
         let bytes = &fed.checkpoints[&p.name];
         let (_, role_bytes) = fedcredit_federation::protocol::split_checkpoint(bytes).unwrap();
         let role =
-            VerticalRole::new(&job(), spec, &p.name, p.table.clone(), Some(&role_bytes)).unwrap();
+            VerticalRole::new(&job(), spec, &p.name, p.table.clone(), Some(&role_bytes), None)
+                .unwrap();
         kept.insert(p.name.clone(), PartyWoe::from_kept(role.kept()).unwrap().expect("kept WOE"));
     }
     (report, kept, fed.transcript)

@@ -236,6 +236,7 @@ fn in_memory(
                 valid: None,
                 valid_labels: None,
                 encoding: None,
+                initial: None,
             },
         );
     }

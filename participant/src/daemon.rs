@@ -711,7 +711,18 @@ impl Daemon {
         };
         let role = match loaded {
             Loaded::Vertical(table) => {
-                protocol::new_vertical_role(job, spec, &self.me, table, role_bytes.as_deref())
+                let warm = match spec.vertical.as_ref().and_then(|v| v.warm_start.as_deref()) {
+                    Some(from) => {
+                        Some(std::fs::read_to_string(self.model_part_path(from)).map_err(|_| {
+                            format!(
+                                "{}: holds no part of the model of job {from} to warm-start from",
+                                self.me
+                            )
+                        })?)
+                    }
+                    None => None,
+                };
+                protocol::new_vertical_role(job, spec, &self.me, table, role_bytes.as_deref(), warm)
             }
             Loaded::Horizontal { train, valid } => {
                 protocol::new_role(spec, &self.me, Some(train), valid, role_bytes.as_deref())

@@ -388,8 +388,11 @@ pub fn new_vertical_role(
     me: &PartyId,
     table: crate::vertical::PartyTable,
     checkpoint: Option<&[u8]>,
+    warm_start: Option<String>,
 ) -> Result<Box<dyn Role>, String> {
-    Ok(Box::new(crate::vertical::role::VerticalRole::new(job, spec, me, table, checkpoint)?))
+    Ok(Box::new(crate::vertical::role::VerticalRole::new(
+        job, spec, me, table, checkpoint, warm_start,
+    )?))
 }
 
 /// Names the first difference between two schemas: the column and its kind at each party.

@@ -106,6 +106,22 @@ impl LrRole {
             }
             _ => None,
         };
+        // A warm start: the party's part of the model this job starts from (its own encoding
+        // for a logistic model, and its coefficients).
+        let warm = ctx
+            .kept
+            .get(model::KEPT_WARM_START)
+            .map(|j| serde_json::from_str::<PartyModel>(j))
+            .transpose()
+            .map_err(|e| err(format!("the warm-start part: {e}")))?;
+        let encoding = match (&warm, encoding) {
+            (Some(PartyModel::Logistic { part }), None) => Some(part.encoding.clone()),
+            (_, e) => e,
+        };
+        let initial: Option<Vec<f64>> = warm.as_ref().map(|w| {
+            let p = w.lr();
+            p.coefficients.iter().copied().chain(p.intercept).collect()
+        });
         let label = ctx.vertical.label_holder.clone();
         let others = ctx.spec.parties.iter().filter(|p| **p != label).cloned().collect();
         let roster = protocol::Roster::new(label, others).map_err(|e| err(e.to_string()))?;
@@ -115,6 +131,7 @@ impl LrRole {
             valid: (!valid.is_empty()).then_some(&vfeatures),
             valid_labels: vlabels.as_deref().filter(|_| !valid.is_empty()),
             encoding: encoding.as_ref(),
+            initial: initial.as_deref(),
         };
         let (party, sends) = protocol::Party::new(ctx.job, me.clone(), roster, params, data)
             .map_err(|e| err(e.to_string()))?;

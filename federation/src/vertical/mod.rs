@@ -53,6 +53,11 @@ pub struct VerticalSpec {
     /// jobs (epochs, batch size, step size, `c`, class weights).
     #[serde(default)]
     pub lr: lr::protocol::LrParams,
+    /// The training job of a served vertical model this job starts from (retraining after
+    /// drift): each party starts from its own kept part of it — its encoding (logistic) and
+    /// its coefficients — and refuses the job if it holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<String>,
 }
 
 /// How the alignment stage intersects the parties' ids.

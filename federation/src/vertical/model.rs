@@ -28,6 +28,8 @@ pub const REF_FORMAT: &str = "fedcredit-vertical-model";
 
 /// The key in a party's kept map under which its part is stored.
 pub const KEPT_MODEL: &str = "model";
+/// The key under which a job that warm-starts keeps the part it starts from.
+pub const KEPT_WARM_START: &str = "warm_start";
 
 /// A party's part of a vertical model (stays at the party).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

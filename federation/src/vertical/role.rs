@@ -124,6 +124,7 @@ impl VerticalRole {
         me: &PartyId,
         table: PartyTable,
         checkpoint: Option<&[u8]>,
+        warm_start: Option<String>,
     ) -> Result<Self, String> {
         let vertical = spec.vertical.clone().ok_or("not a vertical job")?;
         if (vertical.label_holder == *me) != table.label.is_some() {
@@ -136,10 +137,13 @@ impl VerticalRole {
                 format!("{me} is the job's label holder but its table has no label")
             });
         }
-        let saved = match checkpoint {
+        let mut saved = match checkpoint {
             Some(b) if !b.is_empty() => Saved::decode(b)?,
             _ => Saved::default(),
         };
+        if let Some(w) = warm_start {
+            saved.kept.entry(super::model::KEPT_WARM_START.into()).or_insert(w);
+        }
         Ok(Self {
             me: me.clone(),
             job: job.clone(),
@@ -176,7 +180,7 @@ impl VerticalRole {
         table: PartyTable,
         alignment: Alignment,
     ) -> Result<Self, String> {
-        let mut role = Self::new(job, spec, me, table, None)?;
+        let mut role = Self::new(job, spec, me, table, None, None)?;
         role.saved.alignment = Some(alignment);
         role.saved.finished.insert(StageKind::Align);
         Ok(role)

@@ -741,6 +741,23 @@ pub struct PartyData<'a> {
     /// A given encoding (a scorecard's WOE); by default the linear encoder fitted on its own
     /// training rows.
     pub encoding: Option<&'a LocalEncoding>,
+    /// Starting coefficients (a warm start from a served model): one per encoded column, the
+    /// label holder's intercept last; zeros by default. They become this party's share of its
+    /// own coefficients (its partner's share starts at 0), so nobody else learns them.
+    pub initial: Option<&'a [f64]>,
+}
+
+/// The partner's starting share of an owner's coefficients in a warm start: `n` ring
+/// elements from a seed hashed from the owner's masked matrix `E = X − A` (both hold it; the
+/// dealer, who knows `A`, never sees it), so the owner's share `β − r` looks uniform.
+fn warm_mask(e: &[Elem], n: usize) -> Vec<Elem> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"fedcredit/lr/warm-start/v1");
+    for v in e.iter().take(1 << 16) {
+        h.update(v.to_le_bytes());
+    }
+    Seed(h.finalize().into()).expand(n)
 }
 
 /// The party's matrix as owner.
@@ -811,6 +828,10 @@ pub struct Party {
     weights: Option<Vec<Elem>>,
     /// Encoded own matrix until the seeds arrive.
     pending_x: Option<Vec<Elem>>,
+    /// Its starting coefficients (a warm start), else zeros.
+    initial_w: Option<Vec<Elem>>,
+    /// Whether the job warm-starts (every party then starts from its part).
+    warm: bool,
     /// The dealer's seeds, once dealt.
     seeds: Option<(Seed, BTreeMap<PartyId, Seed>, Option<Seed>)>,
     /// Masked matrices that arrived, by owner.
@@ -845,7 +866,7 @@ impl Party {
         params: LrParams,
         data: PartyData<'_>,
     ) -> Result<(Self, Sends), LrError> {
-        let PartyData { features, labels, valid, valid_labels, encoding } = data;
+        let PartyData { features, labels, valid, valid_labels, encoding, initial } = data;
         let valid = valid.map(|f| (f, valid_labels));
         params.validate()?;
         if !roster.contains(&me) {
@@ -890,6 +911,17 @@ impl Party {
         };
         let intercept = usize::from(is_label);
         let cols = x.ncols() + intercept;
+        let initial_w = match initial {
+            Some(w) if w.len() != cols => {
+                return Err(LrError::Params(format!(
+                    "{me}: the warm start has {} coefficients for {cols} encoded columns{}",
+                    w.len(),
+                    if is_label { " (the intercept included)" } else { "" }
+                )));
+            }
+            Some(w) => Some(w.iter().map(|v| fx.encode(*v)).collect::<Vec<Elem>>()),
+            None => None,
+        };
         let mut enc = Vec::with_capacity((rows + n_valid) * cols);
         for r in x.rows().into_iter().chain(xv.iter().flat_map(|v| v.rows())) {
             enc.extend(r.iter().map(|v| fx.encode(*v)));
@@ -938,6 +970,8 @@ impl Party {
             labels,
             weights,
             pending_x: Some(enc),
+            warm: initial_w.is_some(),
+            initial_w,
             seeds: None,
             masked: BTreeMap::new(),
             own: None,
@@ -1372,8 +1406,18 @@ impl Party {
             let mat = MatrixOwner::new(owner_seed, self.rows, self.cols);
             let x = self.pending_x.take().unwrap_or_default();
             let e = mat.mask(&x)?;
-            out.push((Node::Party(self.my_partner().clone()), LrMsg::Masked { e }));
-            self.own = Some(Own { mat, x, w: vec![0; self.cols], v: vec![0; self.cols] });
+            out.push((Node::Party(self.my_partner().clone()), LrMsg::Masked { e: e.clone() }));
+            // A warm start shares the starting coefficients as (β − r, r) with r pseudorandom
+            // from the masked matrix both ends hold: SecureML's local truncation needs shares
+            // that look uniform, which (β, 0) do not.
+            let w = match self.initial_w.take() {
+                Some(mut w) => {
+                    sub_assign(&mut w, &warm_mask(&e, self.cols))?;
+                    w
+                }
+                None => vec![0; self.cols],
+            };
+            self.own = Some(Own { mat, x, w, v: vec![0; self.cols] });
             self.beaver = beaver;
         }
         if partner_seeds.keys().any(|o| !self.masked.contains_key(o)) {
@@ -1388,8 +1432,9 @@ impl Party {
                 ));
             }
             let cols = e.len() / self.rows;
+            let w = if self.warm { warm_mask(&e, cols) } else { vec![0; cols] };
             let mat = MatrixPartner::new(seed, e, self.rows, cols)?;
-            self.partnered.insert(owner, Partnered { mat, w: vec![0; cols], v: vec![0; cols] });
+            self.partnered.insert(owner, Partnered { mat, w, v: vec![0; cols] });
         }
         Ok((Phase::Start, true))
     }

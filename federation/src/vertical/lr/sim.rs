@@ -28,6 +28,8 @@ pub struct SimInput {
     /// Its encoding when given (a scorecard's WOE); by default the linear encoder fitted on
     /// its own training rows.
     pub encoding: Option<LocalEncoding>,
+    /// Starting coefficients (a warm start), the label holder's intercept last.
+    pub initial: Option<Vec<f64>>,
 }
 
 /// One delivered message.
@@ -79,6 +81,7 @@ pub fn run<R: CryptoRng + ?Sized>(
             valid: input.valid.as_ref(),
             valid_labels: input.valid_labels.as_deref(),
             encoding: input.encoding.as_ref(),
+            initial: input.initial.as_deref(),
         };
         let (party, sends) = Party::new(job, p.clone(), roster.clone(), *params, data)?;
         parties.insert(p.clone(), party);
