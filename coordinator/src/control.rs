@@ -420,6 +420,7 @@ impl pb::control_server::Control for ControlService {
         let who = self.authorize(&req, "promote_model")?;
         let pb::PromoteModelRequest { name, version } = req.into_inner();
         let res = self.shared.store.promote(&name, version, crate::now_ms());
+        self.shared.scoring.registry_changed();
         let change = match res {
             Ok(Some(before)) if before == version => {
                 format!("`{name}` version {version} already serves")
@@ -453,6 +454,7 @@ impl pb::control_server::Control for ControlService {
             }
             Err(e) => return Err(internal(e)),
         };
+        self.shared.scoring.registry_changed();
         tracing::info!(model = %name, caller = %who, "model rolled back");
         self.shared.audit_event(&who, None, "rollback", &change);
         Ok(Response::new(pb::ModelVersions { versions: self.versions(&[name])?, change }))

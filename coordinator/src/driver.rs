@@ -728,10 +728,12 @@ fn finish(
         artifact_json: a.clone(),
         metrics_json: metrics_json.clone(),
     });
-    shared
+    let finished = shared
         .store
         .finish_job(&job.0, model.as_ref(), &metrics_json, now_ms())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    shared.scoring.registry_changed();
+    finished
 }
 
 fn names_json(parties: &[PartyId]) -> String {

@@ -113,6 +113,8 @@ struct Resolved {
     version: i64,
     kind: String,
     artifact_json: String,
+    /// The reference of a vertical model (`None`: a horizontal artifact).
+    vertical: Option<Arc<VerticalModelRef>>,
 }
 
 enum Answer {
@@ -143,6 +145,7 @@ pub struct Scoring {
     record_rx: Mutex<Option<mpsc::Receiver<Record>>>,
     snapshot_tx: mpsc::Sender<(PartyId, pb::SnapshotNotice)>,
     snapshot_rx: Mutex<Option<mpsc::Receiver<(PartyId, pb::SnapshotNotice)>>>,
+    resolved: Mutex<HashMap<String, Arc<Resolved>>>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
 }
@@ -164,6 +167,7 @@ impl Default for Scoring {
             record_rx: Mutex::new(Some(record_rx)),
             snapshot_tx,
             snapshot_rx: Mutex::new(Some(snapshot_rx)),
+            resolved: Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
         }
     }
@@ -206,6 +210,12 @@ impl Scoring {
         pending.remove(&id).is_some_and(|p| p.tx.send(answer).is_ok())
     }
 
+    /// Forgets the resolved serving versions: the registry changed (a new model, a promotion,
+    /// a rollback).
+    pub fn registry_changed(&self) {
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Queues a party's snapshot notice for the re-scoring task.
     pub async fn snapshot(&self, party: PartyId, notice: pb::SnapshotNotice) {
         let _ = self.snapshot_tx.send((party, notice)).await;
@@ -217,7 +227,15 @@ pub fn spawn_tasks(shared: &Arc<Shared>) {
     let record_rx = shared.scoring.record_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
     let snapshot_rx = shared.scoring.snapshot_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(rx) = record_rx {
-        tokio::spawn(recorder(shared.clone(), rx));
+        // The recorder writes SQLite: on its own thread, never on the async workers that
+        // answer requests.
+        let (shared, handle) = (shared.clone(), tokio::runtime::Handle::current());
+        let spawned = std::thread::Builder::new()
+            .name("score-recorder".into())
+            .spawn(move || recorder(&shared, rx, &handle));
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start the score recorder: history and alerts are off");
+        }
     }
     if let Some(rx) = snapshot_rx {
         tokio::spawn(rescorer(shared.clone(), rx));
@@ -270,7 +288,28 @@ fn resolve(shared: &Shared, model: &str, version: i64) -> Result<Resolved, Score
         .model(&v.model_id)
         .map_err(internal)?
         .ok_or_else(|| ScoreError::Internal(format!("model {} is missing", v.model_id)))?;
-    Ok(Resolved { name, version: serving, kind: v.kind, artifact_json: record.artifact_json })
+    let vertical = VerticalModelRef::from_json(&record.artifact_json).ok().map(Arc::new);
+    Ok(Resolved {
+        name,
+        version: serving,
+        kind: v.kind,
+        artifact_json: record.artifact_json,
+        vertical,
+    })
+}
+
+/// [`resolve`] through the cache of serving versions (emptied whenever the registry changes),
+/// so a request reads the database only after a change.
+fn resolve_cached(shared: &Shared, model: &str, version: i64) -> Result<Arc<Resolved>, ScoreError> {
+    let cache = &shared.scoring.resolved;
+    if let Some(r) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(model)
+        && (version == 0 || version == r.version)
+    {
+        return Ok(r.clone());
+    }
+    let r = Arc::new(resolve(shared, model, version)?);
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(model.to_owned(), r.clone());
+    Ok(r)
 }
 
 /// Sends `query` to `party` and waits for its answer.
@@ -453,8 +492,8 @@ async fn score_inner(shared: &Shared, call: &ScoreCall, cause: &str) -> Result<S
     if !call.all {
         check_ids(&call.ids, shared.config.scoring.max_batch)?;
     }
-    let r = resolve(shared, &call.model, call.version)?;
-    let Ok(model) = VerticalModelRef::from_json(&r.artifact_json) else {
+    let r = resolve_cached(shared, &call.model, call.version)?;
+    let Some(model) = r.vertical.clone() else {
         return Err(ScoreError::Precondition(format!(
             "`{}` is a horizontal {} model: every bank holds it whole, so score it on supplied \
              features (POST /v1/score/features, gRPC ScoreFeatures)",
@@ -480,7 +519,7 @@ async fn score_inner(shared: &Shared, call: &ScoreCall, cause: &str) -> Result<S
             period: false,
         })
         .await;
-    Ok(Scored { model: r.name, version: r.version, kind: r.kind, scores })
+    Ok(Scored { model: r.name.clone(), version: r.version, kind: r.kind.clone(), scores })
 }
 
 /// Scores a horizontal model on supplied rows (JSON objects: `id` and the features).
@@ -506,7 +545,7 @@ pub async fn score_features(
                 shared.config.scoring.max_batch
             )));
         }
-        let r = resolve(shared, model, version)?;
+        let r = resolve_cached(shared, model, version)?;
         let artifact = ModelArtifact::from_json(&r.artifact_json).map_err(|_| {
             ScoreError::Precondition(format!(
                 "`{}` is a vertical model: its features stay at the parties, score it by id \
@@ -539,7 +578,7 @@ pub async fn score_features(
             })
             .collect::<Vec<_>>();
         shared.scoring.metrics.scores.inc_by(scores.len() as u64);
-        Ok(Scored { model: r.name, version: r.version, kind: r.kind, scores })
+        Ok(Scored { model: r.name.clone(), version: r.version, kind: r.kind.clone(), scores })
     })();
     let outcome = match &out {
         Ok(_) => "ok",
@@ -561,12 +600,12 @@ fn moved(a: &EnterpriseScore, b: &EnterpriseScore) -> bool {
 
 /// Appends changed scores to the history, raises alerts, asks for contagion and records the
 /// health index at the end of a period. One task, so rows of one enterprise keep their order.
-async fn recorder(shared: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
+fn recorder(shared: &Arc<Shared>, mut rx: mpsc::Receiver<Record>, rt: &tokio::runtime::Handle) {
     let rules = shared.config.alerts.clone();
     let keep = rules.drop_periods.max(1);
     // The last scores per (model, enterprise), loaded from the history when first needed.
     let mut recent: HashMap<(String, String), VecDeque<EnterpriseScore>> = HashMap::new();
-    while let Some(rec) = rx.recv().await {
+    while let Some(rec) = rx.blocking_recv() {
         let at = now_ms();
         let mut rows = Vec::new();
         let mut alerts: Vec<(String, String, String)> = Vec::new();
@@ -605,10 +644,10 @@ async fn recorder(shared: Arc<Shared>, mut rx: mpsc::Receiver<Record>) {
             }
         }
         if !fallen.is_empty() {
-            contagion(&shared, &rec.model, &fallen).await;
+            rt.block_on(contagion(shared, &rec.model, &fallen));
         }
         if rec.period {
-            record_period(&shared, &rec.model, &rec.cause);
+            record_period(shared, &rec.model, &rec.cause);
         }
     }
 }
@@ -789,8 +828,8 @@ async fn rescorer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(PartyId, pb::Snap
             if serving.is_none() {
                 continue;
             }
-            let Ok(r) = resolve(&shared, &name, 0) else { continue };
-            let Ok(model) = VerticalModelRef::from_json(&r.artifact_json) else { continue };
+            let Ok(r) = resolve_cached(&shared, &name, 0) else { continue };
+            let Some(model) = r.vertical.clone() else { continue };
             let moved: BTreeSet<&String> = notices
                 .iter()
                 .filter(|(p, _)| model.parties.iter().any(|x| x.party == p.0))
