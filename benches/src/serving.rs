@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fedcredit_datasets::synthetic::Ecosystem;
+use fedcredit_federation::vertical::model::VerticalModelRef;
 use fedcredit_ops::launch::{LaunchOptions, LocalFederation, PartySetup};
 use fedcredit_ops::{ControlClient, ScoringClient};
 use fedcredit_proto::pb;
@@ -304,6 +305,10 @@ pub fn run(
     let ks = fedcredit_models::metrics::ks(&pd, &y).map_err(err)?;
     let eco_view = runtime.block_on(scoring.ecosystem(&model)).map_err(err)?;
     let progress = runtime.block_on(control.progress_log(&job.id)).unwrap_or_default();
+    let model_ref = runtime
+        .block_on(control.model(&job.model_id))
+        .ok()
+        .and_then(|m| VerticalModelRef::from_json(&m.artifact_json).ok());
     // Enterprises whose score fell sharply, else the riskiest at training time.
     let mut shown: Vec<String> = Vec::new();
     for id in alerts
@@ -338,6 +343,7 @@ pub fn run(
         &eco_view,
         &kinds,
         &warned,
+        model_ref.as_ref().and_then(|r| r.iv.as_ref()),
     );
     std::fs::write(&cfg.report, report::html(&report))
         .map_err(|e| format!("{}: {e}", cfg.report.display()))?;
@@ -372,6 +378,7 @@ pub fn build_report(
     eco: &pb::EcosystemResponse,
     alerts: &BTreeMap<String, usize>,
     warned: &EarlyWarning,
+    iv: Option<&fedcredit_federation::vertical::woe::IvReport>,
 ) -> Report {
     let (ks_bad, ks_good) = report::ks_curves(pd, labels);
     let diagonal = Series {
@@ -410,6 +417,40 @@ pub fn build_report(
             )
         })
         .collect();
+    let mut party_charts = vec![
+        Chart::Lines {
+            title: "Training per epoch".into(),
+            x: "epoch".into(),
+            y: "value".into(),
+            series: training,
+        },
+        Chart::Bars {
+            title: "Contribution spread per party".into(),
+            y: "std of its points".into(),
+            categories: spread.iter().map(|s| s.0.clone()).collect(),
+            groups: vec![("points std".into(), spread.iter().map(|s| s.1).collect())],
+        },
+    ];
+    if let Some(iv) = iv {
+        let mut rows: Vec<(String, f64)> = iv
+            .parties
+            .iter()
+            .flat_map(|p| {
+                p.features
+                    .iter()
+                    .filter(|f| f.selected)
+                    .map(move |f| (format!("{}:{}", p.party, f.feature), f.iv))
+            })
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        rows.truncate(15);
+        party_charts.push(Chart::Bars {
+            title: "Information value of the selected features, per party".into(),
+            y: "IV".into(),
+            categories: rows.iter().map(|r| r.0.clone()).collect(),
+            groups: vec![("IV".into(), rows.iter().map(|r| r.1).collect())],
+        });
+    }
     let mut sections = vec![
         (
             "Out-of-time discrimination and calibration".to_string(),
@@ -438,23 +479,7 @@ pub fn build_report(
                 },
             ],
         ),
-        (
-            "Training and the parties".to_string(),
-            vec![
-                Chart::Lines {
-                    title: "Training per epoch".into(),
-                    x: "epoch".into(),
-                    y: "value".into(),
-                    series: training,
-                },
-                Chart::Bars {
-                    title: "Contribution spread per party".into(),
-                    y: "std of its points".into(),
-                    categories: spread.iter().map(|s| s.0.clone()).collect(),
-                    groups: vec![("points std".into(), spread.iter().map(|s| s.1).collect())],
-                },
-            ],
-        ),
+        ("Training and the parties".to_string(), party_charts),
     ];
     let health = Series {
         name: "health index".into(),
@@ -548,6 +573,11 @@ pub async fn report_for_job(
     }
     let model = info.name.clone();
     let progress = control.progress_log(job).await.map_err(err)?;
+    let model_ref = control
+        .model(&info.model_id)
+        .await
+        .ok()
+        .and_then(|m| VerticalModelRef::from_json(&m.artifact_json).ok());
     let (mut pd, mut points, mut y) = (Vec::new(), Vec::new(), Vec::new());
     let mut party_points: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let (mut auc, mut ks) = (f64::NAN, f64::NAN);
@@ -609,6 +639,7 @@ pub async fn report_for_job(
         &eco,
         &kinds,
         &EarlyWarning::default(),
+        model_ref.as_ref().and_then(|r| r.iv.as_ref()),
     ))
 }
 

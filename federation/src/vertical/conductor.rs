@@ -200,11 +200,22 @@ impl VerticalConductor {
     fn outcome(&self) -> Outcome {
         let mut metrics = BTreeMap::new();
         let mut artifact_json = None;
+        let mut iv = None;
         for d in &self.done {
             metrics.extend(d.metrics.clone());
             match &d.result {
-                super::StageResult::Woe { iv_json } => artifact_json = Some(iv_json.clone()),
-                super::StageResult::Model { artifact_json: a } => artifact_json = Some(a.clone()),
+                super::StageResult::Woe { iv_json } => {
+                    artifact_json = Some(iv_json.clone());
+                    iv = serde_json::from_str::<super::woe::IvReport>(iv_json).ok();
+                }
+                super::StageResult::Model { artifact_json: a } => {
+                    // A scorecard's reference carries the IV report of its WOE/IV stage.
+                    let with_iv = super::model::VerticalModelRef::from_json(a).ok().map(|mut r| {
+                        r.iv = iv.take();
+                        serde_json::to_string(&r).unwrap_or_else(|_| a.clone())
+                    });
+                    artifact_json = Some(with_iv.unwrap_or_else(|| a.clone()));
+                }
                 super::StageResult::Aligned { .. } => {}
             }
         }

@@ -322,6 +322,7 @@ impl LrConductor {
             parties,
             scaling: self.scaling,
             metrics: all,
+            iv: None,
         };
         let what = match &self.last_epoch {
             Some(e) => format!(

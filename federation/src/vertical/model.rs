@@ -232,6 +232,9 @@ pub struct VerticalModelRef {
     /// Figures at training time (the label holder's validation figures, alignment size).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// A scorecard's WOE/IV report (IV per party and feature; no bins or counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<super::woe::IvReport>,
 }
 
 impl VerticalModelRef {
