@@ -467,19 +467,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             "  out of time (last month's scores vs the defaults that follow): AUC {:.4}; drift PSI {:.3}",
             s.out_of_time_auc, s.drift_psi
         );
-        let w = &s.warned;
-        println!(
-            "  early warning: of {} monitored enterprises defaulting after the training month, alerts \
-             saw {} coming: score alerts {} (median {} months ahead), contagion alerts {} (median {} \
-             months ahead), {} by contagion alone",
-            w.defaults,
-            w.either,
-            w.score,
-            w.score_lead_months,
-            w.contagion,
-            w.contagion_lead_months,
-            w.contagion_only
-        );
+        println!("  early warning: {}", s.warned.sentence());
         println!("  report: {}", s.report.display());
     }
     eprintln!("done in {:.1}s; results in {}", started.elapsed().as_secs_f64(), cfg.out.display());

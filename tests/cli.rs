@@ -431,7 +431,13 @@ fn demo_runs_the_vertical_story_serves_scores_and_writes_a_report() {
         };
         let (fed, central, bank) = (auc("federated"), auc("centralized"), auc("party:bank"));
         eprintln!("vertical {model}: federated {fed:.4} centralized {central:.4} bank {bank:.4}");
-        assert!((fed - central).abs() < 0.01, "{model}: {fed} vs {central}");
+        // About 40 defaults among the test rows of 4,000 enterprises: the few epochs of
+        // secret-shared descent may rank them better than the centralized optimum (0.8544 vs
+        // 0.8381 once seen), never much worse; tests/vertical_accuracy.rs holds the 0.005 bar
+        // on larger tables.
+        assert!(fed >= central - 0.01, "{model}: {fed} vs {central}");
+        assert!((fed - central).abs() < 0.03, "{model}: {fed} vs {central}");
+        assert!(fed > bank + 0.02, "{model}: {fed} vs the bank alone {bank}");
     }
     let s = &report["serving"];
     assert!(s["portfolio"].as_u64().unwrap() > 2_000, "{s}");

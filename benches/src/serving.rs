@@ -263,19 +263,7 @@ pub fn run(
     }
     let monitored: BTreeSet<&str> = first.scores.iter().map(|s| s.id.as_str()).collect();
     let warned = early_warning(eco, &monitored, &alerts, &boundaries, cfg.month);
-    say(&format!(
-        "serving: of {} enterprises defaulting after month {} (up to 12 months after the last), alerts \
-         saw {} coming: score alerts {} (median {} months ahead), contagion alerts {} (median {} months \
-         ahead), {} by contagion alone",
-        warned.defaults,
-        cfg.month,
-        warned.either,
-        warned.score,
-        warned.score_lead_months,
-        warned.contagion,
-        warned.contagion_lead_months,
-        warned.contagion_only
-    ));
+    say(&format!("serving: early warning: {}", warned.sentence()));
     // The report: out of time, the last month's scores against the defaults that follow.
     let final_scores = all(&mut scoring)?;
     let last = cfg.month + cfg.forward;
@@ -526,17 +514,7 @@ pub fn build_report(
                 "Alerts: {}.",
                 alerts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
             ),
-            format!(
-                "Early warning: of {} enterprises defaulting after the training month, alerts saw {} coming \
-                 (score alerts {}, median {} months ahead; contagion alerts {}, median {} months ahead; {} by contagion alone).",
-                warned.defaults,
-                warned.either,
-                warned.score,
-                warned.score_lead_months,
-                warned.contagion,
-                warned.contagion_lead_months,
-                warned.contagion_only
-            ),
+            format!("Early warning: {}", warned.sentence()),
         ],
         sections,
     }
@@ -662,6 +640,24 @@ pub struct EarlyWarning {
     pub score_lead_months: f64,
     /// Median months from the first contagion alert to the default.
     pub contagion_lead_months: f64,
+}
+
+impl EarlyWarning {
+    /// For people, one sentence.
+    pub fn sentence(&self) -> String {
+        format!(
+            "of {} monitored enterprises defaulting after the training month, alerts saw {} coming: \
+             score alerts {} (median {} months ahead), contagion alerts {} (median {} months ahead), \
+             {} by contagion alone",
+            self.defaults,
+            self.either,
+            self.score,
+            self.score_lead_months,
+            self.contagion,
+            self.contagion_lead_months,
+            self.contagion_only
+        )
+    }
 }
 
 /// The early-warning figures: `boundaries` holds, per month in order, the newest alert number

@@ -306,6 +306,28 @@ impl Shared {
         }
     }
 
+    /// A refused call of API `api` (`control`, `scoring`): logged at warn with the peer's
+    /// address and audited under the name the caller authenticated as; returns the status.
+    pub(crate) fn refuse_call(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        name: Option<&str>,
+        api: &str,
+        method: &str,
+        status: tonic::Status,
+    ) -> tonic::Status {
+        let peer = peer.map(|a| a.to_string()).unwrap_or_default();
+        let who = name.unwrap_or(UNAUTHENTICATED);
+        tracing::warn!(%peer, caller = who, method, reason = %status.message(), "refused a {api} call");
+        self.audit_event(
+            who,
+            None,
+            api,
+            &format!("denied {method} from {peer}: {}", status.message()),
+        );
+        status
+    }
+
     /// Re-reads the job from the store and publishes it (state changes).
     pub(crate) fn publish_refresh(&self, job: &JobId) {
         if let Ok(Some(r)) = self.store.job(&job.0) {

@@ -38,16 +38,7 @@ impl ScoringService {
             )),
             None => Status::unauthenticated("a client certificate is required"),
         };
-        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let who = name.as_deref().unwrap_or(crate::UNAUTHENTICATED);
-        tracing::warn!(%peer, caller = who, method, reason = %status.message(), "refused a scoring call");
-        self.shared.audit_event(
-            who,
-            None,
-            "scoring",
-            &format!("denied {method} from {peer}: {}", status.message()),
-        );
-        Err(status)
+        Err(self.shared.refuse_call(req.remote_addr(), name.as_deref(), "scoring", method, status))
     }
 }
 

@@ -681,7 +681,7 @@ async fn contagion(shared: &Shared, model: &str, fallen: &[String]) {
         None,
         crate::store::Direction::In,
         "contagion_reply",
-        reply.suppliers.len(),
+        prost::Message::encoded_len(&reply),
         "accepted",
     );
     let alerts: Vec<(String, String, String)> = reply
@@ -819,7 +819,7 @@ async fn rescorer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(PartyId, pb::Snap
                 None,
                 crate::store::Direction::In,
                 "snapshot",
-                n.changed_ids.len(),
+                prost::Message::encoded_len(n),
                 "accepted",
             );
         }
