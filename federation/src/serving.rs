@@ -251,6 +251,36 @@ pub struct EnterpriseScore {
     pub parties: Vec<PartyPoints>,
 }
 
+impl EnterpriseScore {
+    /// An enterprise without a score, and why.
+    pub fn unscored(id: String, why: &str) -> Self {
+        Self {
+            id,
+            error: Some(why.to_owned()),
+            pd: 0.0,
+            points: 0.0,
+            band: String::new(),
+            reasons: Vec::new(),
+            parties: Vec::new(),
+        }
+    }
+}
+
+/// A reply restricted to the answers at `rows` (in that order).
+pub fn select_rows(reply: &pb::ScoreReply, rows: &[usize]) -> pb::ScoreReply {
+    let pick = |i: usize| rows.iter().filter_map(move |&r| (r < i).then_some(r));
+    let n = reply.partial_log_odds.len().min(reply.known.len());
+    pb::ScoreReply {
+        query_id: reply.query_id,
+        error: reply.error.clone(),
+        snapshot: reply.snapshot.clone(),
+        ids: pick(reply.ids.len()).map(|r| reply.ids[r].clone()).collect(),
+        partial_log_odds: pick(n).map(|r| reply.partial_log_odds[r]).collect(),
+        known: pick(n).map(|r| reply.known[r]).collect(),
+        reasons: pick(reply.reasons.len()).map(|r| reply.reasons[r].clone()).collect(),
+    }
+}
+
 /// Rating bands by PD: `A` below 1 %, `B` below 2 %, `C` below 5 %, `D` below 10 %, `E` below
 /// 20 %, `F` from 20 %.
 pub fn band(pd: f64) -> &'static str {
@@ -304,18 +334,11 @@ pub fn assemble(
         .enumerate()
         .map(|(i, id)| {
             if !lh.known[i] {
-                return EnterpriseScore {
-                    id: id.clone(),
-                    error: Some(format!(
-                        "enterprise {id} is not known to the label holder {}",
-                        model.label_holder
-                    )),
-                    pd: 0.0,
-                    points: 0.0,
-                    band: String::new(),
-                    reasons: Vec::new(),
-                    parties: Vec::new(),
-                };
+                let why = format!(
+                    "enterprise {id} is not known to the label holder {}",
+                    model.label_holder
+                );
+                return EnterpriseScore::unscored(id.clone(), &why);
             }
             let logit = total[i];
             let pd = 1.0 / (1.0 + (-logit).exp());

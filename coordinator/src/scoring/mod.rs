@@ -422,38 +422,59 @@ async fn score_vertical(
             )));
         }
     }
-    let mut replies = BTreeMap::new();
-    let ids = if call.all {
-        let lh = PartyId(model.label_holder.clone());
-        let r = ask_score(shared, &lh, &model.job, Vec::new(), true, reasons).await?;
-        let ids = r.ids.clone();
-        replies.insert(lh.0, r);
-        ids
-    } else {
-        call.ids.clone()
-    };
-    let others: Vec<_> = model
-        .parties
-        .iter()
-        .filter(|p| !replies.contains_key(&p.party))
-        .map(|p| {
-            let party = PartyId(p.party.clone());
-            let ids = ids.clone();
-            async move {
-                let r = ask_score(shared, &party, &model.job, ids, false, reasons).await;
-                (party, r)
+    // The label holder first: the other parties are asked only about enterprises it knows,
+    // so no party's part of an enterprise outside the bank's portfolio is ever computed.
+    let lh = PartyId(model.label_holder.clone());
+    let asked_ids = if call.all { Vec::new() } else { call.ids.clone() };
+    let first = ask_score(shared, &lh, &model.job, asked_ids, call.all, reasons).await?;
+    let asked = if call.all { first.ids.clone() } else { call.ids.clone() };
+    if first.known.len() != asked.len() || first.partial_log_odds.len() != asked.len() {
+        return Err(ScoreError::Unavailable(format!(
+            "{lh} answered for {} enterprises, {} were asked",
+            first.known.len(),
+            asked.len()
+        )));
+    }
+    let rows: Vec<usize> = (0..asked.len()).filter(|&i| first.known[i]).collect();
+    let ids: Vec<String> = rows.iter().map(|&i| asked[i].clone()).collect();
+    let mut known = Vec::new();
+    if !ids.is_empty() {
+        let mut replies = BTreeMap::new();
+        replies.insert(lh.0.clone(), serving::select_rows(&first, &rows));
+        let others: Vec<_> = model
+            .parties
+            .iter()
+            .filter(|p| p.party != lh.0)
+            .map(|p| {
+                let party = PartyId(p.party.clone());
+                let ids = ids.clone();
+                async move {
+                    let r = ask_score(shared, &party, &model.job, ids, false, reasons).await;
+                    (party, r)
+                }
+            })
+            .collect();
+        for (party, r) in futures_join_all(others).await {
+            replies.insert(party.0, r?);
+        }
+        known = serving::assemble(model, &ids, &replies).map_err(ScoreError::Unavailable)?;
+    }
+    let mut known = known.into_iter();
+    Ok(asked
+        .into_iter()
+        .zip(&first.known)
+        .map(|(id, k)| match k {
+            true => known.next().unwrap_or_else(|| EnterpriseScore::unscored(id, "no score")),
+            false => {
+                let why = format!("enterprise {id} is not known to the label holder {lh}");
+                EnterpriseScore::unscored(id, &why)
             }
         })
-        .collect();
-    for (party, r) in futures_join_all(others).await {
-        replies.insert(party.0, r?);
-    }
-    serving::assemble(model, &ids, &replies).map_err(ScoreError::Unavailable)
+        .collect())
 }
 
 /// Polls every future to completion concurrently (a small `join_all`).
 async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(fs.len());
     let mut pinned: Vec<_> = fs.into_iter().map(Box::pin).collect();
     let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -469,8 +490,7 @@ async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> 
         if all { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
     })
     .await;
-    set.extend(done.into_iter().flatten());
-    set
+    done.into_iter().flatten().collect()
 }
 
 /// Scores `call`, recording the scores with `cause`; counts the request under `api`.
