@@ -42,6 +42,21 @@ pub struct ServingManifest {
     pub label_holder: bool,
     /// The columns the part reads, as they were at training time (levels by name).
     pub schema: Vec<FeatureSpec>,
+    /// The label holder's name (whose signature vouches for the enterprises asked about).
+    #[serde(default)]
+    pub label_holder_party: String,
+}
+
+/// What the label holder signs for a score query: the model's training job and the
+/// enterprises it knows, in the order the other parties are asked about them.
+pub fn ids_statement(model_job: &str, ids: &[String]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update((id.len() as u64).to_le_bytes());
+        h.update(id.as_bytes());
+    }
+    crate::auth::statement("fedcredit/score-ids/v1", &[model_job.as_bytes(), &h.finalize()])
 }
 
 /// A feature that cost an enterprise points at one party.
@@ -183,9 +198,34 @@ impl ServedPart {
         out
     }
 
-    /// The answer to a query for this part. `all` is answered by the label holder only.
-    pub fn answer(&self, q: &pb::ScoreQuery) -> pb::ScoreReply {
+    /// The answer to a query for this part. `all` is answered by the label holder only. With
+    /// an identity (mutual TLS), the label holder signs the enterprises it knows, and a
+    /// feature holder answers only for a list the label holder signed: a coordinator cannot
+    /// ask it about enterprises outside the bank's portfolio.
+    pub fn answer(
+        &self,
+        q: &pb::ScoreQuery,
+        identity: &crate::protocol::Identity,
+    ) -> pb::ScoreReply {
         let mut reply = pb::ScoreReply { query_id: q.query_id, ..Default::default() };
+        if !self.manifest.label_holder
+            && let Some(verifier) = &identity.verifier
+        {
+            let party = crate::PartyId(self.manifest.label_holder_party.clone());
+            let statement = ids_statement(&self.manifest.job, &q.ids);
+            if let Err(e) = verifier.verify(
+                &party,
+                &q.authorizer_certificate,
+                &statement,
+                &q.authorization,
+                "the enterprises of a score query",
+            ) {
+                reply.error = format!(
+                    "refused: the label holder {party} did not vouch for these enterprises ({e})"
+                );
+                return reply;
+            }
+        }
         let top = q.reasons.min(MAX_REASONS) as usize;
         let ids: &[String] = if q.all {
             if !self.manifest.label_holder {
@@ -213,6 +253,29 @@ impl ServedPart {
                 features: rs.iter().map(|r| r.feature.clone()).collect(),
                 points_lost: rs.iter().map(|r| r.points_lost).collect(),
             });
+        }
+        if self.manifest.label_holder
+            && let Some(signer) = &identity.signer
+        {
+            let known: Vec<String> = ids
+                .iter()
+                .zip(&reply.known)
+                .filter(|(_, k)| **k)
+                .map(|(id, _)| id.clone())
+                .collect();
+            match signer.sign(&ids_statement(&self.manifest.job, &known)) {
+                Ok(sig) => {
+                    reply.authorization = sig;
+                    reply.certificate = signer.certificate().to_vec();
+                }
+                Err(e) => {
+                    return pb::ScoreReply {
+                        query_id: q.query_id,
+                        error: format!("cannot sign the enterprises it knows: {e}"),
+                        ..Default::default()
+                    };
+                }
+            }
         }
         reply
     }
@@ -278,6 +341,8 @@ pub fn select_rows(reply: &pb::ScoreReply, rows: &[usize]) -> pb::ScoreReply {
         partial_log_odds: pick(n).map(|r| reply.partial_log_odds[r]).collect(),
         known: pick(n).map(|r| reply.known[r]).collect(),
         reasons: pick(reply.reasons.len()).map(|r| reply.reasons[r].clone()).collect(),
+        authorization: reply.authorization.clone(),
+        certificate: reply.certificate.clone(),
     }
 }
 

@@ -326,6 +326,7 @@ impl Daemon {
         };
         let serving = Arc::new(crate::serving::Server::new(
             me.0.clone(),
+            identity.clone(),
             config.data.clone(),
             config.state_dir.join("models"),
         ));
@@ -655,6 +656,7 @@ impl Daemon {
             job: job_id.clone(),
             id_column: spec.data.id.clone(),
             label_holder: v.label_holder == self.me,
+            label_holder_party: v.label_holder.0.clone(),
             schema: schema.clone(),
         });
         info!(job = %job_id, columns = schema.len(), version = state.version, "joined the job");

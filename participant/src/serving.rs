@@ -63,6 +63,7 @@ struct State {
 /// The party's serving state.
 pub struct Server {
     party: String,
+    identity: fedcredit_federation::protocol::Identity,
     data: DataConfig,
     models_dir: PathBuf,
     state: Mutex<State>,
@@ -76,8 +77,13 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Serving state for the table `data`, with parts under `models_dir`.
-    pub fn new(party: String, data: DataConfig, models_dir: PathBuf) -> Self {
-        Self { party, data, models_dir, state: Mutex::new(State::default()) }
+    pub fn new(
+        party: String,
+        identity: fedcredit_federation::protocol::Identity,
+        data: DataConfig,
+        models_dir: PathBuf,
+    ) -> Self {
+        Self { party, identity, data, models_dir, state: Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -179,7 +185,7 @@ impl Server {
             }
         };
         match part {
-            Some(p) => p.answer(q),
+            Some(p) => p.answer(q, &self.identity),
             None => pb::ScoreReply {
                 query_id: q.query_id,
                 error: format!(

@@ -357,23 +357,14 @@ async fn ask(
     }
 }
 
+/// Sends `query` (its number filled in) to `party` and waits for the answer.
 async fn ask_score(
     shared: &Shared,
     party: &PartyId,
-    job: &str,
-    ids: Vec<String>,
-    all: bool,
-    reasons: u32,
+    query: pb::ScoreQuery,
 ) -> Result<pb::ScoreReply, ScoreError> {
-    let job = job.to_owned();
     match ask(shared, party, move |query_id| {
-        pb::coordinator_message::Body::ScoreQuery(pb::ScoreQuery {
-            query_id,
-            model_job: job,
-            ids,
-            all,
-            reasons,
-        })
+        pb::coordinator_message::Body::ScoreQuery(pb::ScoreQuery { query_id, ..query })
     })
     .await?
     {
@@ -425,8 +416,14 @@ async fn score_vertical(
     // The label holder first: the other parties are asked only about enterprises it knows,
     // so no party's part of an enterprise outside the bank's portfolio is ever computed.
     let lh = PartyId(model.label_holder.clone());
-    let asked_ids = if call.all { Vec::new() } else { call.ids.clone() };
-    let first = ask_score(shared, &lh, &model.job, asked_ids, call.all, reasons).await?;
+    let query = pb::ScoreQuery {
+        model_job: model.job.clone(),
+        ids: if call.all { Vec::new() } else { call.ids.clone() },
+        all: call.all,
+        reasons,
+        ..Default::default()
+    };
+    let first = ask_score(shared, &lh, query).await?;
     let asked = if call.all { first.ids.clone() } else { call.ids.clone() };
     if first.known.len() != asked.len() || first.partial_log_odds.len() != asked.len() {
         return Err(ScoreError::Unavailable(format!(
@@ -447,11 +444,17 @@ async fn score_vertical(
             .filter(|p| p.party != lh.0)
             .map(|p| {
                 let party = PartyId(p.party.clone());
-                let ids = ids.clone();
-                async move {
-                    let r = ask_score(shared, &party, &model.job, ids, false, reasons).await;
-                    (party, r)
-                }
+                // The label holder's signature over these ids travels with them.
+                let query = pb::ScoreQuery {
+                    model_job: model.job.clone(),
+                    ids: ids.clone(),
+                    all: false,
+                    reasons,
+                    authorization: first.authorization.clone(),
+                    authorizer_certificate: first.certificate.clone(),
+                    ..Default::default()
+                };
+                async move { (party.clone(), ask_score(shared, &party, query).await) }
             })
             .collect();
         for (party, r) in futures_join_all(others).await {
