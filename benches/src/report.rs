@@ -225,15 +225,34 @@ pub fn svg(chart: &Chart, id: usize) -> String {
                     );
                 }
             }
-            let every = (categories.len() / 10).max(1);
+            // Labels wider than their slot are slanted and shortened; the whole label is the
+            // element's tooltip.
+            let longest = categories.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+            let slanted = longest as f64 * 6.0 > slot;
+            let every = if slanted { 1 } else { (categories.len() / 10).max(1) };
             for (k, c) in categories.iter().enumerate().filter(|(k, _)| k % every == 0) {
                 let x = L + slot * (k as f64 + 0.5);
-                let _ = write!(
-                    out,
-                    r##"<text x="{x:.1}" y="{}" class="xl">{}</text>"##,
-                    H - B + 16.0,
-                    esc(c)
-                );
+                if slanted {
+                    let y = H - B + 10.0;
+                    let short: String = if c.chars().count() > 12 {
+                        c.chars().take(11).chain(std::iter::once('…')).collect()
+                    } else {
+                        c.clone()
+                    };
+                    let _ = write!(
+                        out,
+                        r##"<text x="{x:.1}" y="{y:.1}" class="xr" transform="rotate(-30 {x:.1} {y:.1})"><title>{}</title>{}</text>"##,
+                        esc(c),
+                        esc(&short)
+                    );
+                } else {
+                    let _ = write!(
+                        out,
+                        r##"<text x="{x:.1}" y="{}" class="xl">{}</text>"##,
+                        H - B + 16.0,
+                        esc(c)
+                    );
+                }
             }
             legend(&mut out, &groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>());
         }
@@ -267,6 +286,7 @@ svg.chart {{ background: #fff; border: 1px solid #d0d7de; border-radius: 6px; }}
 .f {{ fill: none; stroke: #d0d7de; }} .g {{ stroke: #eaeef2; }}
 .yl {{ font-size: 10px; text-anchor: end; fill: #57606a; }}
 .xl {{ font-size: 10px; text-anchor: middle; fill: #57606a; }}
+.xr {{ font-size: 9px; text-anchor: end; fill: #57606a; }}
 .al {{ font-size: 11px; text-anchor: middle; fill: #57606a; }}
 .lg {{ font-size: 11px; fill: #1f2328; }}
 </style></head>

@@ -645,6 +645,7 @@ pub struct EarlyWarning {
 impl EarlyWarning {
     /// For people, one sentence.
     pub fn sentence(&self) -> String {
+        let months = |m: f64| if m.is_finite() { format!("{m}") } else { "-".to_string() };
         format!(
             "of {} monitored enterprises defaulting after the training month, alerts saw {} coming: \
              score alerts {} (median {} months ahead), contagion alerts {} (median {} months ahead), \
@@ -652,9 +653,9 @@ impl EarlyWarning {
             self.defaults,
             self.either,
             self.score,
-            self.score_lead_months,
+            months(self.score_lead_months),
             self.contagion,
-            self.contagion_lead_months,
+            months(self.contagion_lead_months),
             self.contagion_only
         )
     }
