@@ -499,7 +499,7 @@ struct ReportArgs {
     #[arg(long, value_name = "FILE", default_value = "report.html")]
     out: PathBuf,
     /// Labelled enterprises to evaluate on (CSV or Parquet with --id and --label columns):
-    /// they are scored now by the scoring service.
+    /// they are scored now by the serving version of the model named like JOB.
     #[arg(long, value_name = "FILE", requires_all = ["id", "label"])]
     labels: Option<PathBuf>,
     /// Id column of --labels.

@@ -130,7 +130,7 @@ fn vertical_scores_are_served_move_with_the_data_and_raise_alerts() {
             1,
         )
     };
-    runtime.block_on(async {
+    let scorecard_job = runtime.block_on(async {
         let mut c = operator(&fed).await;
         let end = common::run_job(&mut c, &job("scorecard")).await;
         assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
@@ -148,6 +148,7 @@ fn vertical_scores_are_served_move_with_the_data_and_raise_alerts() {
         let bad = common::run_job(&mut c, &warm("job-nothing")).await;
         assert_eq!(bad.state, "failed");
         assert!(bad.error.contains("warm-start"), "{}", bad.error);
+        end.id
     });
     let ids: Vec<String> = (0..40).map(id_of).collect();
 
@@ -406,6 +407,26 @@ fn vertical_scores_are_served_move_with_the_data_and_raise_alerts() {
     let (a2, a3) = (auc_of("2"), auc_of("3"));
     eprintln!("version 2 {a2:.4}, warm-started version 3 {a3:.4}");
     assert!(a3 >= a2 - 0.01, "warm-started {a3} vs {a2}");
-    // Each part stays at its party: the coordinator's log names no feature value.
-    assert!(!fed.log("coordinator").contains("-9.0000"));
+    // `fedcredit report` on version 1's job, evaluated on the bank's labelled enterprises
+    // scored now: a self-contained page with its charts.
+    let page = d.join("report.html");
+    let (ok, _, err) = cli(
+        &fed,
+        &[
+            "report",
+            &scorecard_job,
+            "--labels",
+            d.join(format!("{bank}.csv")).to_str().unwrap(),
+            "--id",
+            "id",
+            "--label",
+            "y",
+            "--out",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.matches("<svg class=\"chart\"").count() >= 8, "{html}");
+    assert!(html.contains("ROC (AUC 0.") && html.contains("Information value"), "{html}");
 }

@@ -275,28 +275,16 @@ pub fn run(
         .zip(snapshot.bank.label.as_ref().map(|l| l.to_vec()).unwrap_or_default())
         .map(|(i, l)| (i.as_str(), l))
         .collect();
-    let mut pd = Vec::new();
-    let mut pts = Vec::new();
-    let mut y = Vec::new();
-    let mut party_points: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for s in final_scores.scores.iter().filter(|s| s.error.is_empty()) {
+    let mut labelled = Labelled::default();
+    for s in &final_scores.scores {
         if let Some(l) = labels.get(s.id.as_str()) {
-            pd.push(s.pd);
-            pts.push(s.points);
-            y.push(*l);
-            for p in &s.parties {
-                party_points.entry(p.party.clone()).or_default().push(p.points);
-            }
+            labelled.push(s, *l);
         }
     }
-    let auc = fedcredit_models::metrics::auc(&pd, &y).map_err(err)?;
-    let ks = fedcredit_models::metrics::ks(&pd, &y).map_err(err)?;
+    let (auc, _) = labelled.auc_ks()?;
     let eco_view = runtime.block_on(scoring.ecosystem(&model)).map_err(err)?;
     let progress = runtime.block_on(control.progress_log(&job.id)).unwrap_or_default();
-    let model_ref = runtime
-        .block_on(control.model(&job.model_id))
-        .ok()
-        .and_then(|m| VerticalModelRef::from_json(&m.artifact_json).ok());
+    let iv = runtime.block_on(iv_of(&mut control, &job.model_id));
     // Enterprises whose score fell sharply, else the riskiest at training time.
     let mut shown: Vec<String> = Vec::new();
     for id in alerts
@@ -309,29 +297,17 @@ pub fn run(
             shown.push(id);
         }
     }
-    let mut histories = Vec::new();
-    for id in &shown {
-        let h = runtime.block_on(scoring.history(id, &model)).map_err(err)?;
-        histories.push(Series {
-            name: id.clone(),
-            points: h.entries.iter().enumerate().map(|(i, e)| (i as f64, e.points)).collect(),
-        });
-    }
+    let histories = runtime.block_on(histories(&mut scoring, &model, &shown))?;
     let report = build_report(
         &model,
         &job,
-        &pd,
-        &pts,
-        &y,
-        auc,
-        ks,
+        &labelled,
         &progress,
-        &party_points,
         histories,
         &eco_view,
         &kinds,
         &warned,
-        model_ref.as_ref().and_then(|r| r.iv.as_ref()),
+        iv.as_ref(),
     );
     std::fs::write(&cfg.report, report::html(&report))
         .map_err(|e| format!("{}: {e}", cfg.report.display()))?;
@@ -355,19 +331,16 @@ pub fn run(
 pub fn build_report(
     model: &str,
     job: &pb::JobInfo,
-    pd: &[f64],
-    points: &[f64],
-    labels: &[f64],
-    auc: f64,
-    ks: f64,
+    labelled: &Labelled,
     progress: &[String],
-    party_points: &BTreeMap<String, Vec<f64>>,
     histories: Vec<Series>,
     eco: &pb::EcosystemResponse,
     alerts: &BTreeMap<String, usize>,
     warned: &EarlyWarning,
     iv: Option<&fedcredit_federation::vertical::woe::IvReport>,
 ) -> Report {
+    let Labelled { pd, points, labels, party_points } = labelled;
+    let (auc, ks) = labelled.auc_ks().unwrap_or((f64::NAN, f64::NAN));
     let (ks_bad, ks_good) = report::ks_curves(pd, labels);
     let diagonal = Series {
         name: "perfect calibration".into(),
@@ -520,6 +493,9 @@ pub fn build_report(
     }
 }
 
+/// Enterprises per scoring request of `fedcredit report`.
+const REPORT_BATCH: usize = 500;
+
 /// Labelled enterprises for a report: a table with an id column and a 0/1 label column (for
 /// example the bank's own file of a later month, whose label is the default that followed).
 #[derive(Debug, Clone)]
@@ -533,8 +509,8 @@ pub struct Labels {
 }
 
 /// `fedcredit report JOB`: the report of the model trained by job `job`, from the
-/// coordinator's records and, with `labels`, the scoring service's current scores of the
-/// labelled enterprises.
+/// coordinator's records and, with `labels`, the current scores of the labelled enterprises by
+/// the serving version of the model named after the job (the registry serves one version).
 ///
 /// # Errors
 /// A message naming the call or file that failed.
@@ -551,21 +527,16 @@ pub async fn report_for_job(
     }
     let model = info.name.clone();
     let progress = control.progress_log(job).await.map_err(err)?;
-    let model_ref = control
-        .model(&info.model_id)
-        .await
-        .ok()
-        .and_then(|m| VerticalModelRef::from_json(&m.artifact_json).ok());
-    let (mut pd, mut points, mut y) = (Vec::new(), Vec::new(), Vec::new());
-    let mut party_points: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let (mut auc, mut ks) = (f64::NAN, f64::NAN);
+    let iv = iv_of(&mut control, &info.model_id).await;
+    let mut labelled = Labelled::default();
     if let Some(l) = labels {
         let spec = fedcredit_datasets::TableSpec::new(&l.path, &l.id)
             .with_label(&l.label)
             .with_features(Vec::<String>::new());
         let t = fedcredit_datasets::load_table(&spec).map_err(err)?;
         let lab = t.label.as_ref().map(|x| x.to_vec()).unwrap_or_default();
-        for (ids, ls) in t.ids.chunks(5_000).zip(lab.chunks(5_000)) {
+        // Batches below any sensible `[scoring] max_batch` (10,000 by default).
+        for (ids, ls) in t.ids.chunks(REPORT_BATCH).zip(lab.chunks(REPORT_BATCH)) {
             let r = scoring
                 .score(pb::ScoreRequest {
                     model: model.clone(),
@@ -576,18 +547,9 @@ pub async fn report_for_job(
                 .await
                 .map_err(err)?;
             for (s, l) in r.scores.iter().zip(ls) {
-                if s.error.is_empty() {
-                    pd.push(s.pd);
-                    points.push(s.points);
-                    y.push(*l);
-                    for p in &s.parties {
-                        party_points.entry(p.party.clone()).or_default().push(p.points);
-                    }
-                }
+                labelled.push(s, *l);
             }
         }
-        auc = fedcredit_models::metrics::auc(&pd, &y).map_err(err)?;
-        ks = fedcredit_models::metrics::ks(&pd, &y).map_err(err)?;
     }
     let eco = scoring.ecosystem(&model).await.unwrap_or_default();
     let alerts = scoring.alerts(0, 10_000).await.map_err(err)?;
@@ -595,30 +557,89 @@ pub async fn report_for_job(
     for a in alerts.iter().filter(|a| a.model == model || a.model.is_empty()) {
         *kinds.entry(a.kind.clone()).or_default() += 1;
     }
-    let mut histories = Vec::new();
-    for a in alerts.iter().filter(|a| a.kind == "score_drop" && a.model == model).take(3) {
-        let h = scoring.history(&a.enterprise, &model).await.map_err(err)?;
-        histories.push(Series {
-            name: a.enterprise.clone(),
-            points: h.entries.iter().enumerate().map(|(i, e)| (i as f64, e.points)).collect(),
-        });
-    }
+    let fallen: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.kind == "score_drop" && a.model == model)
+        .take(3)
+        .map(|a| a.enterprise.clone())
+        .collect();
+    let histories = histories(&mut scoring, &model, &fallen).await?;
     Ok(build_report(
         &model,
         &info,
-        &pd,
-        &points,
-        &y,
-        auc,
-        ks,
+        &labelled,
         &progress,
-        &party_points,
         histories,
         &eco,
         &kinds,
         &EarlyWarning::default(),
-        model_ref.as_ref().and_then(|r| r.iv.as_ref()),
+        iv.as_ref(),
     ))
+}
+
+/// Scored enterprises with their outcomes, for the report's charts.
+#[derive(Debug, Clone, Default)]
+pub struct Labelled {
+    /// PD per enterprise.
+    pub pd: Vec<f64>,
+    /// Score points per enterprise.
+    pub points: Vec<f64>,
+    /// 0/1 outcome per enterprise.
+    pub labels: Vec<f64>,
+    /// Each party's points per enterprise.
+    pub party_points: BTreeMap<String, Vec<f64>>,
+}
+
+impl Labelled {
+    /// Adds a score (one without a score is left out) and its outcome.
+    pub fn push(&mut self, s: &pb::EnterpriseScore, label: f64) {
+        if !s.error.is_empty() {
+            return;
+        }
+        self.pd.push(s.pd);
+        self.points.push(s.points);
+        self.labels.push(label);
+        for p in &s.parties {
+            self.party_points.entry(p.party.clone()).or_default().push(p.points);
+        }
+    }
+
+    /// AUC and KS of the PDs against the outcomes.
+    ///
+    /// # Errors
+    /// When there are no enterprises or a single outcome.
+    pub fn auc_ks(&self) -> Result<(f64, f64), String> {
+        Ok((
+            fedcredit_models::metrics::auc(&self.pd, &self.labels).map_err(err)?,
+            fedcredit_models::metrics::ks(&self.pd, &self.labels).map_err(err)?,
+        ))
+    }
+}
+
+/// The score history of each of `ids` under `model`, as chart lines.
+async fn histories(
+    scoring: &mut ScoringClient,
+    model: &str,
+    ids: &[String],
+) -> Result<Vec<Series>, String> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let h = scoring.history(id, model).await.map_err(err)?;
+        out.push(Series {
+            name: id.clone(),
+            points: h.entries.iter().enumerate().map(|(i, e)| (i as f64, e.points)).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The IV report a scorecard's model reference carries, if any.
+async fn iv_of(
+    control: &mut ControlClient,
+    model_id: &str,
+) -> Option<fedcredit_federation::vertical::woe::IvReport> {
+    let m = control.model(model_id).await.ok()?;
+    VerticalModelRef::from_json(&m.artifact_json).ok()?.iv
 }
 
 /// How well alerts saw defaults coming, against the generator's truth.
