@@ -204,8 +204,8 @@ fn logistic_and_scorecard_jobs_over_processes_keep_each_part_at_its_party() {
             let cols = tables.column_names(k);
             let p = r.parties.iter().find(|p| &p.party == name).unwrap();
             assert_eq!(p.features, cols);
-            assert_eq!(part.lr().coefficients.len() as u32, p.columns);
-            assert_eq!(part.lr().intercept.is_some(), k == 0, "{name}");
+            assert_eq!(part.lr().unwrap().coefficients.len() as u32, p.columns);
+            assert_eq!(part.lr().unwrap().intercept.is_some(), k == 0, "{name}");
             match (&part, kind) {
                 (PartyModel::Logistic { .. }, "logistic") => {}
                 (PartyModel::Scorecard { card }, "scorecard") => {

@@ -253,7 +253,19 @@ impl JobSpec {
             }
             None => {}
         }
-        self.model.validate().map_err(|(key, reason)| invalid(&format!("model.{key}"), reason))
+        let checked = match (&self.model, &self.vertical) {
+            // A vertical GBDT samples rows at the label holder, which knows them all.
+            (crate::horizontal::ModelSpec::Gbdt(g), Some(_)) => {
+                g.params().validate().map_err(|e| match e {
+                    fedcredit_models::ModelError::InvalidParam { name, reason } => {
+                        (name.to_string(), reason)
+                    }
+                    other => ("gbdt".into(), other.to_string()),
+                })
+            }
+            _ => self.model.validate(),
+        };
+        checked.map_err(|(key, reason)| invalid(&format!("model.{key}"), reason))
     }
 }
 

@@ -76,7 +76,7 @@ pub struct Reason {
 fn factor_of(part: &PartyModel) -> f64 {
     match part {
         PartyModel::Scorecard { card } => card.scaling.factor(),
-        PartyModel::Logistic { .. } => ScoreScaling::default().factor(),
+        PartyModel::Logistic { .. } | PartyModel::Gbdt { .. } => ScoreScaling::default().factor(),
     }
 }
 
@@ -127,6 +127,8 @@ pub fn reasons(
                 })
                 .collect()
         }
+        // A tree part's reasons come from the label holder's path attribution.
+        PartyModel::Gbdt { .. } => Vec::new(),
     };
     out.sort_by(|a, b| b.points_lost.total_cmp(&a.points_lost));
     out.truncate(top_k);

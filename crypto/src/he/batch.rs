@@ -404,6 +404,16 @@ impl PublicKey {
         out
     }
 
+    /// Re-randomizes every ciphertext (adds a fresh encryption of 0) on all cores, so that a
+    /// sum cannot be matched against the summands its key holder sent.
+    pub fn rerandomize_batch<R: CryptoRng + ?Sized>(
+        &self,
+        cts: &[Ciphertext],
+        rng: &mut R,
+    ) -> Vec<Ciphertext> {
+        par_with_rng(cts.len(), rng, |i, r| self.rerandomize(&cts[i], r))
+    }
+
     /// Serializes ciphertexts back to back ([`Self::ciphertext_len`] bytes each).
     pub fn write_ciphertexts(&self, cts: &[Ciphertext]) -> Vec<u8> {
         let len = self.ciphertext_len();

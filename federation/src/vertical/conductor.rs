@@ -139,7 +139,7 @@ impl VerticalConductor {
                 Box::new(super::lr::LrConductor::new(&self.spec, &self.done, &mut self.rng)?)
             }
             StageKind::SecureBoost => {
-                return Err("Vertical gradient-boosted trees (SecureBoost) is not built yet".into());
+                Box::new(super::secureboost::SbConductor::new(&self.spec, &self.done)?)
             }
         })
     }

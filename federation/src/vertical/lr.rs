@@ -118,10 +118,11 @@ impl LrRole {
             (Some(PartyModel::Logistic { part }), None) => Some(part.encoding.clone()),
             (_, e) => e,
         };
-        let initial: Option<Vec<f64>> = warm.as_ref().map(|w| {
-            let p = w.lr();
-            p.coefficients.iter().copied().chain(p.intercept).collect()
-        });
+        let initial: Option<Vec<f64>> = match warm.as_ref().map(|w| w.lr()) {
+            None => None,
+            Some(None) => return Err(err("the warm-start part is not a regression".into())),
+            Some(Some(p)) => Some(p.coefficients.iter().copied().chain(p.intercept).collect()),
+        };
         let label = ctx.vertical.label_holder.clone();
         let others = ctx.spec.parties.iter().filter(|p| **p != label).cloned().collect();
         let roster = protocol::Roster::new(label, others).map_err(|e| err(e.to_string()))?;

@@ -3,8 +3,8 @@
 //!
 //! A vertical job runs **stages**, each a protocol step of its own: alignment by private set
 //! intersection ([`psi`]) always comes first; then the model stage the job asks for
-//! (federated WOE/IV, [`woe`]; logistic regression and scorecard, [`lr`]; SecureBoost in a
-//! later issue). What a trained model leaves where is in [`model`]. The coordinator
+//! (federated WOE/IV, [`woe`]; logistic regression and scorecard, [`lr`]; gradient-boosted
+//! trees, [`secureboost`]). What a trained model leaves where is in [`model`]. The coordinator
 //! runs a [`conductor::VerticalConductor`] that opens one stage at a time; each party runs a
 //! [`role::VerticalRole`] that holds its table and its [`Alignment`] and hands each stage's
 //! messages to the stage's party side.
@@ -53,6 +53,10 @@ pub struct VerticalSpec {
     /// jobs (epochs, batch size, step size, `c`, class weights).
     #[serde(default)]
     pub lr: lr::protocol::LrParams,
+    /// `[vertical.secureboost]`: options of `gbdt` jobs beyond the model's (GOSS, trees on
+    /// the label holder's columns only, early stopping).
+    #[serde(default)]
+    pub secureboost: secureboost::SbParams,
     /// The training job of a served vertical model this job starts from (retraining after
     /// drift): each party starts from its own kept part of it — its encoding (logistic) and
     /// its coefficients — and refuses the job if it holds none.
@@ -139,6 +143,7 @@ impl VerticalSpec {
         if !matches!(self.he.bits, 2048 | 3072) {
             return Err(("he.bits".into(), format!("is {}; must be 2048 or 3072", self.he.bits)));
         }
+        self.secureboost.validate().map_err(|(k, why)| (format!("secureboost.{k}"), why))?;
         self.lr.validate().map_err(|e| match e {
             lr::protocol::LrError::Params(why) => {
                 // The reason starts with the parameter's name.

@@ -21,6 +21,7 @@ use fedcredit_models::{Features, ModelError};
 use serde::{Deserialize, Serialize};
 
 use super::lr::protocol::{LocalEncoding, LrPart};
+use super::secureboost::part::{HolderPart, LabelPart, LeafSet};
 use super::woe::PartyWoe;
 
 /// `format` of a [`VerticalModelRef`].
@@ -45,6 +46,54 @@ pub enum PartyModel {
         /// The part.
         card: PartyScorecard,
     },
+    /// Gradient-boosted trees (SecureBoost): the tree shapes and the party's own splits.
+    Gbdt {
+        /// The part.
+        part: Box<GbdtPart>,
+    },
+}
+
+/// A party's part of a SecureBoost model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum GbdtPart {
+    /// The label holder's: its splits, leaf values, base score.
+    Label(LabelPart),
+    /// A feature holder's: its splits.
+    Holder(HolderPart),
+}
+
+impl From<LabelPart> for GbdtPart {
+    fn from(p: LabelPart) -> Self {
+        GbdtPart::Label(p)
+    }
+}
+
+impl From<HolderPart> for GbdtPart {
+    fn from(p: HolderPart) -> Self {
+        GbdtPart::Holder(p)
+    }
+}
+
+impl GbdtPart {
+    /// The party's leaf sets of each row of `features` (its own columns), tree by tree.
+    ///
+    /// # Errors
+    /// When the columns do not fit the bins it trained on.
+    pub fn leaf_sets(&self, features: &Features) -> Result<Vec<Vec<LeafSet>>, String> {
+        Ok(match self {
+            GbdtPart::Label(p) => p.leaf_sets(&p.bins.bin(features)?),
+            GbdtPart::Holder(p) => p.leaf_sets(&p.bins.bin(features)?),
+        })
+    }
+
+    /// The columns it splits on.
+    pub fn n_features(&self) -> usize {
+        match self {
+            GbdtPart::Label(p) => p.bins.specs.len(),
+            GbdtPart::Holder(p) => p.bins.specs.len(),
+        }
+    }
 }
 
 impl PartyModel {
@@ -58,21 +107,26 @@ impl PartyModel {
             .transpose()
     }
 
-    /// The regression part.
-    pub fn lr(&self) -> &LrPart {
+    /// The regression part (none for trees).
+    pub fn lr(&self) -> Option<&LrPart> {
         match self {
-            PartyModel::Logistic { part } => part,
-            PartyModel::Scorecard { card } => &card.part,
+            PartyModel::Logistic { part } => Some(part),
+            PartyModel::Scorecard { card } => Some(&card.part),
+            PartyModel::Gbdt { .. } => None,
         }
     }
 
     /// This party's part of the log-odds of default of each row of `features` (its own
-    /// columns); the parties' parts add up to the model's log-odds.
+    /// columns); the parties' parts add up to the model's log-odds. Trees have no such part:
+    /// their rows are routed through every party's leaf sets ([`GbdtPart::leaf_sets`]).
     ///
     /// # Errors
-    /// When the columns do not fit the part.
+    /// When the columns do not fit the part, or the part is a tree part.
     pub fn partial_log_odds(&self, features: &Features) -> Result<Vec<f64>, String> {
-        self.lr().partial_scores(features).map_err(|e| e.to_string())
+        self.lr()
+            .ok_or("a tree model has no additive part; route rows through the leaf sets")?
+            .partial_scores(features)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -308,14 +308,7 @@ fn fit_inner(
             col.first().is_some_and(|&b0| col.iter().any(|&b| b != b0))
         })
         .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let n_sample = ((n as f64 * params.row_subsample).round() as usize).clamp(1, n);
-    let n_cols = ((usable.len() as f64 * params.col_subsample).round() as usize)
-        .clamp(usable.len().min(1), usable.len());
-    let mut sample: Vec<u32> = (0..n as u32).collect();
-    let mut in_sample = vec![true; n];
-    let mut pool = usable.clone();
-    let mut feats = usable.clone();
+    let mut sampler = RoundSampler::new(params, n, usable);
 
     let mut trees = Vec::with_capacity(params.n_trees);
     let mut history = Vec::new();
@@ -324,27 +317,16 @@ fn fit_inner(
         for (((g, h), &f), &y) in grad.iter_mut().zip(hess.iter_mut()).zip(&score).zip(label) {
             (*g, *h) = gradient_pair(f, y);
         }
-        if n_sample < n {
-            select_rows(&mut rng, n, n_sample, &mut sample, &mut in_sample);
-        }
-        if n_cols < usable.len() {
-            for i in 0..n_cols {
-                let j = rng.random_range(i..pool.len());
-                pool.swap(i, j);
-            }
-            feats.clear();
-            feats.extend_from_slice(&pool[..n_cols]);
-            feats.sort_unstable();
-        }
-        let grown = grower.grow(&sample, &feats, &grad, &hess);
+        sampler.next_round();
+        let grown = grower.grow(sampler.rows(), sampler.features(), &grad, &hess);
         for (i, node) in grown.nodes.iter().enumerate().filter(|(_, nd)| nd.split.is_none()) {
             for &r in grower.node_rows(i) {
                 score[r as usize] += node.value;
             }
         }
-        if n_sample < n {
+        if sampler.subsamples_rows() {
             for (r, s) in score.iter_mut().enumerate() {
-                if !in_sample[r] {
+                if !sampler.in_sample()[r] {
                     *s += grown.predict_binned(&binned, r);
                 }
             }
@@ -385,6 +367,86 @@ fn fit_inner(
         params: params.clone(),
     };
     Ok((model, score))
+}
+
+/// The rows and features of each boosting round, drawn from one seeded ChaCha8 stream: rows
+/// first (when `row_subsample < 1`), then features (when `col_subsample < 1`). The federated
+/// label holder of a vertical job draws with the same sampler, so with the same seed it grows
+/// its trees on the same rows and features as the centralized trainer.
+#[derive(Debug, Clone)]
+pub struct RoundSampler {
+    rng: ChaCha8Rng,
+    n: usize,
+    n_sample: usize,
+    n_cols: usize,
+    usable: usize,
+    sample: Vec<u32>,
+    in_sample: Vec<bool>,
+    pool: Vec<usize>,
+    feats: Vec<usize>,
+}
+
+impl RoundSampler {
+    /// A sampler over `n` training rows and the `usable` features (ascending), seeded with
+    /// `params.seed`.
+    pub fn new(params: &GbdtParams, n: usize, usable: Vec<usize>) -> Self {
+        let n_sample = ((n as f64 * params.row_subsample).round() as usize).clamp(1, n.max(1));
+        let n_cols = ((usable.len() as f64 * params.col_subsample).round() as usize)
+            .clamp(usable.len().min(1), usable.len());
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+            n,
+            n_sample,
+            n_cols,
+            usable: usable.len(),
+            sample: (0..n as u32).collect(),
+            in_sample: vec![true; n],
+            pool: usable.clone(),
+            feats: usable,
+        }
+    }
+
+    /// Draws the next round's rows and features.
+    pub fn next_round(&mut self) {
+        if self.subsamples_rows() {
+            select_rows(
+                &mut self.rng,
+                self.n,
+                self.n_sample,
+                &mut self.sample,
+                &mut self.in_sample,
+            );
+        }
+        if self.n_cols < self.usable {
+            for i in 0..self.n_cols {
+                let j = self.rng.random_range(i..self.pool.len());
+                self.pool.swap(i, j);
+            }
+            self.feats.clear();
+            self.feats.extend_from_slice(&self.pool[..self.n_cols]);
+            self.feats.sort_unstable();
+        }
+    }
+
+    /// Whether rounds draw a subset of the rows.
+    pub fn subsamples_rows(&self) -> bool {
+        self.n_sample < self.n
+    }
+
+    /// The round's rows, ascending.
+    pub fn rows(&self) -> &[u32] {
+        &self.sample
+    }
+
+    /// Whether each row is in the round's sample.
+    pub fn in_sample(&self) -> &[bool] {
+        &self.in_sample
+    }
+
+    /// The round's features, ascending.
+    pub fn features(&self) -> &[usize] {
+        &self.feats
+    }
 }
 
 /// Draws exactly `k` of `n` rows without replacement, in ascending order (Knuth's selection

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bins::{BinKind, BinMapper, BinnedMatrix, FeatureBins, MAX_BINS};
 pub use booster::{
-    GbdtModel, fit, fit_with_mapper, fit_with_progress, gradient_pair, grown_to_tree,
+    GbdtModel, RoundSampler, fit, fit_with_mapper, fit_with_progress, gradient_pair, grown_to_tree,
 };
 pub use histogram::{GradStats, Histogram, build_histogram};
 pub use level::{GrowNode, GrowParams, GrowSplit, GrownTree, TreeGrowth};

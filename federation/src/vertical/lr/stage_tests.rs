@@ -179,7 +179,7 @@ label_holder = "bank"
     assert!(!done[&pid("tax")].contains("AUC"));
     // Each party kept its own part; joint scores rank the rows as well as expected.
     let part = |p: &str| -> LrPart {
-        PartyModel::from_kept(&sites[&pid(p)].kept).unwrap().unwrap().lr().clone()
+        PartyModel::from_kept(&sites[&pid(p)].kept).unwrap().unwrap().lr().unwrap().clone()
     };
     let numbers: Vec<u32> = epochs.iter().map(|e| e.epoch).collect();
     assert_eq!(numbers, (1..=params.epochs).collect::<Vec<_>>());
