@@ -8,8 +8,8 @@
 //! key. What it checks (a deviating label holder or coordinator gets a refusal naming why):
 //! every payload comes from the job's label holder; the key has the job's scheme and at least
 //! its modulus size; trees come in order and never more than the job's; a node asked for is
-//! open and shallower than the job's depth, holds at least `2·min_data_in_leaf` active rows
-//! and every partition or won split leaves at least `min_data_in_leaf` active rows on each
+//! open and shallower than the job's depth, holds at least `min_data_in_leaf` active rows and
+//! every partition or won split leaves at least `min_data_in_leaf` active rows on each
 //! side; a committed shape is a tree whose splits of this party are the ones it made.
 
 use std::collections::BTreeMap;
@@ -321,7 +321,8 @@ impl HolderSide {
     ) -> Result<(), String> {
         let (pk, packer) = self.key.as_ref().ok_or("no key")?;
         let run = self.run.as_ref().ok_or("no tree")?;
-        let min_rows = 2 * self.params.min_data_in_leaf.max(1);
+        // The smaller child of an honest split: at least min_data_in_leaf active rows.
+        let min_rows = self.params.min_data_in_leaf.max(1);
         let bins = self.binned.bins_per_feature();
         let n_max = run.feats.iter().map(|&f| bins[f]).max().unwrap_or(1);
         let cols: Vec<&[u8]> = run.cols.iter().map(Vec::as_slice).collect();

@@ -422,11 +422,12 @@ impl LabelSide {
                 active[r] = true;
             }
         }
+        // On the fixed-point grid of the encrypted sums, for the label holder's own columns
+        // too: every histogram then sums the same values exactly, so two columns that split a
+        // node alike tie exactly, as they do in the centralized trainer.
+        let q = |x: f64| (x * (1u64 << FRAC_BITS) as f64).round() / (1u64 << FRAC_BITS) as f64;
         for r in 0..self.n {
-            if !active[r] {
-                grad[r] = 0.0;
-                hess[r] = 0.0;
-            }
+            (grad[r], hess[r]) = if active[r] { (q(grad[r]), q(hess[r])) } else { (0.0, 0.0) };
         }
         let label_only = tree < self.sb.label_only_trees;
         let feats: Vec<usize> = sampler

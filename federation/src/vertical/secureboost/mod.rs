@@ -39,11 +39,12 @@
 //!
 //! A feature holder checks what it is asked: payloads only from the job's label holder, trees
 //! in order and at most the job's count, nodes no deeper than the job's depth, and no
-//! histogram or partition that isolates fewer than `min_data_in_leaf` active rows (so a
+//! histogram or partition of fewer than `min_data_in_leaf` active rows (so a
 //! deviating label holder cannot read single rows' bins).
 
 pub mod holder;
 pub mod label;
+pub mod local;
 pub mod part;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -29,11 +29,10 @@ fn bitmaps_round_trip() {
 }
 
 mod stage {
-    //! The secureboost stage driven as the runtime would (envelopes, payloads and streams
-    //! between the party sides, the conductor answering reports), with every payload recorded
-    //! in the clear as its recipient opens it.
+    //! The secureboost stage driven as the runtime would ([`super::super::local`]), every
+    //! payload recorded in the clear as its recipient opens it.
 
-    use std::collections::{BTreeMap, VecDeque};
+    use std::collections::BTreeMap;
 
     use fedcredit_models::Dataset;
     use fedcredit_models::gbdt;
@@ -43,40 +42,30 @@ mod stage {
     use prost::Message;
     use rand::{Rng, SeedableRng};
 
-    use super::super::part::LeafSet;
-    use super::super::{SbConductor, SbRole};
+    use super::super::local::{self, LocalRun};
+    use super::super::{SbRole, gbdt_params};
     use crate::ids::{JobId, PartyId};
     use crate::job::JobSpec;
-    use crate::protocol::{CsRng, RoleOutbox, Schemas};
-    use crate::vertical::model::{GbdtPart, PartyModel, VerticalModelRef};
-    use crate::vertical::{
-        Alignment, PartyCtx, PartyTable, StageConductor, StageCtx, StageDone, StageOutbox,
-        StageResult, StageRole, StageRoleOut,
-    };
+    use crate::protocol::{CsRng, RoleOutbox};
+    use crate::vertical::model::{GbdtPart, VerticalModelRef};
+    use crate::vertical::woe::local::LocalParty;
+    use crate::vertical::{Alignment, PartyCtx, PartyTable, StageResult, StageRole, StageRoleOut};
 
-    pub fn pid(s: &str) -> PartyId {
+    fn pid(s: &str) -> PartyId {
         PartyId(s.into())
-    }
-
-    pub struct Site {
-        pub role: SbRole,
-        pub table: PartyTable,
-        pub alignment: Option<Alignment>,
-        pub kept: BTreeMap<String, String>,
     }
 
     /// A joined table split by columns over `names` (column `j` to party `j % n`), rows in
     /// agreed order at every party.
-    pub struct Split {
-        pub all: Dataset,
-        pub sites: BTreeMap<PartyId, Site>,
-        pub columns: Vec<Vec<usize>>,
-        pub train: Vec<usize>,
-        pub valid: Vec<usize>,
-        pub names: Vec<PartyId>,
+    struct Split {
+        all: Dataset,
+        parties: Vec<LocalParty>,
+        columns: Vec<Vec<usize>>,
+        train: Vec<usize>,
+        valid: Vec<usize>,
     }
 
-    pub fn split(all: Dataset, names: &[&str], fraction: f64, seed: u64) -> Split {
+    fn split(all: Dataset, names: &[&str], fraction: f64, seed: u64) -> Split {
         let n = all.n_rows();
         let d = all.features.n_features();
         let mut rng = CsRng::seed_from_u64(seed);
@@ -90,213 +79,97 @@ mod stage {
         let a = Alignment { rows: (0..n as u32).collect(), keys };
         let (valid, train): (Vec<usize>, Vec<usize>) =
             (0..n).partition(|&t| a.is_validation(t, fraction));
-        let mut sites = BTreeMap::new();
+        let mut parties = Vec::new();
         let mut columns = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let cols: Vec<usize> = (0..d).filter(|j| j % names.len() == k).collect();
-            sites.insert(
-                pid(name),
-                Site {
-                    role: SbRole::new(),
-                    table: PartyTable {
-                        ids: (0..n).map(|i| format!("E{i}")).collect(),
-                        features: all.features.select_columns(&cols),
-                        label: (k == 0).then(|| all.label.to_vec()),
-                    },
-                    alignment: Some(a.clone()),
-                    kept: BTreeMap::new(),
+            parties.push(LocalParty {
+                name: pid(name),
+                table: PartyTable {
+                    ids: (0..n).map(|i| format!("E{i}")).collect(),
+                    features: all.features.select_columns(&cols),
+                    label: (k == 0).then(|| all.label.to_vec()),
                 },
-            );
+                alignment: a.clone(),
+            });
             columns.push(cols);
         }
-        Split { all, sites, columns, train, valid, names: names.iter().map(|s| pid(s)).collect() }
+        Split { all, parties, columns, train, valid }
     }
 
-    /// A delivered payload: (from, to, body) as the recipient opened it.
-    pub type Delivered = (PartyId, PartyId, pb::sb_payload::Body);
-
-    pub fn spec(names: &[&str], model: &str, extra: &str) -> JobSpec {
+    fn spec(names: &[&str], model: &str, extra: &str) -> JobSpec {
         let parties: Vec<String> = names.iter().map(|p| format!("\"{p}\"")).collect();
         JobSpec::from_toml(&format!(
             "parties = [{}]\n[data]\nid = \"id\"\nlabel = \"y\"\n[model]\nkind = \"gbdt\"\n{model}\n\
-             [vertical]\nlabel_holder = \"{}\"\n[vertical.he]\nbits = 2048\n{extra}",
+             [vertical]\nlabel_holder = \"{}\"\n{extra}",
             parties.join(", "),
             names[0]
         ))
         .unwrap()
     }
 
-    /// Runs the stage to the end; the conductor's result and every payload delivered.
-    pub fn run(spec: &JobSpec, s: &mut Split) -> Result<(StageDone, Vec<Delivered>), String> {
-        let job = JobId("sb-stage".into());
-        let vertical = spec.vertical.clone().unwrap();
-        let schemas: Schemas = s
-            .sites
+    fn run(spec: &JobSpec, s: &Split) -> LocalRun {
+        local::run(spec, s.parties.clone(), BTreeMap::new(), 17, true).unwrap()
+    }
+
+    /// Federated raw scores of agreed rows `rows`.
+    fn federated_scores(s: &Split, r: &LocalRun, rows: &[usize]) -> Vec<f64> {
+        let features = s
+            .parties
             .iter()
-            .map(|(p, site)| (p.clone(), site.table.features.specs.clone()))
+            .map(|p| (p.name.clone(), p.table.features.select_rows(rows)))
             .collect();
-        let step = 3;
-        let sctx = StageCtx {
-            job: &job,
-            spec,
-            vertical: &vertical,
-            parties: &spec.parties,
-            schemas: &schemas,
-            step,
-        };
-        let done = vec![StageDone {
-            what: String::new(),
-            metrics: BTreeMap::new(),
-            result: StageResult::Aligned { rows: s.all.n_rows() as u64 },
-        }];
-        let mut conductor = SbConductor::new(spec, &done)?;
-        let mut so = StageOutbox::default();
-        conductor.start(&sctx, &mut so)?;
-        enum Ev {
-            Step(pb::vertical_step::Body),
-            Payload(PartyId, pb::vertical_payload::Body),
-        }
-        let mut queue: VecDeque<(PartyId, Ev)> =
-            so.messages.into_iter().map(|(p, b)| (p, Ev::Step(b))).collect();
-        let mut rng = CsRng::seed_from_u64(17);
-        let mut delivered = Vec::new();
-        let mut result = None;
-        while let Some((to, ev)) = queue.pop_front() {
-            let site = s.sites.get_mut(&to).ok_or("no such site")?;
-            let mut outbox = RoleOutbox::default();
-            {
-                let mut ctx = PartyCtx {
-                    me: &to,
-                    job: &job,
-                    spec,
-                    vertical: &vertical,
-                    table: &site.table,
-                    alignment: &mut site.alignment,
-                    kept: &mut site.kept,
-                };
-                let mut out = StageRoleOut { step, out: &mut outbox };
-                match ev {
-                    Ev::Step(b) => site.role.receive(&mut ctx, b, &mut rng, &mut out),
-                    Ev::Payload(from, b) => {
-                        if let pb::vertical_payload::Body::Secureboost(pb::SbPayload {
-                            body: Some(body),
-                        }) = &b
-                        {
-                            // On the wire: its bytes.
-                            let bytes = b.clone();
-                            let _ = bytes;
-                            delivered.push((from.clone(), to.clone(), body.clone()));
-                        }
-                        site.role.payload(&mut ctx, &from, b, &mut rng, &mut out)
-                    }
-                }
-                .map_err(|e| e.0)?;
-            }
-            for m in outbox.messages.into_iter().chain(outbox.reports.into_iter().flatten()) {
-                let Some(pb::role_message::Body::Vertical(r)) = m.body else {
-                    return Err("not a vertical report".into());
-                };
-                let body = r.body.ok_or("empty report")?;
-                if let pb::vertical_report::Body::Failed(why) = body {
-                    return Err(why);
-                }
-                let mut so = StageOutbox::default();
-                conductor.receive(&sctx, &to, body, &mut so).map_err(|e| format!("{e:?}"))?;
-                queue.extend(so.messages.into_iter().map(|(p, b)| (p, Ev::Step(b))));
-                if let Some(d) = so.done {
-                    result = Some(d);
-                }
-            }
-            let mut payloads: Vec<(Vec<PartyId>, pb::Payload)> = outbox.payloads;
-            for st in outbox.streams {
-                let to = st.to.clone();
-                payloads.extend(st.source.map(|p| (to.clone(), p)));
-            }
-            for (recipients, payload) in payloads {
-                // Through its bytes, as on the wire.
-                let payload = pb::Payload::decode(payload.encode_to_vec().as_slice())
-                    .map_err(|e| e.to_string())?;
-                let Some(pb::payload::Body::Vertical(v)) = payload.body else {
-                    return Err("not a vertical payload".into());
-                };
-                for r in recipients {
-                    queue.push_back((r, Ev::Payload(to.clone(), v.body.clone().ok_or("empty")?)));
-                }
-            }
-        }
-        let done = result.ok_or("the stage did not finish")?;
-        Ok((done, delivered))
+        local::joint_scores(&r.parts, &features).unwrap()
     }
 
-    pub fn parts(s: &Split) -> BTreeMap<PartyId, GbdtPart> {
-        s.sites
-            .iter()
-            .map(|(p, site)| match PartyModel::from_kept(&site.kept).unwrap() {
-                Some(PartyModel::Gbdt { part }) => (p.clone(), *part),
-                other => panic!("{p} kept {other:?}"),
-            })
-            .collect()
-    }
-
-    /// Federated raw scores of agreed rows `rows`: every party's leaf sets over its own
-    /// columns, intersected at the label holder.
-    pub fn federated_scores(s: &Split, rows: &[usize]) -> Vec<f64> {
-        let parts = parts(s);
-        let sets: Vec<Vec<Vec<LeafSet>>> = s
-            .names
-            .iter()
-            .map(|p| {
-                let f = s.sites[p].table.features.select_rows(rows);
-                parts[p].leaf_sets(&f).unwrap()
-            })
-            .collect();
-        let GbdtPart::Label(label) = &parts[&s.names[0]] else { panic!("no label part") };
-        (0..rows.len())
-            .map(|i| {
-                let per: Vec<&[LeafSet]> = sets.iter().map(|v| v[i].as_slice()).collect();
-                label.log_odds(&label.leaves(&per).unwrap())
-            })
-            .collect()
-    }
-
-    pub fn central(s: &Split, spec: &JobSpec) -> (gbdt::GbdtModel, Vec<f64>) {
+    fn central(s: &Split, spec: &JobSpec) -> Vec<f64> {
         let order: Vec<usize> = s.columns.iter().flatten().copied().collect();
         let joined = |rows: &[usize]| {
             let d = s.all.select_rows(rows);
             Dataset { features: d.features.select_columns(&order), label: d.label }
         };
-        let params = super::super::gbdt_params(spec).unwrap();
-        let model = gbdt::fit(&joined(&s.train), None, &params).unwrap();
-        let raw = model.predict_raw(&joined(&s.valid).features).unwrap().to_vec();
-        (model, raw)
+        let model = gbdt::fit(&joined(&s.train), None, &gbdt_params(spec).unwrap()).unwrap();
+        model.predict_raw(&joined(&s.valid).features).unwrap().to_vec()
     }
 
     fn table(rows: usize, seed: u64) -> Dataset {
         applications(&ApplicationsConfig { rows, numeric: 8, text: 2, seed }).unwrap().data
     }
 
-    #[test]
-    fn three_parties_grow_the_centralized_trees() {
-        let names = ["bank", "tax", "platform"];
-        let spec = spec(&names, "n_trees = 6\nmax_depth = 3\nmax_bins = 32", "");
-        let mut s = split(table(2500, 4), &names, spec.data.validation_fraction, 9);
-        let (done, delivered) = run(&spec, &mut s).unwrap();
-        let StageResult::Model { artifact_json } = &done.result else { panic!() };
-        let r = VerticalModelRef::from_json(artifact_json).unwrap();
-        assert_eq!((r.kind.as_str(), r.parties.len()), ("gbdt", 3));
-        let fed = federated_scores(&s, &s.valid);
-        let (_, central) = central(&s, &spec);
-        let worst = fed.iter().zip(&central).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    fn valid_auc(s: &Split, scores: &[f64]) -> f64 {
         let y: Vec<f64> = s.valid.iter().map(|&i| s.all.label[i]).collect();
-        let (fa, ca) = (auc(&fed, &y).unwrap(), auc(&central, &y).unwrap());
+        auc(scores, &y).unwrap()
+    }
+
+    const NAMES: [&str; 3] = ["bank", "tax", "platform"];
+
+    #[test]
+    fn three_parties_grow_the_centralized_trees_and_keep_thresholds_home() {
+        // Row and column sampling drawn as the centralized trainer draws them.
+        let model = "n_trees = 6\nmax_depth = 3\nmax_bins = 32\nrow_subsample = 0.8\n\
+                     col_subsample = 0.7";
+        let spec = spec(&NAMES, model, "");
+        let s = split(table(2500, 4), &NAMES, spec.data.validation_fraction, 9);
+        let r = run(&spec, &s);
+        let StageResult::Model { artifact_json } = &r.done.result else { panic!() };
+        let reference = VerticalModelRef::from_json(artifact_json).unwrap();
+        assert_eq!((reference.kind.as_str(), reference.parties.len()), ("gbdt", 3));
+        let fed = federated_scores(&s, &r, &s.valid);
+        let central = central(&s, &spec);
+        let worst = fed.iter().zip(&central).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let (fa, ca) = (valid_auc(&s, &fed), valid_auc(&s, &central));
         eprintln!("federated AUC {fa:.5}, centralized {ca:.5}, largest raw-score gap {worst:.2e}");
-        assert!((done.metrics["valid_auc"] - fa).abs() < 1e-9, "{:?}", done.metrics);
+        assert!((r.done.metrics["valid_auc"] - fa).abs() < 1e-9, "{:?}", r.done.metrics);
         assert!(worst < 1e-6, "the federated trees differ from the centralized ones: {worst}");
-        // Feature holders received only ciphertexts, partitions, asks and shapes; nothing they
-        // sent carries one of their bin edges.
-        let parts = parts(&s);
-        for (from, to, body) in &delivered {
+        // Every party owns splits.
+        for p in &reference.parties {
+            assert!(p.columns > 0, "{} owns no split", p.party);
+        }
+        // Feature holders receive only ciphertexts, partitions, asks and shapes from the
+        // label holder; nothing they send carries one of their bin edges.
+        for (from, to, body) in &r.delivered {
             if *to != pid("bank") {
+                assert_eq!(*from, pid("bank"));
                 assert!(
                     matches!(
                         body,
@@ -308,18 +181,152 @@ mod stage {
                     ),
                     "{to} received {body:?}"
                 );
-                assert_eq!(*from, pid("bank"));
             } else {
-                let GbdtPart::Holder(h) = &parts[from] else { panic!() };
+                let GbdtPart::Holder(h) = &r.parts[from] else { panic!() };
                 let bytes = pb::SbPayload { body: Some(body.clone()) }.encode_to_vec();
                 for e in h.bins.edges.iter().flatten().filter(|e| e.fract() != 0.0) {
                     let needle = e.to_le_bytes();
-                    assert!(
-                        !bytes.windows(8).any(|w| w == needle),
-                        "{from} sent an edge {e} to the bank"
-                    );
+                    assert!(!bytes.windows(8).any(|w| w == needle), "{from} sent edge {e}");
                 }
             }
+        }
+        // The label holder's part names the others' splits only by reference.
+        let GbdtPart::Label(l) = &r.parts[&pid("bank")] else { panic!() };
+        let json = serde_json::to_string(l).unwrap();
+        assert!(json.contains("remote") && !json.contains("threshold_bin\":255"));
+    }
+
+    #[test]
+    fn goss_and_label_only_trees_train_and_send_less() {
+        let base = spec(&NAMES, "n_trees = 8\nmax_depth = 3\nmax_bins = 32", "");
+        let s = split(table(3000, 5), &NAMES, base.data.validation_fraction, 3);
+        let plain = run(&base, &s);
+        let goss = spec(
+            &NAMES,
+            "n_trees = 8\nmax_depth = 3\nmax_bins = 32",
+            "[vertical.secureboost]\ngoss = true\nlabel_only_trees = 2\n",
+        );
+        let g = run(&goss, &s);
+        let (pa, ga) = (plain.done.metrics["valid_auc"], g.done.metrics["valid_auc"]);
+        eprintln!(
+            "AUC {pa:.4} without sampling, {ga:.4} with GOSS; payload bytes {} vs {}",
+            plain.payload_bytes, g.payload_bytes
+        );
+        assert!(ga > pa - 0.03, "GOSS cost {pa} -> {ga}");
+        assert!(g.payload_bytes < plain.payload_bytes / 2);
+        // The first two trees are the bank's alone: no gradients for them.
+        let trees: Vec<u32> = g
+            .delivered
+            .iter()
+            .filter_map(|(_, _, b)| match b {
+                pb::sb_payload::Body::Gradients(x) if x.offset == 0 => Some(x.tree),
+                _ => None,
+            })
+            .collect();
+        assert!(!trees.is_empty() && trees.iter().all(|&t| t >= 2), "{trees:?}");
+    }
+
+    /// A feature holder replaying the honest label holder's messages up to the first level,
+    /// which `tamper` changes; its answer.
+    fn holder_answer(tamper: impl Fn(&mut pb::SbLevel)) -> Result<(), String> {
+        let spec = spec(&NAMES[..2], "n_trees = 2\nmax_depth = 3\nmax_bins = 16", "");
+        let s = split(table(1200, 6), &NAMES[..2], spec.data.validation_fraction, 4);
+        let r = run(&spec, &s);
+        let tax = &s.parties[1];
+        let vertical = spec.vertical.clone().unwrap();
+        let job = JobId("secureboost-local".into());
+        let mut role = SbRole::new();
+        let mut kept = BTreeMap::new();
+        let mut alignment = Some(tax.alignment.clone());
+        let mut rng = CsRng::seed_from_u64(1);
+        let mut outbox = RoleOutbox::default();
+        let mut ctx = PartyCtx {
+            me: &tax.name,
+            job: &job,
+            spec: &spec,
+            vertical: &vertical,
+            table: &tax.table,
+            alignment: &mut alignment,
+            kept: &mut kept,
+        };
+        let mut out = StageRoleOut { step: 1, out: &mut outbox };
+        let start = pb::SbStart { trees: 2, max_depth: 3, label_holder: "bank".into() };
+        role.receive(
+            &mut ctx,
+            pb::vertical_step::Body::Secureboost(pb::SbStep {
+                body: Some(pb::sb_step::Body::Start(start)),
+            }),
+            &mut rng,
+            &mut out,
+        )
+        .map_err(|e| e.0)?;
+        for (_, to, body) in &r.delivered {
+            if *to != tax.name {
+                continue;
+            }
+            let mut body = body.clone();
+            let is_level = matches!(body, pb::sb_payload::Body::Level(_));
+            if let pb::sb_payload::Body::Level(l) = &mut body {
+                tamper(l);
+            }
+            let wrapped =
+                pb::vertical_payload::Body::Secureboost(pb::SbPayload { body: Some(body) });
+            role.payload(&mut ctx, &pid("bank"), wrapped, &mut rng, &mut out).map_err(|e| e.0)?;
+            if is_level {
+                return Ok(());
+            }
+        }
+        Err("no level".into())
+    }
+
+    #[test]
+    fn a_feature_holder_refuses_levels_that_isolate_rows() {
+        holder_answer(|_| {}).unwrap();
+        // A partition that puts one row on the left.
+        let e = holder_answer(|l| {
+            let p = &mut l.partitions[0];
+            let mut bits = vec![0u8; p.left_bits.len()];
+            bits[0] = 1;
+            p.left_bits = bits;
+        })
+        .unwrap_err();
+        assert!(e.contains("min_data_in_leaf"), "{e}");
+        // Histograms of a node below the job's depth, or of a node that is not open.
+        let e = holder_answer(|l| l.wanted = vec![0]).unwrap_err();
+        assert!(e.contains("not open"), "{e}");
+    }
+
+    #[test]
+    fn a_party_refuses_a_start_that_differs_from_its_job() {
+        let spec = spec(&NAMES[..2], "n_trees = 2", "");
+        let s = split(table(400, 6), &NAMES[..2], 0.2, 4);
+        let vertical = spec.vertical.clone().unwrap();
+        let job = JobId("j".into());
+        for (trees, label) in [(3, "bank"), (2, "tax")] {
+            let tax = &s.parties[1];
+            let (mut kept, mut alignment) = (BTreeMap::new(), Some(tax.alignment.clone()));
+            let mut outbox = RoleOutbox::default();
+            let mut ctx = PartyCtx {
+                me: &tax.name,
+                job: &job,
+                spec: &spec,
+                vertical: &vertical,
+                table: &tax.table,
+                alignment: &mut alignment,
+                kept: &mut kept,
+            };
+            let start = pb::SbStart { trees, max_depth: 5, label_holder: label.into() };
+            let e = SbRole::new()
+                .receive(
+                    &mut ctx,
+                    pb::vertical_step::Body::Secureboost(pb::SbStep {
+                        body: Some(pb::sb_step::Body::Start(start)),
+                    }),
+                    &mut CsRng::seed_from_u64(0),
+                    &mut StageRoleOut { step: 1, out: &mut outbox },
+                )
+                .unwrap_err();
+            assert!(e.0.contains("where the job"), "{}", e.0);
         }
     }
 }
