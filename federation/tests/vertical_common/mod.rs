@@ -115,43 +115,89 @@ pub fn federated(
     eco: &Ecosystem,
     hook: &mut fedcredit_federation::protocol::in_memory::Intercept<'_>,
 ) -> Result<Run, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let names: Vec<String> = eco.parties.iter().map(|p| p.0.0.clone()).collect();
-    let certs = init_certs(dir.path(), &names, &[]).unwrap();
-    let schemas = eco.parties.iter().map(|p| (p.0.clone(), p.1.features.specs.clone())).collect();
-    let rows = eco.all.n_rows() as u64;
-    let conductor =
-        VerticalConductor::after_alignment(&job(), spec, &schemas, rows).unwrap().with_seed(5);
-    let sessions: Vec<(PartyId, PartySession)> = eco
-        .parties
-        .iter()
-        .enumerate()
-        .map(|(i, (name, table, alignment))| {
-            let mut rng = ChaCha20Rng::seed_from_u64(100 + i as u64);
-            let role =
-                VerticalRole::with_alignment(&job(), spec, name, table.clone(), alignment.clone())
-                    .unwrap();
-            let identity: Identity = party_identity(&certs.parties[&name.0]).unwrap();
-            let secret = ChannelSecret::generate(&mut rng);
-            let s =
-                PartySession::new(job(), spec, name.clone(), Box::new(role), secret, identity, rng);
-            (name.clone(), s)
-        })
-        .collect();
-    let mut fed = Federation::new(job(), Box::new(conductor), sessions);
+    let fixture = Fixture::new(eco);
+    let mut fed = fixture.federation(spec, eco);
     fed.start(hook)?;
     let outcome = fed.run(hook)?;
-    // What each party kept, read back through a role restored from its last checkpoint.
-    let mut parts = BTreeMap::new();
-    for (name, table, _) in &eco.parties {
-        let (_, role_bytes) = split_checkpoint(&fed.checkpoints[name]).unwrap();
-        let role =
-            VerticalRole::new(&job(), spec, name, table.clone(), Some(&role_bytes), None).unwrap();
-        if let Some(m) = PartyModel::from_kept(role.kept()).unwrap() {
-            parts.insert(name.clone(), m);
-        }
-    }
+    let parts = fixture.kept_parts(spec, eco, &fed);
     Ok(Run { outcome, parts, transcript: std::mem::take(&mut fed.transcript) })
+}
+
+/// Certificates of the parties of an ecosystem (in a temporary directory).
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    certs: fedcredit_transport::tls::CertPaths,
+}
+
+impl Fixture {
+    pub fn new(eco: &Ecosystem) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = eco.parties.iter().map(|p| p.0.0.clone()).collect();
+        let certs = init_certs(dir.path(), &names, &[]).unwrap();
+        Self { _dir: dir, certs }
+    }
+
+    /// Party `k`'s session, restored from `checkpoint` when given.
+    pub fn session(
+        &self,
+        spec: &JobSpec,
+        eco: &Ecosystem,
+        k: usize,
+        checkpoint: Option<&[u8]>,
+        seed: u64,
+    ) -> PartySession {
+        let (name, table, alignment) = &eco.parties[k];
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let (secret, role) = match checkpoint {
+            Some(bytes) => {
+                let (secret, role_bytes) = split_checkpoint(bytes).unwrap();
+                let role =
+                    VerticalRole::new(&job(), spec, name, table.clone(), Some(&role_bytes), None)
+                        .unwrap();
+                (secret, role)
+            }
+            None => (
+                ChannelSecret::generate(&mut rng),
+                VerticalRole::with_alignment(&job(), spec, name, table.clone(), alignment.clone())
+                    .unwrap(),
+            ),
+        };
+        let identity: Identity = party_identity(&self.certs.parties[&name.0]).unwrap();
+        PartySession::new(job(), spec, name.clone(), Box::new(role), secret, identity, rng)
+    }
+
+    /// The vertical conductor after an alignment of every row, and every party's session.
+    pub fn federation(&self, spec: &JobSpec, eco: &Ecosystem) -> Federation {
+        let schemas =
+            eco.parties.iter().map(|p| (p.0.clone(), p.1.features.specs.clone())).collect();
+        let rows = eco.all.n_rows() as u64;
+        let conductor =
+            VerticalConductor::after_alignment(&job(), spec, &schemas, rows).unwrap().with_seed(5);
+        let sessions = (0..eco.parties.len())
+            .map(|k| (eco.parties[k].0.clone(), self.session(spec, eco, k, None, 100 + k as u64)))
+            .collect();
+        Federation::new(job(), Box::new(conductor), sessions)
+    }
+
+    /// What each party kept, read back through a role restored from its last checkpoint.
+    pub fn kept_parts(
+        &self,
+        spec: &JobSpec,
+        eco: &Ecosystem,
+        fed: &Federation,
+    ) -> BTreeMap<PartyId, PartyModel> {
+        let mut parts = BTreeMap::new();
+        for (name, table, _) in &eco.parties {
+            let (_, role_bytes) = split_checkpoint(&fed.checkpoints[name]).unwrap();
+            let role =
+                VerticalRole::new(&job(), spec, name, table.clone(), Some(&role_bytes), None)
+                    .unwrap();
+            if let Some(m) = PartyModel::from_kept(role.kept()).unwrap() {
+                parts.insert(name.clone(), m);
+            }
+        }
+        parts
+    }
 }
 
 impl Ecosystem {
