@@ -96,6 +96,9 @@ enum BenchCommand {
     /// Vertical logistic regression (secret sharing, the coordinator as dealer) over gRPC
     /// between separate processes on loopback, on generated tables: seconds per epoch.
     VerticalLr(ops::VlrBenchArgs),
+    /// Vertical gradient-boosted trees (SecureBoost: encrypted, packed gradient histograms)
+    /// over gRPC between separate processes on loopback, on generated tables: seconds per tree.
+    Secureboost(ops::SbBenchArgs),
     /// The scoring service: single-request latency (p50 / p99) and batched throughput of a
     /// vertical model over gRPC with mutual TLS, the parties as separate processes.
     Scoring(ops::ScoringBenchArgs),
@@ -316,6 +319,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::He(args)) => ops::bench_he(args),
         Command::Bench(BenchCommand::Woe(args)) => ops::bench_woe(args),
         Command::Bench(BenchCommand::VerticalLr(args)) => ops::bench_vertical_lr(args),
+        Command::Bench(BenchCommand::Secureboost(args)) => ops::bench_secureboost(args),
         Command::Bench(BenchCommand::Scoring(args)) => ops::bench_scoring(args),
         Command::Data(DataCommand::Generate(args)) => data_generate(args),
         Command::Data(DataCommand::Inspect(args)) => data_inspect(args),

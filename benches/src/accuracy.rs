@@ -5,9 +5,8 @@
 //! `gbdt`) the runner trains on all joined columns (`centralized`) and, when there is
 //! more than one file, on each file's columns alone (`party:<file stem>`), always on the
 //! same stratified train split (`fedcredit_datasets::stratified_split`), and evaluates
-//! on the test split. With several files, `logistic` and `scorecard` also run `federated`:
-//! the vertical protocol's roles over each file's columns ([`crate::vertical`]); the
-//! federated `gbdt` (SecureBoost) is a later issue.
+//! on the test split. With several files, every model also runs `federated`: the vertical
+//! protocol's roles over each file's columns ([`crate::vertical`]; SecureBoost for `gbdt`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -327,7 +326,7 @@ pub fn run(
     Ok(rows)
 }
 
-/// The `federated` rows of `logistic` and `scorecard` (none with a single file).
+/// The `federated` rows of every model (none with a single file).
 fn federated_rows(
     cfg: &AccuracyConfig,
     tables: &[fedcredit_datasets::Table],
@@ -337,8 +336,7 @@ fn federated_rows(
     split: &fedcredit_datasets::Split,
     progress: &mut impl Observer,
 ) -> Result<Vec<AccuracyRow>, BenchError> {
-    let models: Vec<ModelName> =
-        cfg.models.iter().copied().filter(|m| *m != ModelName::Gbdt).collect();
+    let models = cfg.models.clone();
     if joined.parts.len() < 2 || models.is_empty() {
         return Ok(Vec::new());
     }
@@ -386,7 +384,7 @@ fn federated_rows(
                 run,
                 &mut |line: &str| progress.line(line),
             )
-            .map_err(|e| fail("logistic/scorecard", "federated", e))?;
+            .map_err(|e| fail("vertical", "federated", e))?;
             for (model, proba, secs) in fits {
                 out.push(row(model, "federated", &proba, secs)?);
             }

@@ -1,15 +1,17 @@
-//! The `federated` setting of `fedcredit bench accuracy --mode vertical` for `logistic` and
-//! `scorecard`.
+//! The `federated` setting of `fedcredit bench accuracy --mode vertical` for `logistic`,
+//! `scorecard` and `gbdt` (SecureBoost).
 //!
 //! [`fit_over_processes`] is the real run: each file's training rows (the rows of the
 //! centralized setting's training split) go to a participant process of their own beside a
 //! coordinator, over loopback with mutual TLS; each model is one vertical job (PSI alignment,
 //! WOE/IV for the scorecard, the secret-shared regression with the coordinator as dealer); each
-//! party's part is read from its state directory afterwards and the test rows are scored by
-//! adding the parties' partial log-odds, as the scoring service does.
+//! party's part is read from its state directory afterwards and the test rows are scored as
+//! the scoring service does (adding the parties' partial log-odds; intersecting their leaf
+//! sets for trees).
 //!
 //! [`fit_federated`] runs the same roles and messages in one process
-//! (`fedcredit_federation::vertical::woe::local`, then `fedcredit_federation::vertical::lr::sim`),
+//! (`fedcredit_federation::vertical::woe::local`, then `fedcredit_federation::vertical::lr::sim`;
+//! `fedcredit_federation::vertical::secureboost::local` for trees),
 //! for the library's tests, which have no `fedcredit` binary to start; its setting is
 //! `federated:in-process`.
 
@@ -60,7 +62,7 @@ pub fn fit_over_processes(
     say: &mut dyn FnMut(&str),
 ) -> Result<Vec<FederatedFit>, String> {
     use fedcredit_datasets::{TableSpec, load_table};
-    use fedcredit_federation::vertical::model::PartyModel;
+    use fedcredit_federation::vertical::model::{PartyModel, joint_log_odds};
     use fedcredit_ops::launch::{LaunchOptions, LocalFederation, PartySetup};
 
     let data_dir = run.dir.join("data");
@@ -133,7 +135,8 @@ pub fn fit_over_processes(
                 fed.dir().join("logs").display()
             ));
         }
-        let mut z = vec![0.0; test_ids.len()];
+        let mut parts = BTreeMap::new();
+        let mut features = BTreeMap::new();
         for (k, n) in names.iter().enumerate() {
             let path = fed
                 .dir()
@@ -151,11 +154,10 @@ pub fn fit_over_processes(
             let text = text.ok_or_else(|| format!("{n} kept no part at {}", path.display()))?;
             let part: PartyModel =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            let s = part.partial_log_odds(&test_features[k]).map_err(|e| format!("{n}: {e}"))?;
-            for (a, b) in z.iter_mut().zip(s) {
-                *a += b;
-            }
+            parts.insert(PartyId(n.clone()), part);
+            features.insert(PartyId(n.clone()), test_features[k].clone());
         }
+        let z = joint_log_odds(&parts, &features)?;
         out.push((model, z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(), secs));
     }
     Ok(out)
@@ -192,6 +194,9 @@ pub fn fit_federated(
     seed: u64,
 ) -> Result<(Vec<f64>, f64), String> {
     let names = names(parts.len(), label_part);
+    if model == ModelName::Gbdt {
+        return fit_secureboost(data, parts, &names, label_part, train, test, seed);
+    }
     let train_labels: Vec<f64> = train.iter().map(|&i| data.label[i]).collect();
     let cols = |k: usize, rows: &[usize]| -> Features {
         data.features.select_rows(rows).select_columns(&parts[k])
@@ -264,5 +269,55 @@ pub fn fit_federated(
     let test_cols: BTreeMap<PartyId, Features> =
         names.iter().enumerate().map(|(k, p)| (p.clone(), cols(k, test))).collect();
     let z = sim::joint_scores(&out.parts, &test_cols).map_err(|e| e.to_string())?;
+    Ok((z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(), seconds))
+}
+
+/// [`fit_federated`] for `gbdt`: the secureboost stage in one process with the centralized
+/// trainer's default parameters, every training row used for training.
+fn fit_secureboost(
+    data: &Dataset,
+    parts: &[Vec<usize>],
+    names: &[PartyId],
+    label_part: usize,
+    train: &[usize],
+    test: &[usize],
+    seed: u64,
+) -> Result<(Vec<f64>, f64), String> {
+    use fedcredit_federation::vertical::secureboost::local;
+    let quoted: Vec<String> = names.iter().map(|p| format!("\"{}\"", p.0)).collect();
+    let spec = JobSpec::from_toml(&format!(
+        "parties = [{}]\n[data]\nid = \"id\"\nlabel = \"y\"\nvalidation_fraction = 0.0\n\
+         [model]\nkind = \"gbdt\"\nseed = {seed}\n[vertical]\nlabel_holder = \"{}\"\n",
+        quoted.join(", "),
+        names[label_part].0
+    ))
+    .map_err(|e| e.to_string())?;
+    let alignment = Alignment {
+        rows: (0..train.len() as u32).collect(),
+        keys: (0..train.len()).map(|t| (t as u128).to_le_bytes()).collect(),
+    };
+    let started = Instant::now();
+    let parties = names
+        .iter()
+        .enumerate()
+        .map(|(k, p)| LocalParty {
+            name: p.clone(),
+            table: PartyTable {
+                ids: (0..train.len()).map(|t| format!("r{t}")).collect(),
+                features: data.features.select_rows(train).select_columns(&parts[k]),
+                label: (k == label_part).then(|| train.iter().map(|&i| data.label[i]).collect()),
+            },
+            alignment: alignment.clone(),
+        })
+        .collect();
+    let run = local::run(&spec, parties, BTreeMap::new(), seed, false)
+        .map_err(|e| format!("secureboost: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let features = names
+        .iter()
+        .enumerate()
+        .map(|(k, p)| (p.clone(), data.features.select_rows(test).select_columns(&parts[k])))
+        .collect();
+    let z = local::joint_scores(&run.parts, &features)?;
     Ok((z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(), seconds))
 }

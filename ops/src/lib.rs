@@ -8,6 +8,7 @@
 //! - [`launch`] — a local federation of processes for the demo, benchmarks and tests.
 
 pub mod bench;
+pub mod bench_sb;
 pub mod bench_scoring;
 pub mod bench_vlr;
 pub mod bench_woe;

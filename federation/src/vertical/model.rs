@@ -130,6 +130,42 @@ impl PartyModel {
     }
 }
 
+/// The log-odds of rows given as each party's columns (`features[p]`: the same rows in the
+/// same order at every party) from every party's part, as the scoring service computes them:
+/// the sum of the parts for a linear model, the leaf sets intersected at the label holder for
+/// trees.
+///
+/// # Errors
+/// When a party's part or columns are missing or do not fit.
+pub fn joint_log_odds(
+    parts: &BTreeMap<crate::ids::PartyId, PartyModel>,
+    features: &BTreeMap<crate::ids::PartyId, Features>,
+) -> Result<Vec<f64>, String> {
+    let trees: BTreeMap<crate::ids::PartyId, GbdtPart> = parts
+        .iter()
+        .filter_map(|(p, m)| match m {
+            PartyModel::Gbdt { part } => Some((p.clone(), (**part).clone())),
+            _ => None,
+        })
+        .collect();
+    if !trees.is_empty() {
+        if trees.len() != parts.len() {
+            return Err("the parts mix trees and linear models".into());
+        }
+        return super::secureboost::local::joint_scores(&trees, features);
+    }
+    let mut total: Option<Vec<f64>> = None;
+    for (p, part) in parts {
+        let f = features.get(p).ok_or_else(|| format!("no columns of {p}"))?;
+        let s = part.partial_log_odds(f).map_err(|e| format!("{p}: {e}"))?;
+        total = Some(match total {
+            None => s,
+            Some(t) => t.iter().zip(&s).map(|(a, b)| a + b).collect(),
+        });
+    }
+    total.ok_or_else(|| "no parts".into())
+}
+
 /// A party's part of a federated scorecard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartyScorecard {

@@ -176,8 +176,8 @@ impl HolderSide {
         let packer = Packer::new(k.value_bits, k.slots, k.max_terms)
             .map_err(|e| format!("the packing: {e}"))?;
         packer.check_fits(&pk).map_err(|e| format!("the packing: {e}"))?;
-        if k.slots != 3 || k.max_terms < self.n as u64 {
-            return Err("the packing does not hold (g, h, 1) sums over every row".into());
+        if k.slots != 2 || k.max_terms < self.n as u64 {
+            return Err("the packing does not hold (g, h) sums over every row".into());
         }
         let keep = k.resume_from as usize;
         if keep > self.kept.trees.len() {
@@ -343,13 +343,20 @@ impl HolderSide {
                 .histograms(&run.cts, Some(&ranks), &cols, n_max)
                 .map_err(|e| format!("histograms: {e}"))?;
             let mut flat = Vec::new();
-            for (h, &f) in hists.into_iter().zip(&run.feats) {
+            let mut counts = Vec::new();
+            for ((h, &f), col) in hists.into_iter().zip(&run.feats).zip(&run.cols) {
                 flat.extend(h.into_iter().take(bins[f]));
+                let at = counts.len();
+                counts.resize(at + bins[f], 0u32);
+                for &k in &ranks {
+                    counts[at + col[k as usize] as usize] += 1;
+                }
             }
             let packed = pk.compress(&flat, packer).map_err(|e| format!("compress: {e}"))?;
             let packed = pk.rerandomize_batch(&packed, rng);
             let total = packed.len() as u32;
             let tree = run.tree;
+            let mut counts = Some(counts);
             for (k, chunk) in packed.chunks(CTS_PER_MESSAGE).enumerate() {
                 send(
                     out,
@@ -360,6 +367,7 @@ impl HolderSide {
                         offset: (k * CTS_PER_MESSAGE) as u32,
                         total,
                         ciphertexts: pk.write_ciphertexts(chunk),
+                        counts: counts.take().unwrap_or_default(),
                     }),
                 );
             }

@@ -62,6 +62,7 @@ struct Joint {
 struct Incoming {
     total: usize,
     cts: Vec<Ciphertext>,
+    counts: Vec<u32>,
 }
 
 /// The tree being grown.
@@ -178,7 +179,7 @@ impl LabelSide {
         let key = SecretKey::generate(scheme, ctx.vertical.he.bits, rng)
             .map_err(|e| err(format!("drawing its key: {e}")))?;
         let weight_bits = sb.max_weight().log2().ceil().max(0.0) as u32;
-        let packer = Packer::new(FRAC_BITS + weight_bits + 1, 3, (n as u64).max(2))
+        let packer = Packer::new(FRAC_BITS + weight_bits + 1, 2, (n as u64).max(2))
             .and_then(|p| p.check_fits(key.public_key()).map(|()| p))
             .map_err(|e| err(format!("packing the gradients: {e}")))?;
         let mut kept: LabelKept = match ctx.kept.get(KEPT_STATE) {
@@ -478,7 +479,7 @@ impl LabelSide {
         self.maybe_absorb(ctx, rng, out)
     }
 
-    /// Encrypts `(g, h, 1)` of the active rows and streams them to the tree's holders.
+    /// Encrypts `(g, h)` of the active rows and streams them to the tree's holders.
     #[allow(clippy::too_many_arguments)]
     fn stream_gradients(
         &self,
@@ -496,7 +497,7 @@ impl LabelSide {
             .map(|r| {
                 let g = scale.encode(grad[r]).map_err(|e| e.to_string())?;
                 let h = scale.encode(hess[r]).map_err(|e| e.to_string())?;
-                self.packer.pack(&[g, h, 1]).map_err(|e| e.to_string())
+                self.packer.pack(&[g, h]).map_err(|e| e.to_string())
             })
             .collect::<Result<_, String>>()?;
         let total = plain.len() as u64;
@@ -549,6 +550,12 @@ impl LabelSide {
             return Err(format!("node {}'s histograms out of order or of the wrong size", h.node));
         }
         inc.total = expected;
+        if h.offset == 0 {
+            if h.counts.len() != sums {
+                return Err(format!("node {}: {} bin counts for {sums} bins", h.node, h.counts.len()));
+            }
+            inc.counts = h.counts;
+        }
         let cts = pk.read_ciphertexts(&h.ciphertexts).map_err(|e| e.to_string())?;
         if inc.cts.len() + cts.len() > expected {
             return Err("more histogram ciphertexts than bins".into());
@@ -563,8 +570,12 @@ impl LabelSide {
         let mut stats = Vec::with_capacity(sums);
         for (m, &g) in plain.iter().zip(&groups) {
             let v = self.packer.unpack_many(m, g).map_err(|e| format!("decoding sums: {e}"))?;
-            for s in v.chunks_exact(3) {
-                let count = u32::try_from(s[2]).map_err(|_| "a negative row count")?;
+            for s in v.chunks_exact(2) {
+                let count = inc.counts[stats.len()];
+                // An empty bin sums nothing; hessians are never negative.
+                if (count == 0 && (s[0] != 0 || s[1] != 0)) || s[1] < 0 {
+                    return Err(format!("node {}: sums that no rows can make", h.node));
+                }
                 stats.push(GradStats {
                     sum_grad: self.scale.decode(s[0]),
                     sum_hess: self.scale.decode(s[1]),

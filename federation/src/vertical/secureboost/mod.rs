@@ -13,7 +13,7 @@
 //!    packing of the sums.
 //! 3. Per tree, the label holder computes gradients and hessians exactly as the centralized
 //!    trainer does ([`fedcredit_models::gbdt::gradient_pair`], the same row and feature
-//!    sampling stream), encrypts `(g, h, 1)` of every active row packed in one plaintext
+//!    sampling stream), encrypts `(g, h)` of every active row packed in one plaintext
 //!    (fixed point, room for the sums) and streams them to the feature holders. Level by level,
 //!    each feature holder sums the ciphertexts per bin of its columns over the rows of the nodes
 //!    the label holder wants (the smaller child of each split: the other is the parent minus it,
