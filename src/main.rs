@@ -347,10 +347,8 @@ fn bench_accuracy(args: AccuracyArgs) -> anyhow::Result<()> {
     if args.test.is_some() {
         anyhow::bail!("--test is for --mode horizontal; vertical runs split the joined rows");
     }
-    if args.trees.is_some() {
-        anyhow::bail!("--trees is for --mode horizontal");
-    }
     let dir = args.workdir.unwrap_or_else(|| PathBuf::from("out/bench-vertical"));
+    let models: Vec<ModelName> = args.models.into_iter().map(ModelName::from).collect();
     if dir.join("data").exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -360,7 +358,12 @@ fn bench_accuracy(args: AccuracyArgs) -> anyhow::Result<()> {
         label: args.label,
         test_fraction: args.test_fraction,
         seed: args.seed,
-        models: args.models.into_iter().map(ModelName::from).collect(),
+        models: models.clone(),
+        federated_models: models,
+        gbdt: fedcredit_models::gbdt::GbdtParams {
+            n_trees: args.trees.unwrap_or(fedcredit_models::gbdt::GbdtParams::default().n_trees),
+            ..Default::default()
+        },
         federation: Some(fedcredit_benches::vertical::FederationRun {
             bin: std::env::current_exe().context("locating the fedcredit binary")?,
             dir,

@@ -65,6 +65,10 @@ pub struct AccuracyConfig {
     pub seed: u64,
     /// Models to train.
     pub models: Vec<ModelName>,
+    /// Which of them also train federated (with several files).
+    pub federated_models: Vec<ModelName>,
+    /// The `gbdt` parameters of every setting (centralized, each party, federated).
+    pub gbdt: GbdtParams,
     /// Where the processes of the real `federated` runs live; `None` runs the vertical
     /// protocol's roles in this process instead (setting `federated:in-process`).
     pub federation: Option<crate::vertical::FederationRun>,
@@ -310,7 +314,7 @@ pub fn run(
                 &train,
                 &test.features,
                 cfg.seed,
-                &GbdtParams::default(),
+                &cfg.gbdt,
             )
             .map_err(err)?;
             let m = Metrics::compute(&proba.to_vec(), &test.label.to_vec()).map_err(err)?;
@@ -336,7 +340,8 @@ fn federated_rows(
     split: &fedcredit_datasets::Split,
     progress: &mut impl Observer,
 ) -> Result<Vec<AccuracyRow>, BenchError> {
-    let models = cfg.models.clone();
+    let models: Vec<ModelName> =
+        cfg.models.iter().copied().filter(|m| cfg.federated_models.contains(m)).collect();
     if joined.parts.len() < 2 || models.is_empty() {
         return Ok(Vec::new());
     }
@@ -379,6 +384,7 @@ fn federated_rows(
                 &names,
                 label_part,
                 (&cfg.id, &cfg.label),
+                &cfg.gbdt,
                 &ids(&split.train),
                 &ids(&split.test),
                 run,
@@ -405,6 +411,7 @@ fn federated_rows(
                     &split.train,
                     &split.test,
                     cfg.seed,
+                    &cfg.gbdt,
                 )
                 .map_err(|e| fail(model.as_str(), "federated:in-process", e))?;
                 out.push(row(model, "federated:in-process", &proba, secs)?);

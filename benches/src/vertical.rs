@@ -56,6 +56,7 @@ pub fn fit_over_processes(
     names: &[String],
     label_part: usize,
     (id, label): (&str, &str),
+    gbdt: &fedcredit_models::gbdt::GbdtParams,
     train_ids: &[String],
     test_ids: &[String],
     run: &FederationRun,
@@ -109,13 +110,14 @@ pub fn fit_over_processes(
     let mut out = Vec::new();
     for &model in models {
         let toml = format!(
-            "name = \"bench {m} vertical\"\nparties = [{p}]\nphase_timeout_secs = 600\n\
+            "name = \"bench {m} vertical\"\nparties = [{p}]\nphase_timeout_secs = 1800\n\
              grace_secs = 60\n[data]\nid = \"{id}\"\nlabel = \"{label}\"\n\
-             validation_fraction = 0.0\n[model]\nkind = \"{m}\"\n[vertical]\n\
+             validation_fraction = 0.0\n[model]\nkind = \"{m}\"\n{extra}[vertical]\n\
              label_holder = \"{l}\"\n",
             m = model.as_str(),
             p = quoted.join(", "),
             l = names[label_part],
+            extra = if model == ModelName::Gbdt { gbdt_toml(gbdt) } else { String::new() },
         );
         let started = Instant::now();
         let end = runtime.block_on(async {
@@ -163,8 +165,28 @@ pub fn fit_over_processes(
     Ok(out)
 }
 
+/// The `[model]` keys of a `gbdt` job with parameters `p` (the centralized trainer's names).
+pub fn gbdt_toml(p: &fedcredit_models::gbdt::GbdtParams) -> String {
+    format!(
+        "n_trees = {}\nlearning_rate = {}\nmax_depth = {}\nmax_bins = {}\nmin_child_weight = {}\n\
+         min_data_in_leaf = {}\nlambda_l2 = {}\nmin_split_gain = {}\nrow_subsample = {}\n\
+         col_subsample = {}\nseed = {}\n",
+        p.n_trees,
+        p.learning_rate,
+        p.max_depth,
+        p.max_bins,
+        p.min_child_weight,
+        p.min_data_in_leaf,
+        p.lambda_l2,
+        p.min_split_gain,
+        p.row_subsample,
+        p.col_subsample,
+        p.seed
+    )
+}
+
 /// Party names of the federated run: the label holder is `bank`, the others `party1`, ….
-fn names(n: usize, label_part: usize) -> Vec<PartyId> {
+pub fn names(n: usize, label_part: usize) -> Vec<PartyId> {
     let mut k = 0;
     (0..n)
         .map(|i| {
@@ -192,10 +214,12 @@ pub fn fit_federated(
     train: &[usize],
     test: &[usize],
     seed: u64,
+    gbdt: &fedcredit_models::gbdt::GbdtParams,
 ) -> Result<(Vec<f64>, f64), String> {
     let names = names(parts.len(), label_part);
     if model == ModelName::Gbdt {
-        return fit_secureboost(data, parts, &names, label_part, train, test, seed);
+        let params = fedcredit_models::gbdt::GbdtParams { seed, ..gbdt.clone() };
+        return fit_secureboost(data, parts, &names, label_part, train, test, &params);
     }
     let train_labels: Vec<f64> = train.iter().map(|&i| data.label[i]).collect();
     let cols = |k: usize, rows: &[usize]| -> Features {
@@ -272,23 +296,25 @@ pub fn fit_federated(
     Ok((z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(), seconds))
 }
 
-/// [`fit_federated`] for `gbdt`: the secureboost stage in one process with the centralized
-/// trainer's default parameters, every training row used for training.
-fn fit_secureboost(
+/// [`fit_federated`] for `gbdt`: the secureboost stage in one process with parameters
+/// `params`, every training row used for training.
+pub fn fit_secureboost(
     data: &Dataset,
     parts: &[Vec<usize>],
     names: &[PartyId],
     label_part: usize,
     train: &[usize],
     test: &[usize],
-    seed: u64,
+    params: &fedcredit_models::gbdt::GbdtParams,
 ) -> Result<(Vec<f64>, f64), String> {
+    let seed = params.seed;
     use fedcredit_federation::vertical::secureboost::local;
     let quoted: Vec<String> = names.iter().map(|p| format!("\"{}\"", p.0)).collect();
     let spec = JobSpec::from_toml(&format!(
         "parties = [{}]\n[data]\nid = \"id\"\nlabel = \"y\"\nvalidation_fraction = 0.0\n\
-         [model]\nkind = \"gbdt\"\nseed = {seed}\n[vertical]\nlabel_holder = \"{}\"\n",
+         [model]\nkind = \"gbdt\"\n{}[vertical]\nlabel_holder = \"{}\"\n",
         quoted.join(", "),
+        gbdt_toml(params),
         names[label_part].0
     ))
     .map_err(|e| e.to_string())?;

@@ -52,6 +52,8 @@ fn check(name: &str) {
         test_fraction: reference.split.test_fraction,
         seed: reference.split.seed,
         models: vec![ModelName::Logistic, ModelName::Gbdt],
+        federated_models: Vec::new(),
+        gbdt: fedcredit_models::gbdt::GbdtParams::default(),
         federation: None,
     };
     let rows = accuracy::run(&run, |line: &str| eprintln!("{line}")).unwrap();

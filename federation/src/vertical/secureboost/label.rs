@@ -552,7 +552,11 @@ impl LabelSide {
         inc.total = expected;
         if h.offset == 0 {
             if h.counts.len() != sums {
-                return Err(format!("node {}: {} bin counts for {sums} bins", h.node, h.counts.len()));
+                return Err(format!(
+                    "node {}: {} bin counts for {sums} bins",
+                    h.node,
+                    h.counts.len()
+                ));
             }
             inc.counts = h.counts;
         }
