@@ -430,3 +430,93 @@ fn vertical_scores_are_served_move_with_the_data_and_raise_alerts() {
     assert!(html.matches("<svg class=\"chart\"").count() >= 8, "{html}");
     assert!(html.contains("ROC (AUC 0.") && html.contains("Information value"), "{html}");
 }
+
+/// A vertical GBDT (SecureBoost) is served too: the label holder intersects the others' leaf
+/// sets with its own; the scores equal the trees' log-odds computed from the kept parts, the
+/// parties' points add up to the score, reasons name the owners of the splits, and a feature
+/// holder's new snapshot re-scores the enterprise it moved.
+#[test]
+fn vertical_trees_are_served_from_the_parties_leaf_sets() {
+    use fedcredit_federation::vertical::model::{PartyModel, joint_log_odds};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tables = VerticalTables::new(1_500, &[3, 4, 3], 5);
+    let parties: Vec<PartySetup> = tables
+        .names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let path = d.join(format!("{n}.csv"));
+            tables.write(k, &path).unwrap();
+            PartySetup::new(n.clone(), path).with_data_extra("watch_secs = 0.2\n")
+        })
+        .collect();
+    let mut opts = LaunchOptions::new(env!("CARGO_BIN_EXE_fedcredit"), d);
+    opts.http = true;
+    opts.scoring_extra = "debounce_ms = 300\ntimeout_ms = 5000\n".into();
+    let fed = LocalFederation::start(opts, &parties).expect("start the federation");
+    let web = fed.http_addr().expect("the HTTP API listens");
+    let quoted: Vec<String> = tables.names.iter().map(|n| format!("\"{n}\"")).collect();
+    let toml = format!(
+        "name = \"trees\"\nparties = [{}]\n[data]\nid = \"id\"\nlabel = \"y\"\n[model]\n\
+         kind = \"gbdt\"\nn_trees = 12\nmax_depth = 3\nmax_bins = 16\n[vertical]\n\
+         label_holder = \"{}\"\n",
+        quoted.join(", "),
+        tables.names[0]
+    );
+    let job = rt().block_on(async {
+        let mut c = operator(&fed).await;
+        let end = common::run_job(&mut c, &toml).await;
+        assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
+        end.id
+    });
+    let entities: Vec<u64> = (0..30).collect();
+    let ids: Vec<String> = entities.iter().map(|&e| id_of(e)).collect();
+    let (status, body) = http(web, "POST", "/v1/score", &json!({"ids": ids}).to_string());
+    assert_eq!(status, 200, "{body}");
+    let scores = body["scores"].as_array().unwrap();
+    // The log-odds the kept parts give these rows, computed here from the same columns.
+    let mut parts = std::collections::BTreeMap::new();
+    let mut features = std::collections::BTreeMap::new();
+    for (k, n) in tables.names.iter().enumerate() {
+        let path = fed.dir().join(format!("{n}-state/models/{job}.json"));
+        let part: PartyModel =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(matches!(part, PartyModel::Gbdt { .. }), "{n} kept {part:?}");
+        let id = fedcredit_federation::PartyId(n.clone());
+        parts.insert(id.clone(), part);
+        features.insert(id, tables.features_of(k, &entities).unwrap());
+    }
+    let z = joint_log_odds(&parts, &features).unwrap();
+    let mut named = BTreeSet::new();
+    for (s, z) in scores.iter().zip(&z) {
+        let pd = s["pd"].as_f64().unwrap();
+        assert!((pd - 1.0 / (1.0 + (-z).exp())).abs() < 1e-9, "{s} vs log-odds {z}");
+        let sum: f64 =
+            s["parties"].as_array().unwrap().iter().map(|p| p["points"].as_f64().unwrap()).sum();
+        assert!((sum - s["points"].as_f64().unwrap()).abs() < 1e-6, "{s}");
+        for r in s["reasons"].as_array().unwrap() {
+            named.insert(r["party"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(named.len() >= 2, "reasons name only {named:?}");
+    // The platform's data moves for one enterprise: it is re-scored, the cause names it.
+    let platform = &tables.names[2];
+    let history_len = |id: &str| -> usize {
+        let (st, h) = http(web, "GET", &format!("/v1/enterprises/{id}/history?model=trees"), "");
+        if st == 404 { 0 } else { h["history"].as_array().map_or(0, Vec::len) }
+    };
+    eventually("the first history rows", || (history_len(&ids[4]) == 1).then_some(()));
+    // Extreme values on every column send the row down other branches of the platform's
+    // splits.
+    edit_row(&d.join(format!("{platform}.csv")), &ids[3], |h, c| {
+        if h == "id" { c.to_string() } else { "-9.0".to_string() }
+    });
+    edit_row(&d.join(format!("{platform}.csv")), &ids[4], |h, c| {
+        if h == "id" { c.to_string() } else { "9.0".to_string() }
+    });
+    eventually("the re-scored enterprise", || {
+        (history_len(&ids[3]) == 2 || history_len(&ids[4]) == 2).then_some(())
+    });
+    assert_eq!(history_len(&ids[10]), 1, "an enterprise whose data did not move");
+}

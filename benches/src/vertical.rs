@@ -206,6 +206,7 @@ pub fn names(n: usize, label_part: usize) -> Vec<PartyId> {
 ///
 /// # Errors
 /// A message naming the stage that failed.
+#[allow(clippy::too_many_arguments)]
 pub fn fit_federated(
     model: ModelName,
     data: &Dataset,

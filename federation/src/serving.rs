@@ -8,7 +8,16 @@
 //! answers with its part `x_p·β_p` (plus the intercept at the label holder) for the requested
 //! enterprises, computed at home from its latest snapshot; no feature value, bin edge or
 //! coefficient leaves it. Reason codes name the party's own features and the points they cost,
-//! never a value. Scores are scaled as the centralized scorecard
+//! never a value.
+//!
+//! For trees (SecureBoost; Cheng et al., arXiv 1901.08755, §5) each feature holder answers
+//! with its leaf sets of the enterprises (per tree, the leaves reachable under its own splits:
+//! [`crate::vertical::secureboost::part`]), computed at home from its snapshot; the label
+//! holder intersects them with its own, adds up the leaf values and attributes the log-odds to
+//! the owners of the splits along each path, which gives every party's points and the reason
+//! codes. No threshold, feature value or leaf value leaves its owner; the coordinator relays
+//! leaf sets, which tell it which enterprises share a region of a party's splits, not what the
+//! splits are. Scores are scaled as the centralized scorecard
 //! ([`fedcredit_models::scorecard::ScoreScaling`]; Siddiqi, "Credit Risk Scorecards", ch. 10):
 //! `points = offset − factor·log-odds`.
 //!
@@ -23,7 +32,8 @@ use fedcredit_proto::pb;
 use serde::{Deserialize, Serialize};
 
 use crate::vertical::lr::protocol::LocalEncoding;
-use crate::vertical::model::{PartyModel, VerticalModelRef};
+use crate::vertical::model::{GbdtPart, PartyModel, VerticalModelRef};
+use crate::vertical::secureboost::part::LeafSet;
 
 /// Reason codes per party at most.
 pub const MAX_REASONS: u32 = 10;
@@ -135,6 +145,33 @@ pub fn reasons(
     Ok(out)
 }
 
+/// What a part answers for each row of a snapshot, computed for every row at once.
+#[derive(Debug, Clone)]
+enum Answers {
+    /// A linear model: the party's part of the log-odds (and that of a row it does not hold).
+    Linear { partials: Vec<f64>, missing: f64 },
+    /// Trees: the party's leaf sets, encoded ([`encode_leaf_sets`]).
+    Trees { sets: Vec<Vec<u8>>, missing: Vec<u8> },
+}
+
+/// A row's leaf sets as bytes: per tree, its 64-bit words little-endian, trees in order.
+pub fn encode_leaf_sets(sets: &[LeafSet]) -> Vec<u8> {
+    sets.iter().flatten().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The leaf sets of `bytes` for trees of `words[t]` words each.
+///
+/// # Errors
+/// When the length does not fit the trees.
+pub fn decode_leaf_sets(bytes: &[u8], words: &[usize]) -> Result<Vec<LeafSet>, String> {
+    let total: usize = words.iter().sum();
+    if bytes.len() != total * 8 {
+        return Err(format!("{} bytes of leaf sets for {total} words", bytes.len()));
+    }
+    let mut it = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+    Ok(words.iter().map(|&w| it.by_ref().take(w).collect()).collect())
+}
+
 /// A party's part of a serving model over one snapshot of its table.
 #[derive(Debug, Clone)]
 pub struct ServedPart {
@@ -147,8 +184,7 @@ pub struct ServedPart {
     ids: Vec<String>,
     index: HashMap<String, usize>,
     features: Features,
-    partials: Vec<f64>,
-    missing_partial: f64,
+    answers: Answers,
 }
 
 impl ServedPart {
@@ -165,25 +201,43 @@ impl ServedPart {
         features: &Features,
     ) -> Result<Self, String> {
         let features = features.conform_to(&manifest.schema).map_err(|e| e.to_string())?;
-        let partials = part.partial_log_odds(&features)?;
         let empty = Features::new(
             manifest.schema.clone(),
             ndarray::Array2::from_elem((1, manifest.schema.len()), f64::NAN),
         )
         .map_err(|e| e.to_string())?;
-        let missing_partial = part.partial_log_odds(&empty)?[0];
+        let answers = match &part {
+            PartyModel::Gbdt { part: trees } => {
+                let missing = trees.leaf_sets(&empty)?;
+                Answers::Trees {
+                    sets: trees.leaf_sets(&features)?.iter().map(|s| encode_leaf_sets(s)).collect(),
+                    missing: missing.first().map(|s| encode_leaf_sets(s)).unwrap_or_default(),
+                }
+            }
+            _ => Answers::Linear {
+                partials: part.partial_log_odds(&features)?,
+                missing: part.partial_log_odds(&empty)?[0],
+            },
+        };
         let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
-        Ok(Self { manifest, part, snapshot, ids, index, features, partials, missing_partial })
+        Ok(Self { manifest, part, snapshot, ids, index, features, answers })
+    }
+
+    /// Whether row `i` of this snapshot answers as `old` answers for `id`.
+    fn same_answer(&self, i: usize, old: &ServedPart, id: &str) -> bool {
+        let Some(&j) = old.index.get(id) else { return false };
+        match (&self.answers, &old.answers) {
+            (Answers::Linear { partials: a, .. }, Answers::Linear { partials: b, .. }) => {
+                (a[i] - b[j]).abs() <= 1e-12
+            }
+            (Answers::Trees { sets: a, .. }, Answers::Trees { sets: b, .. }) => a[i] == b[j],
+            _ => false,
+        }
     }
 
     /// The enterprises of the snapshot.
     pub fn ids(&self) -> &[String] {
         &self.ids
-    }
-
-    /// The part of the log-odds of `id`, `None` when the snapshot does not hold it.
-    pub fn partial(&self, id: &str) -> Option<f64> {
-        self.index.get(id).map(|&i| self.partials[i])
     }
 
     /// The enterprises whose part differs between `old` and this snapshot (new ones and
@@ -192,9 +246,9 @@ impl ServedPart {
         let mut out: Vec<String> = self
             .ids
             .iter()
-            .zip(&self.partials)
-            .filter(|(id, p)| old.partial(id).is_none_or(|q| (q - **p).abs() > 1e-12))
-            .map(|(id, _)| id.clone())
+            .enumerate()
+            .filter(|(i, id)| !self.same_answer(*i, old, id))
+            .map(|(_, id)| id.clone())
             .collect();
         out.extend(old.ids.iter().filter(|id| !self.index.contains_key(*id)).cloned());
         out
@@ -241,10 +295,36 @@ impl ServedPart {
         };
         reply.snapshot = self.snapshot.clone();
         reply.partial_log_odds.reserve(ids.len());
+        if let Answers::Trees { sets, .. } = &self.answers
+            && self.manifest.label_holder
+            && !q.peer_leaf_sets.is_empty()
+        {
+            if let Err(e) = self.combine(q, ids, sets, top, &mut reply) {
+                return pb::ScoreReply {
+                    query_id: q.query_id,
+                    error: format!("cannot combine the parties' leaf sets: {e}"),
+                    ..Default::default()
+                };
+            }
+            return reply;
+        }
         for id in ids {
             let row = self.index.get(id).copied();
             reply.known.push(row.is_some());
-            reply.partial_log_odds.push(row.map_or(self.missing_partial, |i| self.partials[i]));
+            match &self.answers {
+                Answers::Linear { partials, missing } => {
+                    reply.partial_log_odds.push(row.map_or(*missing, |i| partials[i]));
+                }
+                Answers::Trees { sets, missing } => {
+                    // The label holder's log-odds come with the others' leaf sets.
+                    reply.partial_log_odds.push(0.0);
+                    if !self.manifest.label_holder {
+                        reply
+                            .leaf_sets
+                            .push(row.map_or_else(|| missing.clone(), |i| sets[i].clone()));
+                    }
+                }
+            }
             let rs = match row {
                 Some(i) if top > 0 => {
                     reasons(&self.part, &self.features, i, top).unwrap_or_default()
@@ -254,6 +334,7 @@ impl ServedPart {
             reply.reasons.push(pb::PartyReasons {
                 features: rs.iter().map(|r| r.feature.clone()).collect(),
                 points_lost: rs.iter().map(|r| r.points_lost).collect(),
+                parties: Vec::new(),
             });
         }
         if self.manifest.label_holder
@@ -280,6 +361,79 @@ impl ServedPart {
             }
         }
         reply
+    }
+}
+
+impl ServedPart {
+    /// The label holder's answer for trees: its own leaf sets of `ids` (all of which it must
+    /// know) intersected with every other party's, the log-odds of the leaves reached, each
+    /// party's share of them and the reason codes (the splits along the path that raised the
+    /// log-odds most, named by party and feature).
+    fn combine(
+        &self,
+        q: &pb::ScoreQuery,
+        ids: &[String],
+        sets: &[Vec<u8>],
+        top: usize,
+        reply: &mut pb::ScoreReply,
+    ) -> Result<(), String> {
+        let PartyModel::Gbdt { part } = &self.part else { return Err("not trees".into()) };
+        let GbdtPart::Label(label) = part.as_ref() else {
+            return Err("only the label holder combines leaf sets".into());
+        };
+        let me = label.parties.get(label.me as usize).cloned().unwrap_or_default();
+        let mut peers: Vec<&pb::PartyLeafSets> = q.peer_leaf_sets.iter().collect();
+        peers.sort_by(|a, b| a.party.cmp(&b.party));
+        let expected: Vec<&String> = {
+            let mut v: Vec<&String> = label.parties.iter().filter(|p| **p != me).collect();
+            v.sort();
+            v
+        };
+        if peers.iter().map(|p| &p.party).ne(expected.iter().copied()) {
+            return Err(format!("leaf sets must come once from each of {expected:?}"));
+        }
+        if let Some(p) = peers.iter().find(|p| p.sets.len() != ids.len()) {
+            return Err(format!(
+                "{} sent {} leaf sets for {} enterprises",
+                p.party,
+                p.sets.len(),
+                ids.len()
+            ));
+        }
+        let words: Vec<usize> =
+            label.trees.iter().map(|t| t.shape.n_leaves().div_ceil(64).max(1)).collect();
+        let factor = factor_of(&self.part);
+        for (k, id) in ids.iter().enumerate() {
+            let Some(&row) = self.index.get(id) else {
+                return Err(format!("enterprise {id} is not in its table"));
+            };
+            let mut all = vec![decode_leaf_sets(&sets[row], &words)?];
+            for p in &peers {
+                all.push(
+                    decode_leaf_sets(&p.sets[k], &words)
+                        .map_err(|e| format!("{}: {e}", p.party))?,
+                );
+            }
+            let refs: Vec<&[LeafSet]> = all.iter().map(Vec::as_slice).collect();
+            let leaves = label.leaves(&refs)?;
+            let c = label.contributions(&leaves);
+            reply.known.push(true);
+            reply.partial_log_odds.push(label.log_odds(&leaves));
+            reply.shares.push(pb::PartyShares {
+                parties: c.by_party.keys().cloned().collect(),
+                log_odds: c.by_party.values().copied().collect(),
+            });
+            let mut rs: Vec<(&(String, String), f64)> =
+                c.by_feature.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| (k, *v)).collect();
+            rs.sort_by(|a, b| b.1.total_cmp(&a.1));
+            rs.truncate(top);
+            reply.reasons.push(pb::PartyReasons {
+                features: rs.iter().map(|((_, f), _)| f.clone()).collect(),
+                points_lost: rs.iter().map(|(_, v)| factor * v).collect(),
+                parties: rs.iter().map(|((p, _), _)| p.clone()).collect(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -345,6 +499,8 @@ pub fn select_rows(reply: &pb::ScoreReply, rows: &[usize]) -> pb::ScoreReply {
         reasons: pick(reply.reasons.len()).map(|r| reply.reasons[r].clone()).collect(),
         authorization: reply.authorization.clone(),
         certificate: reply.certificate.clone(),
+        leaf_sets: pick(reply.leaf_sets.len()).map(|r| reply.leaf_sets[r].clone()).collect(),
+        shares: pick(reply.shares.len()).map(|r| reply.shares[r].clone()).collect(),
     }
 }
 
@@ -411,21 +567,34 @@ pub fn assemble(
             let pd = 1.0 / (1.0 + (-logit).exp());
             let mut reasons = Vec::new();
             let mut parties = Vec::new();
+            // Trees: the label holder's answer carries every party's share.
+            let shares = lh.shares.get(i);
             for p in &model.parties {
                 let r = &replies[&p.party];
                 let base = if p.party == model.label_holder { offset } else { 0.0 };
+                let share = match shares {
+                    Some(s) => s
+                        .parties
+                        .iter()
+                        .zip(&s.log_odds)
+                        .find(|(q, _)| **q == p.party)
+                        .map_or(0.0, |(_, v)| *v),
+                    None => r.partial_log_odds[i],
+                };
                 parties.push(PartyPoints {
                     party: p.party.clone(),
                     snapshot: r.snapshot.clone(),
                     known: r.known[i],
-                    points: base - factor * r.partial_log_odds[i],
+                    points: base - factor * share,
                 });
                 if let Some(rs) = r.reasons.get(i) {
-                    reasons.extend(rs.features.iter().zip(&rs.points_lost).map(|(f, l)| Reason {
-                        party: p.party.clone(),
-                        feature: f.clone(),
-                        points_lost: *l,
-                    }));
+                    reasons.extend(rs.features.iter().zip(&rs.points_lost).enumerate().map(
+                        |(j, (f, l))| Reason {
+                            party: rs.parties.get(j).unwrap_or(&p.party).clone(),
+                            feature: f.clone(),
+                            points_lost: *l,
+                        },
+                    ));
                 }
             }
             reasons.sort_by(|a, b| b.points_lost.total_cmp(&a.points_lost));

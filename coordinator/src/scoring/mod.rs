@@ -3,7 +3,8 @@
 //!
 //! A vertical model is scored by federated inference (`fedcredit_federation::serving`): the
 //! coordinator sends a `ScoreQuery` over every part holder's long-lived stream and sums their
-//! partial log-odds; a horizontal model (whose artifact every bank received) is scored here
+//! partial log-odds (for trees, the label holder intersects the others' leaf sets with its own
+//! in a last query and answers with the log-odds and each party's share); a horizontal model (whose artifact every bank received) is scored here
 //! from features the caller supplies. Answers are matched to queries by number and sender; a
 //! party that is not connected or does not answer within `[scoring] timeout_ms` fails the
 //! request with its name, and nothing else waits on it.
@@ -459,6 +460,24 @@ async fn score_vertical(
             .collect();
         for (party, r) in futures_join_all(others).await {
             replies.insert(party.0, r?);
+        }
+        if model.kind == "gbdt" {
+            // Trees: the label holder intersects the others' leaf sets with its own and
+            // answers with the log-odds, each party's share and the reasons.
+            let peer_leaf_sets = replies
+                .iter()
+                .filter(|(p, _)| **p != lh.0)
+                .map(|(p, r)| pb::PartyLeafSets { party: p.clone(), sets: r.leaf_sets.clone() })
+                .collect();
+            let query = pb::ScoreQuery {
+                model_job: model.job.clone(),
+                ids: ids.clone(),
+                all: false,
+                reasons,
+                peer_leaf_sets,
+                ..Default::default()
+            };
+            replies.insert(lh.0.clone(), ask_score(shared, &lh, query).await?);
         }
         known = serving::assemble(model, &ids, &replies).map_err(ScoreError::Unavailable)?;
     }
