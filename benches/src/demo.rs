@@ -195,7 +195,7 @@ fn vertical_story(
 
 /// The demo's GBDT in every vertical setting (joined, each party alone, federated): 40 trees of
 /// depth 4 on 32 bins, so that the federated run (SecureBoost over processes) takes seconds.
-fn demo_gbdt() -> fedcredit_models::gbdt::GbdtParams {
+pub(crate) fn demo_gbdt() -> fedcredit_models::gbdt::GbdtParams {
     fedcredit_models::gbdt::GbdtParams {
         n_trees: 40,
         max_depth: 4,
