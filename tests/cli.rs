@@ -21,7 +21,7 @@ fn bench_accuracy_writes_the_documented_json() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json = dir.path().join("acc.json");
     let out = fedcredit()
-        .args(["bench", "accuracy", "--id", "id", "--label", "default_12m"])
+        .args(["bench", "accuracy", "--id", "id", "--label", "default_12m", "--trees", "10"])
         .arg("--data")
         .arg(data.join("bank.csv"))
         .arg("--data")
@@ -38,11 +38,15 @@ fn bench_accuracy_writes_the_documented_json() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(
-        rows.len(),
-        11,
-        "3 models × (centralized + 2 parties) + logistic, scorecard federated"
-    );
+    assert_eq!(rows.len(), 12, "3 models × (centralized + 2 parties + federated)");
+    let auc = |setting: &str| {
+        rows.iter()
+            .find(|r| r["model"] == "gbdt" && r["setting"] == setting)
+            .and_then(|r| r["auc"].as_f64())
+            .unwrap_or_else(|| panic!("no gbdt {setting} row"))
+    };
+    // SecureBoost over processes: the centralized trees (10 here, as --trees asks).
+    assert!((auc("federated") - auc("centralized")).abs() <= 0.002, "{rows:?}");
     for r in rows {
         for key in ["model", "setting", "auc", "ks", "train_seconds"] {
             assert!(r.get(key).is_some(), "missing {key} in {r}");
@@ -441,6 +445,8 @@ fn demo_runs_the_vertical_story_serves_scores_and_writes_a_report() {
     }
     let s = &report["serving"];
     assert!(s["portfolio"].as_u64().unwrap() > 2_000, "{s}");
+    // The vertical GBDT served the same portfolio.
+    assert!(s["gbdt_portfolio"].as_u64().unwrap() > 2_000, "{s}");
     assert_eq!(s["periods"].as_array().unwrap().len(), 3, "{s}");
     let auc = s["out_of_time_auc"].as_f64().unwrap();
     assert!(auc > 0.7, "out-of-time AUC {auc}");

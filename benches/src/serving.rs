@@ -349,7 +349,9 @@ fn serve_trees(
          [model]\nkind = \"gbdt\"\n{}[vertical]\nlabel_holder = \"bank\"\n",
         crate::vertical::gbdt_toml(&crate::demo::demo_gbdt())
     );
-    say(&format!("serving: training the vertical GBDT `{model}` (SecureBoost) on the latest month"));
+    say(&format!(
+        "serving: training the vertical GBDT `{model}` (SecureBoost) on the latest month"
+    ));
     let end = runtime.block_on(async {
         let job = control.submit(&toml).await.map_err(err)?;
         fedcredit_ops::progress::follow(control, &job.id, false).await.map_err(err)
@@ -376,7 +378,8 @@ fn serve_trees(
             }
         }
     })?;
-    let ok: Vec<&pb::EnterpriseScore> = scored.scores.iter().filter(|s| s.error.is_empty()).collect();
+    let ok: Vec<&pb::EnterpriseScore> =
+        scored.scores.iter().filter(|s| s.error.is_empty()).collect();
     say(&format!(
         "serving: scored {} enterprises with `{model}` (each through every party's leaf sets; \
          thresholds and leaf values never left their owners)",

@@ -14,9 +14,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::bench::{run_job, start_federation};
-use crate::bench_vlr::VerticalTables;
+use crate::bench_vlr::{VerticalTables, first_and_last_step_seconds};
 use crate::client::OpsError;
-use crate::launch::PartySetup;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -116,26 +115,10 @@ pub async fn secureboost(
         ));
     }
     let tables = VerticalTables::new(cfg.rows, &cfg.features, 23);
-    std::fs::create_dir_all(&cfg.dir)
-        .map_err(|e| OpsError::Local(format!("{}: {e}", cfg.dir.display())))?;
-    let mut setups = Vec::new();
-    for (k, n) in tables.names.iter().enumerate() {
-        let path = cfg.dir.join(format!("{n}.csv"));
-        say(&format!(
-            "writing {} ({} rows × {} columns)",
-            path.display(),
-            cfg.rows,
-            cfg.features[k]
-        ));
-        tables.write(k, &path)?;
-        setups.push(PartySetup::new(n.clone(), path));
-    }
+    let setups = tables.write_all(&cfg.dir, &mut say)?;
     let (fed, mut client) =
         start_federation(&cfg.bin, &cfg.dir, cfg.tls, &setups, &mut say).await?;
-    let stage = |rounds: &[fedcredit_proto::pb::RoundInfo]| -> (f64, f64) {
-        let s = |r: &fedcredit_proto::pb::RoundInfo| (r.finished_ms - r.started_ms) as f64 / 1e3;
-        (rounds.first().map_or(f64::NAN, s), rounds.last().map_or(f64::NAN, s))
-    };
+    let stage = first_and_last_step_seconds;
     say("secureboost job, 1 tree");
     let (r1, _) = run_job(&mut client, &secureboost_job_toml(cfg, &tables.names, 1)).await?;
     let (_, t1) = stage(&r1);

@@ -189,6 +189,32 @@ impl VerticalTables {
         w.flush().map_err(err)
     }
 
+    /// Writes every party's CSV into `dir` (see [`Self::write`]); the daemons' setups.
+    ///
+    /// # Errors
+    /// [`OpsError::Local`] when a file cannot be written.
+    pub fn write_all(
+        &self,
+        dir: &Path,
+        say: &mut impl FnMut(&str),
+    ) -> Result<Vec<PartySetup>, OpsError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpsError::Local(format!("{}: {e}", dir.display())))?;
+        let mut setups = Vec::new();
+        for (k, n) in self.names.iter().enumerate() {
+            let path = dir.join(format!("{n}.csv"));
+            say(&format!(
+                "writing {} ({} rows × {} columns)",
+                path.display(),
+                self.rows,
+                self.features[k]
+            ));
+            self.write(k, &path)?;
+            setups.push(PartySetup::new(n.clone(), path));
+        }
+        Ok(setups)
+    }
+
     /// Party `k`'s columns over the common entities `entities`, in memory.
     ///
     /// # Errors
@@ -286,26 +312,10 @@ pub async fn vertical_lr(
         ));
     }
     let tables = VerticalTables::new(cfg.rows, &cfg.features, 17);
-    std::fs::create_dir_all(&cfg.dir)
-        .map_err(|e| OpsError::Local(format!("{}: {e}", cfg.dir.display())))?;
-    let mut setups = Vec::new();
-    for (k, n) in tables.names.iter().enumerate() {
-        let path = cfg.dir.join(format!("{n}.csv"));
-        say(&format!(
-            "writing {} ({} rows × {} columns)",
-            path.display(),
-            cfg.rows,
-            cfg.features[k]
-        ));
-        tables.write(k, &path)?;
-        setups.push(PartySetup::new(n.clone(), path));
-    }
+    let setups = tables.write_all(&cfg.dir, &mut say)?;
     let (fed, mut client) =
         start_federation(&cfg.bin, &cfg.dir, cfg.tls, &setups, &mut say).await?;
-    let lr_seconds = |rounds: &[fedcredit_proto::pb::RoundInfo]| -> (f64, f64) {
-        let s = |r: &fedcredit_proto::pb::RoundInfo| (r.finished_ms - r.started_ms) as f64 / 1e3;
-        (rounds.first().map_or(f64::NAN, s), rounds.last().map_or(f64::NAN, s))
-    };
+    let lr_seconds = first_and_last_step_seconds;
     say("logistic job, 1 epoch");
     let (r1, _) =
         run_job(&mut client, &vertical_job_toml(&tables.names, "logistic", 1, cfg.batch)).await?;
@@ -348,4 +358,11 @@ pub async fn vertical_lr(
         party_bytes_per_epoch: mem.map(|m| m.2),
         dealer_bytes_per_epoch: mem.map(|m| m.3),
     })
+}
+
+/// Seconds of the first and of the last step a job recorded (alignment, then the model's
+/// stage, in a vertical job).
+pub(crate) fn first_and_last_step_seconds(rounds: &[fedcredit_proto::pb::RoundInfo]) -> (f64, f64) {
+    let s = |r: &fedcredit_proto::pb::RoundInfo| (r.finished_ms - r.started_ms) as f64 / 1e3;
+    (rounds.first().map_or(f64::NAN, s), rounds.last().map_or(f64::NAN, s))
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fedcredit_proto::pb;
 
-use super::model::{self, PartyModel, PartyRef, PartyScorecard, VerticalModelRef};
+use super::model::{self, PartyModel, PartyScorecard, VerticalModelRef};
 use super::woe::PartyWoe;
 use super::{
     PartyCtx, StageConductor, StageCtx, StageDone, StageOutbox, StageResult, StageRole,
@@ -300,31 +300,14 @@ impl LrConductor {
             metrics.insert("valid_log_loss".to_string(), e.log_loss);
         }
         metrics.insert("epochs".to_string(), f64::from(self.epochs));
-        let parties = ctx
-            .parties
-            .iter()
-            .map(|p| PartyRef {
-                party: p.0.clone(),
-                features: ctx
-                    .schemas
-                    .get(p)
-                    .map(|s| s.iter().map(|f| f.name.clone()).collect())
-                    .unwrap_or_default(),
-                columns: self.columns.get(p).copied().unwrap_or(0),
-            })
-            .collect();
-        let mut all = metrics.clone();
-        all.insert("intersection".to_string(), self.rows as f64);
-        let reference = VerticalModelRef {
-            format: model::REF_FORMAT.into(),
-            kind: self.kind.into(),
-            job: ctx.job.0.clone(),
-            label_holder: self.label.0.clone(),
-            parties,
-            scaling: self.scaling,
-            metrics: all,
-            iv: None,
-        };
+        let reference = VerticalModelRef::of_stage(
+            ctx,
+            self.kind,
+            &self.columns,
+            &metrics,
+            self.rows,
+            self.scaling,
+        );
         let what = match &self.last_epoch {
             Some(e) => format!(
                 "{} trained over {} parties, {} epochs; validation AUC {:.4}, KS {:.4}",

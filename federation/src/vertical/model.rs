@@ -328,6 +328,44 @@ pub struct VerticalModelRef {
 }
 
 impl VerticalModelRef {
+    /// The reference of a model of `kind` trained by the stage of `ctx`: every party with the
+    /// columns of its schema and `columns[party]` (its encoded columns, or splits it owns),
+    /// the training figures `metrics` and the alignment's `rows`.
+    pub(crate) fn of_stage(
+        ctx: &super::StageCtx<'_>,
+        kind: &str,
+        columns: &BTreeMap<crate::ids::PartyId, u32>,
+        metrics: &BTreeMap<String, f64>,
+        rows: u64,
+        scaling: Option<ScoreScaling>,
+    ) -> Self {
+        let parties = ctx
+            .parties
+            .iter()
+            .map(|p| PartyRef {
+                party: p.0.clone(),
+                features: ctx
+                    .schemas
+                    .get(p)
+                    .map(|s| s.iter().map(|f| f.name.clone()).collect())
+                    .unwrap_or_default(),
+                columns: columns.get(p).copied().unwrap_or(0),
+            })
+            .collect();
+        let mut all = metrics.clone();
+        all.insert("intersection".to_string(), rows as f64);
+        Self {
+            format: REF_FORMAT.into(),
+            kind: kind.into(),
+            job: ctx.job.0.clone(),
+            label_holder: ctx.vertical.label_holder.0.clone(),
+            parties,
+            scaling,
+            metrics: all,
+            iv: None,
+        }
+    }
+
     /// Reads a reference.
     ///
     /// # Errors

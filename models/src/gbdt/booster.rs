@@ -25,8 +25,22 @@ use crate::ModelError;
 use crate::data::{Dataset, FeatureKind, FeatureSpec, Features};
 use crate::progress::{FitProgress, no_progress};
 
-/// Floor on the hessian `p(1 − p)`, so saturated rows keep a positive weight.
-const MIN_HESS: f64 = 1e-16;
+/// Fractional bits of the grid every gradient and hessian is put on (2^-30 ≈ 9.3e-10).
+/// Sums of such values are exact in `f64` (below 2^23 in magnitude) and therefore independent
+/// of the summation order, and the vertical (SecureBoost) trainer encrypts them in fixed
+/// point with exactly these bits: centralized and federated histograms hold the same numbers,
+/// so their trees are the same, ties included.
+pub const GRAD_FRAC_BITS: u32 = 30;
+
+/// `x` rounded to the gradient grid ([`GRAD_FRAC_BITS`]).
+pub fn on_grad_grid(x: f64) -> f64 {
+    let scale = (1u64 << GRAD_FRAC_BITS) as f64;
+    (x * scale).round() / scale
+}
+
+/// Floor on the hessian `p(1 − p)`, so saturated rows keep a positive weight: one step of
+/// the gradient grid.
+const MIN_HESS: f64 = 1.0 / (1u64 << GRAD_FRAC_BITS) as f64;
 
 /// A trained gradient-boosted tree ensemble for the probability of default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,11 +177,11 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
 }
 
 /// The log-loss gradient and hessian at raw score `f` for label `y`: `(p − y, max(p(1 − p),
-/// 1e-16))` with `p = σ(f)`. Federated parties call this so their gradients are bit-identical
-/// to the centralized trainer's.
+/// 2^-30))` with `p = σ(f)`, both on the gradient grid ([`on_grad_grid`]). Federated parties
+/// call this so their gradients are bit-identical to the centralized trainer's.
 pub fn gradient_pair(f: f64, y: f64) -> (f64, f64) {
     let p = sigmoid(f);
-    (p - y, (p * (1.0 - p)).max(MIN_HESS))
+    (on_grad_grid(p - y), on_grad_grid((p * (1.0 - p)).max(MIN_HESS)))
 }
 
 /// Mean log loss of raw scores `f` against 0/1 labels `y`: `mean(log(1 + e^f) − y f)`.

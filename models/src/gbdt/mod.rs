@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 pub use bins::{BinKind, BinMapper, BinnedMatrix, FeatureBins, MAX_BINS};
 pub use booster::{
-    GbdtModel, RoundSampler, fit, fit_with_mapper, fit_with_progress, gradient_pair, grown_to_tree,
+    GRAD_FRAC_BITS, GbdtModel, RoundSampler, fit, fit_with_mapper, fit_with_progress,
+    gradient_pair, grown_to_tree, on_grad_grid,
 };
 pub use histogram::{GradStats, Histogram, build_histogram};
 pub use level::{GrowNode, GrowParams, GrowSplit, GrownTree, TreeGrowth};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use fedcredit_crypto::he::{Ciphertext, FixedScale, Packer, Plaintext, Scheme, SecretKey};
 use fedcredit_models::gbdt::{
     BinKind, BinMapper, BinSplit, BinnedMatrix, GbdtParams, GradStats, Histogram, RoundSampler,
-    TreeGrowth, build_histogram, gradient_pair, leaf_weight,
+    TreeGrowth, build_histogram, gradient_pair, leaf_weight, on_grad_grid,
 };
 use fedcredit_models::metrics::{auc, ks, log_loss};
 use fedcredit_proto::pb;
@@ -423,12 +423,12 @@ impl LabelSide {
                 active[r] = true;
             }
         }
-        // On the fixed-point grid of the encrypted sums, for the label holder's own columns
-        // too: every histogram then sums the same values exactly, so two columns that split a
-        // node alike tie exactly, as they do in the centralized trainer.
-        let q = |x: f64| (x * (1u64 << FRAC_BITS) as f64).round() / (1u64 << FRAC_BITS) as f64;
+        // On the fixed-point grid of the encrypted sums (GOSS weights moved them off it), for
+        // the label holder's own columns too: every histogram sums the same values exactly, as
+        // in the centralized trainer, whose gradients are on this grid.
         for r in 0..self.n {
-            (grad[r], hess[r]) = if active[r] { (q(grad[r]), q(hess[r])) } else { (0.0, 0.0) };
+            (grad[r], hess[r]) =
+                if active[r] { (on_grad_grid(grad[r]), on_grad_grid(hess[r])) } else { (0.0, 0.0) };
         }
         let label_only = tree < self.sb.label_only_trees;
         let feats: Vec<usize> = sampler

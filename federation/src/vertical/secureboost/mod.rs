@@ -53,7 +53,7 @@ use fedcredit_models::gbdt::GbdtParams;
 use fedcredit_proto::pb;
 use serde::{Deserialize, Serialize};
 
-use super::model::{self, PartyRef, VerticalModelRef};
+use super::model::VerticalModelRef;
 use super::{
     PartyCtx, StageConductor, StageCtx, StageDone, StageOutbox, StageResult, StageRole,
     StageRoleOut,
@@ -69,8 +69,8 @@ pub const KEPT_STATE: &str = "secureboost";
 /// Ciphertexts per relayed message.
 pub const CTS_PER_MESSAGE: usize = 4096;
 
-/// Fractional bits of the fixed-point gradients and hessians.
-pub const FRAC_BITS: u32 = 30;
+/// Fractional bits of the fixed-point gradients and hessians: the centralized trainer's grid.
+pub const FRAC_BITS: u32 = fedcredit_models::gbdt::GRAD_FRAC_BITS;
 
 /// `[vertical.secureboost]` in `job.toml`: options of vertical GBDT beyond the model's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -390,31 +390,8 @@ impl SbConductor {
         }
         let kept = self.kept_trees.unwrap_or(0);
         metrics.insert("trees".to_string(), f64::from(kept));
-        let parties = ctx
-            .parties
-            .iter()
-            .map(|p| PartyRef {
-                party: p.0.clone(),
-                features: ctx
-                    .schemas
-                    .get(p)
-                    .map(|s| s.iter().map(|f| f.name.clone()).collect())
-                    .unwrap_or_default(),
-                columns: self.splits.get(p).copied().unwrap_or(0),
-            })
-            .collect();
-        let mut all = metrics.clone();
-        all.insert("intersection".to_string(), self.rows as f64);
-        let reference = VerticalModelRef {
-            format: model::REF_FORMAT.into(),
-            kind: "gbdt".into(),
-            job: ctx.job.0.clone(),
-            label_holder: self.label.0.clone(),
-            parties,
-            scaling: None,
-            metrics: all,
-            iv: None,
-        };
+        let reference =
+            VerticalModelRef::of_stage(ctx, "gbdt", &self.splits, &metrics, self.rows, None);
         let what = match &self.last {
             Some(e) => format!(
                 "gbdt trained over {} parties, {kept} trees; validation AUC {:.4}, KS {:.4}",
