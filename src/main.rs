@@ -449,10 +449,11 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
         print!("{}", accuracy::render_table(&report.vertical));
         println!(
-            "`federated` aligned the parties by PSI and trained by secret sharing over separate \
-             processes with mutual TLS; each party kept its own coefficients or points. `centralized` \
-             joins the columns in one place; `party:tax` and `party:platform` assume the label, which \
-             only the bank holds."
+            "`federated` aligned the parties by PSI and trained over separate processes with mutual \
+             TLS — the regressions by secret sharing, the trees by SecureBoost on the bank's \
+             encrypted gradients; each party kept its own coefficients, points or splits. \
+             `centralized` joins the columns in one place; `party:tax` and `party:platform` assume \
+             the label, which only the bank holds."
         );
     }
     if let Some(s) = &report.serving {

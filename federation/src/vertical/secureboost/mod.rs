@@ -383,7 +383,7 @@ impl SbConductor {
 
     fn finish(&self, ctx: &StageCtx<'_>, out: &mut StageOutbox) {
         let mut metrics = BTreeMap::new();
-        if let Some(e) = &self.last {
+        if let Some(e) = self.last.as_ref().filter(|e| e.auc.is_finite()) {
             metrics.insert("valid_auc".to_string(), e.auc);
             metrics.insert("valid_ks".to_string(), e.ks);
             metrics.insert("valid_log_loss".to_string(), e.log_loss);
@@ -392,7 +392,7 @@ impl SbConductor {
         metrics.insert("trees".to_string(), f64::from(kept));
         let reference =
             VerticalModelRef::of_stage(ctx, "gbdt", &self.splits, &metrics, self.rows, None);
-        let what = match &self.last {
+        let what = match self.last.as_ref().filter(|e| e.auc.is_finite()) {
             Some(e) => format!(
                 "gbdt trained over {} parties, {kept} trees; validation AUC {:.4}, KS {:.4}",
                 ctx.parties.len(),
@@ -476,9 +476,10 @@ impl StageConductor for SbConductor {
 
     fn status(&self) -> String {
         match &self.last {
-            Some(e) => {
+            Some(e) if e.auc.is_finite() => {
                 format!("gbdt: tree {}/{} (validation AUC {:.4})", e.trees, self.trees, e.auc)
             }
+            Some(e) => format!("gbdt: tree {}/{}", e.trees, self.trees),
             None => format!("gbdt: tree 0/{}", self.trees),
         }
     }
@@ -488,8 +489,8 @@ impl StageConductor for SbConductor {
             stage: self.status(),
             done: self.last.as_ref().map_or(0, |e| u64::from(e.trees)),
             total: u64::from(self.trees),
-            loss: self.last.as_ref().map(|e| e.log_loss),
-            valid_auc: self.last.as_ref().map(|e| e.auc),
+            loss: self.last.as_ref().map(|e| e.log_loss).filter(|l| l.is_finite()),
+            valid_auc: self.last.as_ref().map(|e| e.auc).filter(|a| a.is_finite()),
         })
     }
 }
