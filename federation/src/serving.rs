@@ -69,6 +69,22 @@ pub fn ids_statement(model_job: &str, ids: &[String]) -> Vec<u8> {
     crate::auth::statement("fedcredit/score-ids/v1", &[model_job.as_bytes(), &h.finalize()])
 }
 
+/// What a feature holder of trees signs for its answer: the model's training job, the
+/// enterprises and its leaf sets of them, in order.
+pub fn leaf_sets_statement(model_job: &str, ids: &[String], sets: &[Vec<u8>]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (id, set) in ids.iter().zip(sets) {
+        h.update((id.len() as u64).to_le_bytes());
+        h.update(id.as_bytes());
+        h.update((set.len() as u64).to_le_bytes());
+        h.update(set);
+    }
+    h.update((ids.len() as u64).to_le_bytes());
+    h.update((sets.len() as u64).to_le_bytes());
+    crate::auth::statement("fedcredit/score-leaf-sets/v1", &[model_job.as_bytes(), &h.finalize()])
+}
+
 /// A feature that cost an enterprise points at one party.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
@@ -299,7 +315,7 @@ impl ServedPart {
             && self.manifest.label_holder
             && !q.peer_leaf_sets.is_empty()
         {
-            if let Err(e) = self.combine(q, ids, sets, top, &mut reply) {
+            if let Err(e) = self.combine(q, ids, sets, top, identity, &mut reply) {
                 return pb::ScoreReply {
                     query_id: q.query_id,
                     error: format!("cannot combine the parties' leaf sets: {e}"),
@@ -336,6 +352,25 @@ impl ServedPart {
                 points_lost: rs.iter().map(|r| r.points_lost).collect(),
                 parties: Vec::new(),
             });
+        }
+        if !self.manifest.label_holder
+            && matches!(self.answers, Answers::Trees { .. })
+            && let Some(signer) = &identity.signer
+        {
+            // Its leaf sets, signed: the label holder combines no others.
+            match signer.sign(&leaf_sets_statement(&self.manifest.job, ids, &reply.leaf_sets)) {
+                Ok(sig) => {
+                    reply.authorization = sig;
+                    reply.certificate = signer.certificate().to_vec();
+                }
+                Err(e) => {
+                    return pb::ScoreReply {
+                        query_id: q.query_id,
+                        error: format!("cannot sign its leaf sets: {e}"),
+                        ..Default::default()
+                    };
+                }
+            }
         }
         if self.manifest.label_holder
             && let Some(signer) = &identity.signer
@@ -375,6 +410,7 @@ impl ServedPart {
         ids: &[String],
         sets: &[Vec<u8>],
         top: usize,
+        identity: &crate::protocol::Identity,
         reply: &mut pb::ScoreReply,
     ) -> Result<(), String> {
         let PartyModel::Gbdt { part } = &self.part else { return Err("not trees".into()) };
@@ -399,6 +435,22 @@ impl ServedPart {
                 p.sets.len(),
                 ids.len()
             ));
+        }
+        // With mutual TLS, only leaf sets their owner signed for these very enterprises: a
+        // coordinator cannot make up leaf combinations to read the model's leaf values.
+        if let Some(verifier) = &identity.verifier {
+            for p in &peers {
+                let statement = leaf_sets_statement(&self.manifest.job, ids, &p.sets);
+                verifier
+                    .verify(
+                        &crate::PartyId(p.party.clone()),
+                        &p.certificate,
+                        &statement,
+                        &p.authorization,
+                        "the leaf sets of a score query",
+                    )
+                    .map_err(|e| format!("{}'s leaf sets are not signed by it: {e}", p.party))?;
+            }
         }
         let words: Vec<usize> =
             label.trees.iter().map(|t| t.shape.n_leaves().div_ceil(64).max(1)).collect();

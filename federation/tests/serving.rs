@@ -111,3 +111,114 @@ fn a_feature_holder_answers_only_for_enterprises_the_label_holder_vouched_for() 
     let plain = tax.answer(&query(&["c"], &pb::ScoreReply::default()), &Identity::default());
     assert!(plain.error.is_empty());
 }
+
+/// Trees: the label holder combines only leaf sets their owner signed for the enterprises
+/// asked, so a deviating coordinator cannot feed it made-up leaf sets and read the model's
+/// leaf values back.
+#[test]
+fn the_label_holder_combines_only_leaf_sets_their_owner_signed() {
+    use fedcredit_federation::vertical::model::GbdtPart;
+    use fedcredit_federation::vertical::secureboost::local;
+    use fedcredit_federation::vertical::woe::local::LocalParty;
+    use fedcredit_federation::vertical::{Alignment, PartyTable};
+    use fedcredit_models::testdata::{ApplicationsConfig, applications};
+
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["bank", "tax"].map(String::from).to_vec();
+    let certs = init_certs(dir.path(), &names, &[]).unwrap();
+    let id = |n: &str| -> Identity { party_identity(&certs.parties[n]).unwrap() };
+    // A small model trained by the stage in memory.
+    let t = applications(&ApplicationsConfig { rows: 800, numeric: 6, text: 0, seed: 3 }).unwrap();
+    let n = t.data.n_rows();
+    let cols = [vec![0, 2, 4], vec![1, 3, 5]];
+    let ids: Vec<String> = (0..n).map(|i| format!("E{i}")).collect();
+    let alignment = Alignment {
+        rows: (0..n as u32).collect(),
+        keys: (0..n)
+            .map(|t| {
+                (t as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835).to_le_bytes()
+            })
+            .collect(),
+    };
+    let parties: Vec<LocalParty> = names
+        .iter()
+        .enumerate()
+        .map(|(k, p)| LocalParty {
+            name: PartyId(p.clone()),
+            table: PartyTable {
+                ids: ids.clone(),
+                features: t.data.features.select_columns(&cols[k]),
+                label: (k == 0).then(|| t.data.label.to_vec()),
+            },
+            alignment: alignment.clone(),
+        })
+        .collect();
+    let spec = fedcredit_federation::job::JobSpec::from_toml(
+        "parties = [\"bank\", \"tax\"]\n[data]\nid = \"id\"\nlabel = \"y\"\n[model]\n\
+         kind = \"gbdt\"\nn_trees = 4\nmax_depth = 3\nmax_bins = 16\n[vertical]\n\
+         label_holder = \"bank\"\n",
+    )
+    .unwrap();
+    let run = local::run(&spec, parties.clone(), Default::default(), 1, false).unwrap();
+    let served = |k: usize| -> ServedPart {
+        let p = &parties[k];
+        let part: GbdtPart = run.parts[&p.name].clone();
+        let manifest = ServingManifest {
+            job: "job-1".into(),
+            id_column: "id".into(),
+            label_holder: k == 0,
+            schema: p.table.features.specs.clone(),
+            label_holder_party: "bank".into(),
+        };
+        let model = PartyModel::Gbdt { part: Box::new(part) };
+        ServedPart::new(manifest, model, "t".into(), ids.clone(), &p.table.features).unwrap()
+    };
+    let (bank, tax) = (served(0), served(1));
+    let asked: Vec<&str> = vec!["E1", "E2", "E3"];
+    let vouched = bank.answer(
+        &pb::ScoreQuery {
+            query_id: 1,
+            model_job: "job-1".into(),
+            ids: asked.iter().map(|s| (*s).to_string()).collect(),
+            ..Default::default()
+        },
+        &id("bank"),
+    );
+    let sets = tax.answer(&query(&asked, &vouched), &id("tax"));
+    assert!(sets.error.is_empty(), "{}", sets.error);
+    assert_eq!(sets.leaf_sets.len(), 3);
+    assert!(!sets.authorization.is_empty());
+    let combine = |peer: pb::PartyLeafSets| {
+        let q = pb::ScoreQuery { peer_leaf_sets: vec![peer], ..query(&asked, &vouched) };
+        bank.answer(&q, &id("bank"))
+    };
+    let honest = pb::PartyLeafSets {
+        party: "tax".into(),
+        sets: sets.leaf_sets.clone(),
+        authorization: sets.authorization.clone(),
+        certificate: sets.certificate.clone(),
+    };
+    let ok = combine(honest.clone());
+    assert!(ok.error.is_empty(), "{}", ok.error);
+    // The log-odds are the trees' on those rows, and every party has its share.
+    let rows = [1usize, 2, 3];
+    let features =
+        parties.iter().map(|p| (p.name.clone(), p.table.features.select_rows(&rows))).collect();
+    let want = local::joint_scores(&run.parts, &features).unwrap();
+    for (got, want) in ok.partial_log_odds.iter().zip(&want) {
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+    assert_eq!(ok.shares.len(), 3);
+    // A deviating coordinator: a made-up leaf set, no signature, the bank's own signature.
+    let mut forged = honest.clone();
+    forged.sets[0][0] ^= 1;
+    assert!(combine(forged).error.contains("not signed"), "a forged leaf set was combined");
+    let unsigned = pb::PartyLeafSets { authorization: Vec::new(), ..honest.clone() };
+    assert!(combine(unsigned).error.contains("not signed"));
+    let foreign = pb::PartyLeafSets {
+        authorization: vouched.authorization.clone(),
+        certificate: vouched.certificate.clone(),
+        ..honest
+    };
+    assert!(combine(foreign).error.contains("not signed"));
+}

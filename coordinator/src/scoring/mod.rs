@@ -467,7 +467,12 @@ async fn score_vertical(
             let peer_leaf_sets = replies
                 .iter()
                 .filter(|(p, _)| **p != lh.0)
-                .map(|(p, r)| pb::PartyLeafSets { party: p.clone(), sets: r.leaf_sets.clone() })
+                .map(|(p, r)| pb::PartyLeafSets {
+                    party: p.clone(),
+                    sets: r.leaf_sets.clone(),
+                    authorization: r.authorization.clone(),
+                    certificate: r.certificate.clone(),
+                })
                 .collect();
             let query = pb::ScoreQuery {
                 model_job: model.job.clone(),
