@@ -18,7 +18,8 @@
 //!    each feature holder sums the ciphertexts per bin of its columns over the rows of the nodes
 //!    the label holder wants (the smaller child of each split: the other is the parent minus it,
 //!    taken by the label holder in plaintext after decryption), compresses the sums into few
-//!    ciphertexts, rerandomizes them and sends them back. The label holder decrypts, adds its
+//!    ciphertexts, rerandomizes them and sends them back with each bin's row count in plaintext
+//!    (the label holder would decrypt the counts anyway). The label holder decrypts, adds its
 //!    own plaintext histograms and grows the level with the centralized
 //!    [`fedcredit_models::gbdt::TreeGrowth`], so the split kernel is the centralized one.
 //! 4. A split on a feature holder's column: the label holder tells that holder which of its
