@@ -226,6 +226,38 @@ mod stage {
         assert!(!trees.is_empty() && trees.iter().all(|&t| t >= 2), "{trees:?}");
     }
 
+    #[test]
+    fn early_stopping_keeps_the_best_trees_at_every_party() {
+        let spec = spec(
+            &NAMES[..2],
+            "n_trees = 60\nlearning_rate = 0.2\nmax_depth = 3\nmax_bins = 16",
+            "[vertical.secureboost]\nearly_stopping_rounds = 3\n",
+        );
+        let s = split(table(4000, 7), &NAMES[..2], spec.data.validation_fraction, 2);
+        let r = run(&spec, &s);
+        let trees = |p: &str| match &r.parts[&pid(p)] {
+            GbdtPart::Label(l) => l.trees.len(),
+            GbdtPart::Holder(h) => h.trees.len(),
+        };
+        let kept = r.done.metrics["trees"] as usize;
+        // The centralized trainer with the same validation rows stops at the same tree.
+        let order: Vec<usize> = s.columns.iter().flatten().copied().collect();
+        let joined = |rows: &[usize]| {
+            let d = s.all.select_rows(rows);
+            Dataset { features: d.features.select_columns(&order), label: d.label }
+        };
+        let params =
+            gbdt::GbdtParams { early_stopping_rounds: Some(3), ..gbdt_params(&spec).unwrap() };
+        let central = gbdt::fit(&joined(&s.train), Some(&joined(&s.valid)), &params).unwrap();
+        eprintln!("early stopping kept {kept} of 60 trees; centralized {}", central.trees.len());
+        assert!(kept < 60 && kept >= 1, "{kept}");
+        assert_eq!(kept, central.trees.len());
+        assert_eq!((trees("bank"), trees("tax")), (kept, kept));
+        // The holder keeps only the splits of the kept trees.
+        let GbdtPart::Holder(h) = &r.parts[&pid("tax")] else { panic!() };
+        assert!(h.splits.iter().all(|(_, sp)| (sp.tree as usize) < kept));
+    }
+
     /// A feature holder replaying the honest label holder's messages up to the first level,
     /// which `tamper` changes; its answer.
     fn holder_answer(tamper: impl Fn(&mut pb::SbLevel)) -> Result<(), String> {
