@@ -250,7 +250,7 @@ mod stage {
             gbdt::GbdtParams { early_stopping_rounds: Some(3), ..gbdt_params(&spec).unwrap() };
         let central = gbdt::fit(&joined(&s.train), Some(&joined(&s.valid)), &params).unwrap();
         eprintln!("early stopping kept {kept} of 60 trees; centralized {}", central.trees.len());
-        assert!(kept < 60 && kept >= 1, "{kept}");
+        assert!((1..60).contains(&kept), "{kept}");
         assert_eq!(kept, central.trees.len());
         assert_eq!((trees("bank"), trees("tax")), (kept, kept));
         // The holder keeps only the splits of the kept trees.
