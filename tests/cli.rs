@@ -2,6 +2,16 @@
 
 use std::process::Command;
 
+/// The tests that run whole federations (several processes each, secure protocols) take turns:
+/// on two cores, two of them at once starve each other's daemons. Under such load a federated
+/// vertical logistic job twice ended with a useless model (AUC 0.43, 0.46) instead of failing (see the closing
+/// note of the stop that added this); until that is understood, they do not overlap.
+static FEDERATIONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_federation_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    FEDERATIONS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn fedcredit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fedcredit"))
 }
@@ -10,6 +20,7 @@ fn fedcredit() -> Command {
 /// and one row per model and setting.
 #[test]
 fn bench_accuracy_writes_the_documented_json() {
+    let _turn = one_federation_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = fedcredit()
@@ -93,6 +104,7 @@ fn bad_input_exits_non_zero_with_a_clear_message() {
 /// bank data whose model is listed, shown and exported; a bad job file is refused naming the key.
 #[test]
 fn train_jobs_and_models_commands_work_end_to_end() {
+    let _turn = one_federation_at_a_time();
     use fedcredit_ops::launch::{LaunchOptions, LocalFederation, PartySetup};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -321,6 +333,7 @@ fn job_toml_errors_name_the_file_and_key() {
 /// the pooled model.
 #[test]
 fn demo_horizontal_runs_the_federation_and_writes_results() {
+    let _turn = one_federation_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = fedcredit()
         .args(["demo", "--horizontal", "--enterprises", "4000", "--out"])
@@ -411,6 +424,7 @@ fn render(page: &std::path::Path, shot: &std::path::Path) -> Option<String> {
 /// and the HTML report renders in a real browser with every chart drawn.
 #[test]
 fn demo_runs_the_vertical_story_serves_scores_and_writes_a_report() {
+    let _turn = one_federation_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = fedcredit()
         .args(["demo", "--enterprises", "4000", "--out"])
