@@ -280,3 +280,74 @@ fn logistic_and_scorecard_jobs_over_processes_keep_each_part_at_its_party() {
         assert!(!log.contains("910000000000000"), "{p} logged an id:\n{log}");
     }
 }
+
+/// SecureBoost over processes: the tax bureau's daemon is SIGKILLed after the first trees and
+/// restarted; it resumes from its last committed tree and every party ends with the part of an
+/// uninterrupted run (no validation rows, so two jobs' different PSI orders cannot change the
+/// bins or the trees).
+#[test]
+fn a_feature_holder_killed_mid_secureboost_ends_with_the_uninterrupted_model() {
+    use fedcredit_federation::vertical::model::PartyModel;
+    use fedcredit_ops::bench_vlr::VerticalTables;
+    let dir = tempfile::tempdir().unwrap();
+    let tables = VerticalTables::new(3_000, &[3, 4, 3], 9);
+    let parties = tables.write_all(dir.path(), &mut |_: &str| {}).unwrap();
+    let mut fed = launch(dir.path(), &parties, "");
+    let quoted: Vec<String> = tables.names.iter().map(|n| format!("\"{n}\"")).collect();
+    let toml = format!(
+        "parties = [{}]\n[data]\nid = \"id\"\nlabel = \"y\"\nvalidation_fraction = 0.0\n\
+         [model]\nkind = \"gbdt\"\nn_trees = 25\nmax_depth = 3\nmax_bins = 16\n[vertical]\n\
+         label_holder = \"{}\"\n",
+        quoted.join(", "),
+        tables.names[0]
+    );
+    let runtime = rt();
+    let whole = runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        let end = common::run_job(&mut client, &toml).await;
+        assert_eq!(end.state, "succeeded", "{}", end.error);
+        end.id
+    });
+    let id = runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        let id = client.submit(&toml).await.expect("submit").id;
+        let bound = tokio::time::Instant::now() + common::JOB_BOUND;
+        loop {
+            let info = client.job(&id).await.expect("job");
+            assert!(!fedcredit_ops::progress::is_final(&info.state), "ended early: {info:?}");
+            if info.status.contains("tree ")
+                && !info.status.contains("tree 0/")
+                && !info.status.contains("tree 1/")
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < bound, "no progress: {info:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        id
+    });
+    let tax = tables.names[1].clone();
+    fed.kill_participant(&tax);
+    std::thread::sleep(Duration::from_millis(300));
+    fed.start_participant(&parties[1]).expect("restart the tax bureau");
+    runtime.block_on(async {
+        let mut client = operator(&fed).await;
+        let end = common::follow(&mut client, &id).await;
+        assert_eq!(end.state, "succeeded", "{}\n{}", end.error, fed.log("coordinator"));
+    });
+    assert!(fed.log(&tax).contains("restoring the job from its checkpoint"));
+    let part = |n: &str, job: &str| -> PartyModel {
+        // Parts are written just after the job ends.
+        let path = fed.dir().join(format!("{n}-state/models/{job}.json"));
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return serde_json::from_str(&text).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{n} kept no part at {}", path.display())
+    };
+    for n in &tables.names {
+        assert!(part(n, &id) == part(n, &whole), "{n}'s part differs from the uninterrupted run's");
+    }
+}
