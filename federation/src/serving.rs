@@ -455,6 +455,7 @@ impl ServedPart {
         let words: Vec<usize> =
             label.trees.iter().map(|t| t.shape.n_leaves().div_ceil(64).max(1)).collect();
         let factor = factor_of(&self.part);
+        let routing = label.routing();
         for (k, id) in ids.iter().enumerate() {
             let Some(&row) = self.index.get(id) else {
                 return Err(format!("enterprise {id} is not in its table"));
@@ -467,8 +468,8 @@ impl ServedPart {
                 );
             }
             let refs: Vec<&[LeafSet]> = all.iter().map(Vec::as_slice).collect();
-            let leaves = label.leaves(&refs)?;
-            let c = label.contributions(&leaves);
+            let leaves = label.leaves(&routing, &refs)?;
+            let c = label.contributions(&routing, &leaves);
             reply.known.push(true);
             reply.partial_log_odds.push(label.log_odds(&leaves));
             reply.shares.push(pb::PartyShares {

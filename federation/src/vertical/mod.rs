@@ -269,6 +269,22 @@ impl StageOutbox {
     pub fn send(&mut self, party: &PartyId, body: pb::vertical_step::Body) {
         self.messages.push((party.clone(), body));
     }
+
+    /// The stage finished with a trained model, registered as `reference`.
+    pub fn model_done(
+        &mut self,
+        what: String,
+        metrics: BTreeMap<String, f64>,
+        reference: &model::VerticalModelRef,
+    ) {
+        match serde_json::to_string_pretty(reference) {
+            Ok(artifact_json) => {
+                self.done =
+                    Some(StageDone { what, metrics, result: StageResult::Model { artifact_json } });
+            }
+            Err(e) => self.failed = Some(format!("the model reference cannot be written: {e}")),
+        }
+    }
 }
 
 /// A finished stage.

@@ -137,6 +137,20 @@ pub enum BinSplit {
     },
 }
 
+impl BinSplit {
+    /// Whether a row in bin `bin` goes left, the missing bin `missing_bin` following
+    /// `default_left`.
+    pub fn goes_left(&self, bin: u8, missing_bin: u8, default_left: bool) -> bool {
+        if bin == missing_bin {
+            return default_left;
+        }
+        match self {
+            BinSplit::Numeric { threshold_bin } => bin <= *threshold_bin,
+            BinSplit::Categorical { left_bins } => left_bins.binary_search(&bin).is_ok(),
+        }
+    }
+}
+
 /// The best split of a node on one feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitCandidate {
@@ -167,13 +181,7 @@ fn is_zero(v: &f64) -> bool {
 impl SplitCandidate {
     /// Whether a row in bin `bin` of [`SplitCandidate::feature`] goes left.
     pub fn goes_left(&self, bin: u8) -> bool {
-        if bin == self.missing_bin {
-            return self.default_left;
-        }
-        match &self.split {
-            BinSplit::Numeric { threshold_bin } => bin <= *threshold_bin,
-            BinSplit::Categorical { left_bins } => left_bins.binary_search(&bin).is_ok(),
-        }
+        self.split.goes_left(bin, self.missing_bin, self.default_left)
     }
 
     /// [`SplitCandidate::goes_left`] for every possible bin, as a lookup table.

@@ -131,10 +131,6 @@ impl std::fmt::Debug for LabelSide {
     }
 }
 
-fn sigmoid(x: f64) -> f64 {
-    fedcredit_models::logistic::sigmoid(x)
-}
-
 impl LabelSide {
     /// Opens the stage at the label holder: bins its columns, draws its key, and waits for
     /// the feature holders' layouts.
@@ -617,7 +613,7 @@ impl LabelSide {
             return Ok(());
         }
         if run.growth.is_done() {
-            return self.finish_tree(ctx, out);
+            return self.finish_tree(ctx, rng, out);
         }
         let complete = run
             .local
@@ -773,7 +769,7 @@ impl LabelSide {
         }
         let partitions = std::mem::take(&mut run.partitions);
         if run.growth.is_done() {
-            return self.finish_tree(ctx, out);
+            return self.finish_tree(ctx, rng, out);
         }
         run.wanted = run.growth.wanted().to_vec();
         let wanted: Vec<u32> = run.wanted.iter().map(|&v| v as u32).collect();
@@ -795,6 +791,7 @@ impl LabelSide {
     fn finish_tree(
         &mut self,
         ctx: &mut PartyCtx<'_>,
+        rng: &mut CsRng,
         out: &mut StageRoleOut<'_>,
     ) -> Result<(), String> {
         let joint = self.joint.as_ref().ok_or("no joint layout")?;
@@ -863,8 +860,7 @@ impl LabelSide {
             send(out, std::slice::from_ref(h), pb::sb_payload::Body::Commit(commit.clone()));
         }
         if self.holders.is_empty() {
-            let mut rng = crate::protocol::os_rng();
-            return self.committed(ctx, &mut rng, out);
+            return self.committed(ctx, rng, out);
         }
         Ok(())
     }
@@ -910,7 +906,7 @@ impl LabelSide {
         }
         let s: Vec<f64> = self.valid.iter().map(|&t| self.kept.scores[t as usize]).collect();
         let y: Vec<f64> = self.valid.iter().map(|&t| self.y[t as usize]).collect();
-        let p: Vec<f64> = s.iter().map(|&x| sigmoid(x)).collect();
+        let p: Vec<f64> = s.iter().map(|&x| fedcredit_models::logistic::sigmoid(x)).collect();
         (auc(&s, &y).unwrap_or(f64::NAN), ks(&s, &y).unwrap_or(f64::NAN), log_loss(&p, &y).ok())
     }
 

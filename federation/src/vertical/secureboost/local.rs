@@ -202,10 +202,11 @@ pub fn joint_scores(
     }
     let label = label.ok_or("no label holder's part")?;
     let n = sets.first().map_or(0, Vec::len);
+    let routing = label.routing();
     (0..n)
         .map(|i| {
             let per: Vec<&[LeafSet]> = sets.iter().map(|v| v[i].as_slice()).collect();
-            Ok(label.log_odds(&label.leaves(&per)?))
+            Ok(label.log_odds(&label.leaves(&routing, &per)?))
         })
         .collect()
 }

@@ -402,13 +402,7 @@ impl SbConductor {
             ),
             None => format!("gbdt trained over {} parties, {kept} trees", ctx.parties.len()),
         };
-        match serde_json::to_string_pretty(&reference) {
-            Ok(artifact_json) => {
-                out.done =
-                    Some(StageDone { what, metrics, result: StageResult::Model { artifact_json } });
-            }
-            Err(e) => out.failed = Some(format!("the model reference cannot be written: {e}")),
-        }
+        out.model_done(what, metrics, &reference);
     }
 }
 

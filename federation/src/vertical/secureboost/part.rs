@@ -157,13 +157,7 @@ pub struct HolderSplit {
 impl HolderSplit {
     /// Whether a row in bin `bin` of the feature goes left.
     pub fn goes_left(&self, bin: u8) -> bool {
-        if bin == self.missing_bin {
-            return self.default_left;
-        }
-        match &self.rule {
-            BinSplit::Numeric { threshold_bin } => bin <= *threshold_bin,
-            BinSplit::Categorical { left_bins } => left_bins.binary_search(&bin).is_ok(),
-        }
+        self.rule.goes_left(bin, self.missing_bin, self.default_left)
     }
 }
 
@@ -233,6 +227,13 @@ impl HolderPart {
             })
             .collect()
     }
+}
+
+/// Per tree, the node of each leaf ordinal and each node's parent (`usize::MAX` at the root):
+/// [`LabelPart::routing`].
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    trees: Vec<(Vec<usize>, Vec<usize>)>,
 }
 
 /// A split at the label holder.
@@ -309,14 +310,11 @@ impl LabelPart {
                                 rule,
                                 missing_bin,
                                 default_left,
-                            })) => HolderSplit {
-                                tree: 0,
-                                feature: *feature,
-                                rule: rule.clone(),
-                                missing_bin: *missing_bin,
-                                default_left: *default_left,
-                            }
-                            .goes_left(binned.column(*feature)[r]),
+                            })) => rule.goes_left(
+                                binned.column(*feature)[r],
+                                *missing_bin,
+                                *default_left,
+                            ),
                             _ => false,
                         })
                     })
@@ -325,25 +323,49 @@ impl LabelPart {
             .collect()
     }
 
+    /// The trees' leaves and parents, for [`Self::leaves`] and [`Self::contributions`]:
+    /// computed once per batch of rows.
+    pub fn routing(&self) -> Routing {
+        let trees = self
+            .trees
+            .iter()
+            .map(|t| {
+                let nodes = &t.shape.nodes;
+                let mut parent = vec![usize::MAX; nodes.len()];
+                for (i, n) in nodes.iter().enumerate().filter(|(_, n)| n.owner.is_some()) {
+                    for ch in [n.left as usize, n.right as usize] {
+                        if let Some(p) = parent.get_mut(ch) {
+                            *p = i;
+                        }
+                    }
+                }
+                let leaf_nodes = (0..nodes.len()).filter(|&i| nodes[i].owner.is_none()).collect();
+                (leaf_nodes, parent)
+            })
+            .collect();
+        Routing { trees }
+    }
+
     /// The leaf of each tree a row reaches, from every party's leaf sets of the row (its own
     /// among them).
     ///
     /// # Errors
     /// When a party's sets do not fit the trees or do not leave exactly one leaf.
-    pub fn leaves(&self, sets: &[&[LeafSet]]) -> Result<Vec<usize>, String> {
-        self.trees
+    pub fn leaves(&self, routing: &Routing, sets: &[&[LeafSet]]) -> Result<Vec<usize>, String> {
+        routing
+            .trees
             .iter()
             .enumerate()
-            .map(|(t, tree)| {
+            .map(|(t, (leaf_nodes, _))| {
                 let per: Vec<&LeafSet> = sets
                     .iter()
                     .map(|s| s.get(t).ok_or_else(|| format!("no leaf set for tree {t}")))
                     .collect::<Result<_, _>>()?;
                 let k = single_leaf(&per)
                     .ok_or_else(|| format!("tree {t}: the leaf sets do not meet in one leaf"))?;
-                let ord = tree.shape.leaf_ordinals();
-                ord.iter()
-                    .position(|o| *o == Some(k))
+                leaf_nodes
+                    .get(k)
+                    .copied()
                     .ok_or_else(|| format!("tree {t}: leaf {k} does not exist"))
             })
             .collect()
@@ -362,22 +384,12 @@ impl LabelPart {
 
     /// Who moved the row's log-odds how much (see [`Contributions`]); the base score is the
     /// label holder's.
-    pub fn contributions(&self, leaves: &[usize]) -> Contributions {
+    pub fn contributions(&self, routing: &Routing, leaves: &[usize]) -> Contributions {
         let mut c = Contributions::default();
         let me = self.parties.get(self.me as usize).cloned().unwrap_or_default();
         *c.by_party.entry(me.clone()).or_default() += self.base_score;
-        for (t, &leaf) in self.trees.iter().zip(leaves) {
-            // Walk from the root to `leaf`: the path is unique (children after parents).
-            let mut parent = vec![usize::MAX; t.shape.nodes.len()];
-            for (i, n) in t.shape.nodes.iter().enumerate() {
-                if n.owner.is_some() {
-                    for ch in [n.left as usize, n.right as usize] {
-                        if let Some(p) = parent.get_mut(ch) {
-                            *p = i;
-                        }
-                    }
-                }
-            }
+        for ((t, (_, parent)), &leaf) in self.trees.iter().zip(&routing.trees).zip(leaves) {
+            // Walk from `leaf` up to the root.
             let mut at = leaf;
             while let Some(&p) = parent.get(at).filter(|p| **p != usize::MAX) {
                 let delta = t.values.get(at).copied().unwrap_or(0.0)
