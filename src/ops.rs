@@ -912,8 +912,8 @@ pub fn bench_he(args: HeBenchArgs) -> anyhow::Result<()> {
                     .map_or_else(|| "—".to_string(), |(_, v)| format!("{v}"))
             };
             println!(
-                "{:?} {} bits, µs per op per core ({}), ours vs SecretFlow HEU:",
-                scheme, t.bits, t.clock
+                "{:?} {} bits, µs per op per core ({}, {} kernel), ours vs SecretFlow HEU:",
+                scheme, t.bits, t.clock, t.kernel
             );
             for (k, v) in [
                 ("encrypt_us", t.encrypt_us),

@@ -28,6 +28,8 @@ pub struct HeOpTimes {
     pub security_bits: u32,
     /// `"thread-cpu"` or `"wall"`.
     pub clock: String,
+    /// Modular-multiplication kernel ([`super::kernel`]).
+    pub kernel: String,
     /// Key generation (mean over the keys made).
     pub keygen_ms: f64,
     /// Public-key encryption of a 64-bit plaintext with fresh randomness.
@@ -198,6 +200,7 @@ pub fn measure(scheme: Scheme, bits: u32, min_seconds: f64) -> Result<HeOpTimes,
         bits,
         security_bits: security_bits(bits),
         clock: if clock.cpu { "thread-cpu" } else { "wall" }.to_string(),
+        kernel: super::kernel().to_string(),
         keygen_ms,
         encrypt_us,
         encrypt_owner_us,

@@ -123,6 +123,8 @@
 mod batch;
 pub mod bench;
 mod encoding;
+#[cfg(target_arch = "x86_64")]
+mod ifma;
 mod keys;
 mod limbs;
 mod mont;
@@ -189,6 +191,16 @@ impl std::str::FromStr for Scheme {
             _ => Err(HeError::UnknownScheme(s.to_string())),
         }
     }
+}
+
+/// The modular-multiplication kernel in use: `"avx512-ifma"` where the CPU has AVX-512
+/// IFMA (unless `FEDCREDIT_HE_PORTABLE` is set), else `"portable"` (unrolled 64-bit CIOS).
+pub fn kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if ifma::available() {
+        return "avx512-ifma";
+    }
+    "portable"
 }
 
 /// NIST-equivalent security strength (bits) of a modulus size; 0 below 2048.

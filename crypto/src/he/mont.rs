@@ -21,7 +21,25 @@
 
 use zeroize::Zeroize;
 
+#[cfg(target_arch = "x86_64")]
+use super::ifma::Kernel as Ifma;
 use super::limbs;
+
+/// No vector kernel off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone)]
+enum Ifma {}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Ifma {
+    fn new(_: &[u64], _: u64) -> Option<Self> {
+        None
+    }
+
+    fn mul(&self, _: &[u64], _: &[u64], _: &[u64], _: u64, _: &mut [u64]) {
+        match *self {}
+    }
+}
 
 macro_rules! unrolled_kernel {
     ($name:ident, $n:literal) => {
@@ -199,6 +217,9 @@ pub(crate) struct Modulus {
     one: Box<[u64]>,
     /// `R² mod n`.
     r2: Box<[u64]>,
+    /// The AVX-512 IFMA kernel for this modulus, where the CPU has one
+    /// ([`super::ifma`]); the portable kernels otherwise.
+    ifma: Option<Ifma>,
 }
 
 impl Drop for Modulus {
@@ -240,9 +261,11 @@ impl Modulus {
         for _ in 0..64 * len {
             double(&mut x);
         }
+        let ninv = limbs::neg_inv64(n[0]);
         let m = Self {
+            ifma: Ifma::new(n, ninv),
             n: n.into(),
-            ninv: limbs::neg_inv64(n[0]),
+            ninv,
             one: one.into_boxed_slice(),
             r2: x.into_boxed_slice(),
         };
@@ -251,6 +274,20 @@ impl Modulus {
 
     pub(crate) fn len(&self) -> usize {
         self.n.len()
+    }
+
+    /// The same modulus on the portable kernels only.
+    #[cfg(test)]
+    pub(crate) fn portable(&self) -> Self {
+        let mut m = self.clone();
+        m.ifma = None;
+        m
+    }
+
+    /// Whether multiplications run on the AVX-512 IFMA kernel.
+    #[cfg(test)]
+    pub(crate) fn vectorized(&self) -> bool {
+        self.ifma.is_some()
     }
 
     pub(crate) fn n(&self) -> &[u64] {
@@ -266,6 +303,9 @@ impl Modulus {
     #[inline]
     pub(crate) fn mul(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
         let (n, ninv) = (&self.n[..], self.ninv);
+        if let Some(k) = &self.ifma {
+            return k.mul(a, b, n, ninv, out);
+        }
         match n.len() {
             4 => mul4(arr(a), arr(b), arr(n), ninv, arr_mut(out)),
             6 => mul6(arr(a), arr(b), arr(n), ninv, arr_mut(out)),
@@ -307,6 +347,7 @@ impl Modulus {
         let len = self.len();
         let (n, ninv) = (&self.n[..], self.ninv);
         match len {
+            _ if self.ifma.is_some() && len <= 96 => self.mul(a, a, &mut out[..len]),
             11 => sqr11(arr(a), arr(n), ninv, arr_mut(&mut out[..11])),
             16 => sqr16(arr(a), arr(n), ninv, arr_mut(&mut out[..16])),
             22 => sqr22(arr(a), arr(n), ninv, arr_mut(&mut out[..22])),
@@ -667,6 +708,57 @@ mod tests {
             let wide = random_limbs(&mut rng, 3 * len + 1);
             let red = m.out_of_mont(&m.reduce(&wide));
             assert_eq!(limbs::to_biguint(&red), limbs::to_biguint(&wide) % &nb);
+        }
+    }
+
+    #[test]
+    fn vector_kernel_equals_the_portable_kernels() {
+        let mut rng = ChaCha20Rng::seed_from_u64(52);
+        let mut checked = 0;
+        for len in [11usize, 16, 22, 24, 32, 48, 64, 96] {
+            // full-width moduli and moduli with spare high bits (q, p² of OU)
+            for top_bits in [64u32, 63, 42, 20, 1] {
+                let mut n = random_limbs(&mut rng, len);
+                n[0] |= 1;
+                n[len - 1] >>= 64 - top_bits;
+                n[len - 1] |= 1 << (top_bits - 1);
+                let m = Modulus::new(&n).unwrap();
+                if !m.vectorized() {
+                    continue;
+                }
+                let p = m.portable();
+                let nb = limbs::to_biguint(&n);
+                let below_n = |rng: &mut ChaCha20Rng| {
+                    limbs::from_biguint(&(limbs::to_biguint(&random_limbs(rng, len)) % &nb), len)
+                        .unwrap()
+                };
+                let mut nm1 = n.clone();
+                nm1[0] -= 1;
+                let mut cases = vec![
+                    (vec![u64::MAX; len], nm1.clone()),
+                    (nm1.clone(), nm1.clone()),
+                    (vec![0; len], nm1.clone()),
+                    (nm1.clone(), limbs::pow2(0, len)),
+                ];
+                for _ in 0..200 {
+                    cases.push((random_limbs(&mut rng, len), below_n(&mut rng)));
+                    cases.push((below_n(&mut rng), below_n(&mut rng)));
+                }
+                for (a, b) in &cases {
+                    assert_eq!(m.mul_vec(a, b), p.mul_vec(a, b), "len {len}, top {top_bits}");
+                    checked += 1;
+                }
+                let mut x = below_n(&mut rng);
+                let mut y = x.clone();
+                for _ in 0..50 {
+                    m.square_assign(&mut x);
+                    p.square_assign(&mut y);
+                }
+                assert_eq!(x, y, "squarings, len {len}, top {top_bits}");
+            }
+        }
+        if checked == 0 {
+            eprintln!("skipped: this CPU has no AVX-512 IFMA (the portable kernels are in use)");
         }
     }
 
