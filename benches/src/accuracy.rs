@@ -142,6 +142,13 @@ pub struct TreeTimes {
     pub last: f64,
     /// The median tree.
     pub median: f64,
+    /// Mean of the first ten trees (a single tree's time is noisy).
+    #[serde(default)]
+    pub mean_first_10: f64,
+    /// Mean of the last ten trees: not above [`Self::mean_first_10`] when per-tree work stays
+    /// flat as the model grows.
+    #[serde(default)]
+    pub mean_last_10: f64,
     /// Trees timed.
     pub trees: usize,
 }
@@ -437,8 +444,8 @@ pub fn render_table(rows: &[AccuracyRow]) -> String {
     for r in rows {
         if let Some(t) = &r.tree_ms {
             out.push_str(&format!(
-                "{} {}: {} trees, per tree first {:.0} ms, 10th {:.0} ms, median {:.0} ms, last {:.0} ms\n",
-                r.model, r.setting, t.trees, t.first, t.tenth, t.median, t.last
+                "{} {}: {} trees, per tree first {:.0} ms, 10th {:.0} ms, median {:.0} ms, last {:.0} ms; mean of the first ten {:.1} ms, of the last ten {:.1} ms\n",
+                r.model, r.setting, t.trees, t.first, t.tenth, t.median, t.last, t.mean_first_10, t.mean_last_10
             ));
         }
     }

@@ -275,11 +275,15 @@ fn tree_times(rounds: &[fedcredit_proto::pb::RoundInfo]) -> Option<TreeTimes> {
     let (&first, &last) = (times.first()?, times.last()?);
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
+    let ten = times.len().min(10);
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     Some(TreeTimes {
         first,
         tenth: times.get(9).copied().unwrap_or(last),
         last,
         median: sorted[sorted.len() / 2],
+        mean_first_10: mean(&times[..ten]),
+        mean_last_10: mean(&times[times.len() - ten..]),
         trees: times.len(),
     })
 }

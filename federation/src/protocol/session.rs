@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fedcredit_crypto::channel::ChannelSecret;
 use fedcredit_proto::pb;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{CsRng, Role, RoleError, RoleOutbox};
 use crate::auth::{AuthError, Signer, Verifier};
@@ -146,25 +146,37 @@ pub enum SessionError {
 /// 128 MiB); roles stream anything larger in pieces.
 pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 
-/// The session's own checkpoint: the channel secret and the role's state, kept by the party.
-#[derive(Serialize, Deserialize)]
-struct Saved {
+/// The session's own checkpoint as an older version wrote it: JSON with the role's bytes as
+/// a number array (3–4 characters per byte), still read.
+#[derive(Deserialize)]
+struct SavedJson {
     channel_secret: [u8; 32],
     role: Vec<u8>,
 }
 
-impl Drop for Saved {
+impl Drop for SavedJson {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.channel_secret);
     }
 }
+
+/// Leading bytes of a session checkpoint: `MAGIC ‖ channel secret (32) ‖ the role's bytes`.
+/// Written before every unmask, so its size is paid at every step: the role's bytes go as
+/// they are, not re-encoded.
+const MAGIC: &[u8; 4] = b"FCS\x01";
 
 /// Splits a saved session into the channel secret and the role's bytes.
 ///
 /// # Errors
 /// A message when the bytes are not a session checkpoint.
 pub fn split_checkpoint(bytes: &[u8]) -> Result<(ChannelSecret, Vec<u8>), String> {
-    let mut saved: Saved =
+    if let Some(rest) = bytes.strip_prefix(MAGIC) {
+        let (secret, role) = rest
+            .split_first_chunk::<32>()
+            .ok_or("session checkpoint: shorter than its channel secret")?;
+        return Ok((ChannelSecret::from_bytes(*secret), role.to_vec()));
+    }
+    let mut saved: SavedJson =
         serde_json::from_slice(bytes).map_err(|e| format!("session checkpoint: {e}"))?;
     let role = std::mem::take(&mut saved.role);
     Ok((ChannelSecret::from_bytes(saved.channel_secret), role))
@@ -230,11 +242,12 @@ impl PartySession {
     /// The session's checkpoint (channel secret and role state), for the party's state
     /// directory only.
     pub fn checkpoint(&self) -> Vec<u8> {
-        let saved = Saved {
-            channel_secret: *self.channels.secret().to_bytes(),
-            role: self.role.checkpoint(),
-        };
-        serde_json::to_vec(&saved).unwrap_or_default()
+        let role = self.role.checkpoint();
+        let mut out = Vec::with_capacity(MAGIC.len() + 32 + role.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&*self.channels.secret().to_bytes());
+        out.extend_from_slice(&role);
+        out
     }
 
     fn wrap(&self, body: pb::from_party::Body) -> pb::FromParty {
@@ -326,5 +339,31 @@ impl PartySession {
             }
         }
         self.drain(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_split_in_both_formats() {
+        let secret = [7u8; 32];
+        let role = br#"{"policy":{}}"#.to_vec();
+        let mut binary = MAGIC.to_vec();
+        binary.extend_from_slice(&secret);
+        binary.extend_from_slice(&role);
+        let (s, r) = split_checkpoint(&binary).expect("binary");
+        assert_eq!((*s.to_bytes(), r), (secret, role.clone()));
+        // the JSON an older version wrote
+        let json = format!(
+            r#"{{"channel_secret":{:?},"role":{:?}}}"#,
+            secret.to_vec(),
+            role.iter().map(|&b| u32::from(b)).collect::<Vec<_>>()
+        );
+        let (s, r) = split_checkpoint(json.as_bytes()).expect("json");
+        assert_eq!((*s.to_bytes(), r), (secret, role));
+        assert!(split_checkpoint(&binary[..20]).is_err());
+        assert!(split_checkpoint(b"not a checkpoint").is_err());
     }
 }
