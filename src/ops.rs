@@ -777,7 +777,11 @@ pub struct PsiBenchArgs {
     /// by the coordinator).
     #[arg(long, default_value = "ecdh", value_parser = ["ecdh", "server-aided"])]
     mode: String,
-    /// Fraction of each party's ids that every party holds.
+    /// Ids of each party when the sets differ, e.g. `100000,10000000` (a bank's borrowers
+    /// against a platform's merchants); overrides `--size` and `--parties`.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    sizes: Option<Vec<usize>>,
+    /// Fraction of the smallest set that every party holds.
     #[arg(long, default_value_t = 0.5)]
     overlap: f64,
     /// Working directory (tables, certificates, configs, logs).
@@ -801,6 +805,7 @@ pub fn bench_psi(args: PsiBenchArgs) -> anyhow::Result<()> {
         bin,
         dir: args.dir.clone(),
         size: args.size,
+        sizes: args.sizes.clone(),
         parties: args.parties,
         mode: args.mode.clone(),
         overlap: args.overlap,
@@ -810,16 +815,22 @@ pub fn bench_psi(args: PsiBenchArgs) -> anyhow::Result<()> {
     let result = runtime()?.block_on(fedcredit_ops::bench::psi(&cfg, |line| {
         eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
     }))?;
+    let sizes: Vec<String> = result.sizes.iter().map(usize::to_string).collect();
     println!(
         "{} PSI, {} parties × {} ids{}: {} common, alignment {:.2} s (whole job {:.2} s)",
         result.mode,
         result.parties,
-        result.size,
+        sizes.join(" / "),
         if result.tls { " (mutual TLS)" } else { "" },
         result.intersection,
         result.seconds,
         result.job_seconds
     );
+    if !result.peak_rss_mib.is_empty() {
+        let rss: Vec<String> =
+            result.peak_rss_mib.iter().map(|(n, m)| format!("{n} {m:.0}")).collect();
+        println!("peak RSS, MiB: {}", rss.join(", "));
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;

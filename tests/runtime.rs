@@ -10,15 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{launch, operator, rt};
+use fedcredit_ops::bench::peak_rss_mib;
 use fedcredit_ops::launch::PartySetup;
-
-/// Peak resident memory of a process (`VmHWM`), in MiB; `None` off Linux.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 /// A small bank table: `rows` enterprises with four numeric columns (one with missing
 /// values), a text sector and a default label that depends on them; seeded xorshift.

@@ -222,11 +222,13 @@ pub struct PsiBenchConfig {
     pub dir: PathBuf,
     /// Ids per party.
     pub size: usize,
+    /// Ids of each party, when they differ (unbalanced sets; overrides `size` and `parties`).
+    pub sizes: Option<Vec<usize>>,
     /// Parties (the first holds the label).
     pub parties: usize,
     /// `ecdh` or `server-aided`.
     pub mode: String,
-    /// Fraction of each party's ids that every party holds.
+    /// Fraction of the smallest set that every party holds.
     pub overlap: f64,
     /// Mutual TLS (default) or plain text.
     pub tls: bool,
@@ -239,19 +241,32 @@ pub struct PsiBenchResult {
     pub mode: String,
     /// Parties.
     pub parties: usize,
-    /// Ids per party.
+    /// Ids per party (the largest set when they differ).
     pub size: usize,
-    /// Fraction of each party's ids every party holds.
+    /// Ids of each party, in party order.
+    pub sizes: Vec<usize>,
+    /// Fraction of the smallest set every party holds.
     pub overlap: f64,
     /// Mutual TLS.
     pub tls: bool,
     /// Common ids the job found.
     pub intersection: u64,
+    /// Peak resident memory (`VmHWM`, MiB) of the coordinator and of each party's daemon
+    /// (tables loaded, tokens or points, the intersection), by name; empty off Linux.
+    pub peak_rss_mib: std::collections::BTreeMap<String, f64>,
     /// The alignment step: from the coordinator's start message to the last party's report
     /// (the coordinator's step record); tables already loaded.
     pub seconds: f64,
     /// The whole job as the operator sees it: submit to end (offer, table loading, alignment).
     pub job_seconds: f64,
+}
+
+/// Peak resident memory of a running process (`VmHWM`), in MiB; `None` off Linux.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The party names of a `parties`-party benchmark: the label holder first.
@@ -336,7 +351,8 @@ pub async fn psi(
     cfg: &PsiBenchConfig,
     mut say: impl FnMut(&str),
 ) -> Result<PsiBenchResult, OpsError> {
-    if cfg.parties < 2 || cfg.size == 0 || !(0.0..=1.0).contains(&cfg.overlap) {
+    let sizes = cfg.sizes.clone().unwrap_or_else(|| vec![cfg.size; cfg.parties]);
+    if sizes.len() < 2 || sizes.contains(&0) || !(0.0..=1.0).contains(&cfg.overlap) {
         return Err(OpsError::Local(
             "need at least 2 parties, at least one id each and an overlap in [0, 1]".into(),
         ));
@@ -344,21 +360,23 @@ pub async fn psi(
     if !matches!(cfg.mode.as_str(), "ecdh" | "server-aided") {
         return Err(OpsError::Local(format!("mode `{}`: use `ecdh` or `server-aided`", cfg.mode)));
     }
-    let names = psi_party_names(cfg.parties);
-    let common = ((cfg.size as f64) * cfg.overlap).round() as usize;
+    let names = psi_party_names(sizes.len());
+    let smallest = sizes.iter().copied().min().unwrap_or(0);
+    let common = ((smallest as f64) * cfg.overlap).round() as usize;
     std::fs::create_dir_all(&cfg.dir)
         .map_err(|e| OpsError::Local(format!("{}: {e}", cfg.dir.display())))?;
-    say(&format!("writing {} tables of {} ids ({common} common to all)", cfg.parties, cfg.size));
+    let listed: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    say(&format!("writing tables of {} ids ({common} common to all)", listed.join(", ")));
     let mut setups = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let path = cfg.dir.join(format!("{n}.csv"));
-        write_psi_table(&path, i, cfg.size, common)?;
+        write_psi_table(&path, i, sizes[i], common)?;
         setups.push(PartySetup::new(n.clone(), path));
     }
     // The processes live as long as `_fed`.
-    let (_fed, mut client) =
+    let (fed, mut client) =
         start_federation(&cfg.bin, &cfg.dir, cfg.tls, &setups, &mut say).await?;
-    say(&format!("{} PSI: {} parties × {} ids", cfg.mode, cfg.parties, cfg.size));
+    say(&format!("{} PSI: {} parties × {} ids", cfg.mode, sizes.len(), listed.join(" / ")));
     let started = std::time::Instant::now();
     let (rounds, metrics) = run_job(&mut client, &psi_job_toml(&names, &cfg.mode)).await?;
     let job_seconds = started.elapsed().as_secs_f64();
@@ -371,14 +389,20 @@ pub async fn psi(
             "the job found {intersection} common ids; the tables share {common}"
         )));
     }
+    let peak_rss_mib = std::iter::once("coordinator")
+        .chain(names.iter().map(String::as_str))
+        .filter_map(|n| Some((n.to_string(), peak_rss_mib(fed.pid(n)?)?)))
+        .collect();
     Ok(PsiBenchResult {
         mode: cfg.mode.clone(),
-        parties: cfg.parties,
-        size: cfg.size,
+        parties: sizes.len(),
+        size: sizes.iter().copied().max().unwrap_or(0),
+        sizes,
         overlap: cfg.overlap,
         tls: cfg.tls,
         intersection: common as u64,
         seconds,
         job_seconds,
+        peak_rss_mib,
     })
 }

@@ -259,6 +259,27 @@ impl PublicKey {
         for col in columns {
             self.check_bins(cts, rows, col, n_bins)?;
         }
+        #[cfg(target_arch = "x86_64")]
+        if columns.len() >= rayon::current_num_threads()
+            && let Some(dp) = self.ct().digit_products()
+        {
+            // every row's ciphertext into digits once, then every column's sums in digits
+            let idx: Vec<usize> = match rows {
+                Some(r) => r.iter().map(|&r| r as usize).collect(),
+                None => (0..cts.len()).collect(),
+            };
+            let prepared: Vec<_> = idx.par_iter().map(|&r| dp.prepare(&cts[r].0)).collect();
+            return Ok(columns
+                .par_iter()
+                .map(|col| {
+                    let mut acc = vec![dp.one(); n_bins];
+                    for (x, &r) in prepared.iter().zip(&idx) {
+                        dp.mul_assign(&mut acc[col[r].bin()], x);
+                    }
+                    acc.iter().map(|a| Ciphertext(dp.finish(a).into())).collect()
+                })
+                .collect());
+        }
         if columns.len() >= rayon::current_num_threads() {
             Ok(columns
                 .par_iter()

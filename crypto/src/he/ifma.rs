@@ -96,12 +96,10 @@ impl<const L: usize, const V: usize> Digits<L, V> {
         unsafe { self.mul_ifma(a, b, n, ninv64) }
     }
 
+    /// The vector steps over digits `0..steps` of `b`: `(a·(b mod 2^(52·steps)) + M·n) /
+    /// 2^(52·steps)` in unnormalized lanes (`a`, `b` in normalized digits).
     #[target_feature(enable = "avx512f,avx512ifma")]
-    fn mul_ifma(&self, a: &[u64; L], b: &[u64; L], n: &[u64; L], ninv64: u64) -> [u64; L] {
-        let full = 64 * L / 52;
-        let rb = 64 * L - 52 * full;
-        let mut ad = to_digits::<L, V>(a);
-        let mut bd = to_digits::<L, V>(b);
+    fn amm_lanes(&self, ad: &[[u64; 8]; V], bd: &[[u64; 8]; V], steps: usize) -> [[u64; 8]; V] {
         let zero = _mm512_setzero_si512();
         let (mut av, mut nv, mut r) = ([zero; V], [zero; V], [zero; V]);
         for k in 0..V {
@@ -114,7 +112,7 @@ impl<const L: usize, const V: usize> Digits<L, V> {
         let (a0, n0, k0) = (ad[0][0], self.n[0][0], self.k0);
         // lane 0 lives in `acc0`; the vector's lane 0 is stale and shifted out each step
         let mut acc0 = 0u64;
-        for i in 0..full {
+        for i in 0..steps {
             let bi = bd[i / 8][i % 8];
             let p = (a0 as u128) * (bi as u128);
             let t = acc0 + (p as u64 & MASK);
@@ -146,24 +144,20 @@ impl<const L: usize, const V: usize> Digits<L, V> {
             unsafe { _mm512_storeu_si512(lanes[k].as_mut_ptr().cast(), r[k]) };
         }
         lanes[0][0] = acc0;
+        lanes
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn mul_ifma(&self, a: &[u64; L], b: &[u64; L], n: &[u64; L], ninv64: u64) -> [u64; L] {
+        let full = 64 * L / 52;
+        let rb = 64 * L - 52 * full;
+        let mut ad = to_digits::<L, V>(a);
+        let mut bd = to_digits::<L, V>(b);
+        let mut lanes = self.amm_lanes(&ad, &bd, full);
         // normalize to 52-bit digits, then pack into L + 1 limbs
         let mut wide = [0u64; 96 + 1];
         let wide = &mut wide[..=L];
-        let mut c = 0u64;
-        for j in 0..V * 8 {
-            let x = lanes[j / 8][j % 8] as u128 + c as u128;
-            let d = x as u64 & MASK;
-            c = (x >> 52) as u64;
-            let (bit, limb_bits) = (52 * j, 64 * (L + 1));
-            if d == 0 || bit >= limb_bits {
-                continue;
-            }
-            let (limb, off) = (bit / 64, bit % 64);
-            wide[limb] |= d << off;
-            if off > 12 && limb < L {
-                wide[limb + 1] |= d >> (64 - off);
-            }
-        }
+        let c = pack_lanes(&lanes, wide);
         debug_assert_eq!(c, 0, "the almost-Montgomery sum stays below 2^(52·8·V)");
         ad.zeroize();
         bd.zeroize();
@@ -187,6 +181,125 @@ impl<const L: usize, const V: usize> Digits<L, V> {
         }
         wide.zeroize();
         out
+    }
+
+    /// `a = a·b·2^(−52·8V) mod n`, below `2n`, in normalized digits: products chained
+    /// without leaving the digit form (`a < 2n`, `b < 2n`, both normalized).
+    #[inline]
+    pub(crate) fn mul_digits(&self, a: &mut [[u64; 8]; V], b: &[[u64; 8]; V]) {
+        debug_assert!(available());
+        // SAFETY: as in `mul`: a `Digits` exists only where `available()` holds.
+        let lanes = unsafe { self.amm_lanes(a, b, 8 * V) };
+        normalize(&lanes, a);
+    }
+}
+
+/// Carries lanes into 52-bit digits (`out`); returns the carry out of the top digit.
+fn normalize<const V: usize>(lanes: &[[u64; 8]; V], out: &mut [[u64; 8]; V]) -> u64 {
+    let mut c = 0u64;
+    for j in 0..V * 8 {
+        let x = lanes[j / 8][j % 8] as u128 + c as u128;
+        out[j / 8][j % 8] = x as u64 & MASK;
+        c = (x >> 52) as u64;
+    }
+    c
+}
+
+/// Carries lanes into 52-bit digits and packs them into the limbs of `wide` (zeroed, long
+/// enough for the value); returns the carry out of the top digit.
+fn pack_lanes<const V: usize>(lanes: &[[u64; 8]; V], wide: &mut [u64]) -> u64 {
+    let mut digits = [[0u64; 8]; V];
+    let c = normalize(lanes, &mut digits);
+    for j in 0..V * 8 {
+        let d = digits[j / 8][j % 8];
+        let (limb, off) = ((52 * j) / 64, (52 * j) % 64);
+        if d == 0 || limb >= wide.len() {
+            continue;
+        }
+        wide[limb] |= d << off;
+        if off > 12 && limb + 1 < wide.len() {
+            wide[limb + 1] |= d >> (64 - off);
+        }
+    }
+    digits.zeroize();
+    c
+}
+
+/// Products of many values into a few running products (the feature holders' histogram
+/// sums) on the 2048-bit vector kernel: each value is turned into digits of `x·R'`
+/// (`R' = 2^2080`) once, and the running products stay in digits, so a product costs the
+/// vector steps alone; [`DigitProducts::finish`] returns the usual Montgomery form.
+pub(crate) struct DigitProducts<'a> {
+    d: &'a Digits<32, 5>,
+    n: &'a [u64; 32],
+    ninv: u64,
+    /// Montgomery forms of `2^32` and `2^-32` (`R'/R` and its inverse).
+    up: [u64; 32],
+    down: [u64; 32],
+    /// Digits of `R' mod n`: the empty product.
+    one: [[u64; 8]; 5],
+}
+
+/// A value or running product in [`DigitProducts`]' form.
+pub(crate) type Digits2048 = [[u64; 8]; 5];
+
+impl<'a> DigitProducts<'a> {
+    /// For `n` with Montgomery one `one_r` (`R mod n`).
+    pub(crate) fn new(d: &'a Digits<32, 5>, n: &'a [u64; 32], ninv: u64, one_r: &[u64]) -> Self {
+        let one_r: [u64; 32] = one_r.try_into().unwrap_or([0; 32]);
+        // R·2^32 and R·2^-32 mod n by doubling and halving R mod n
+        let (mut up, mut down) = (one_r, one_r);
+        for _ in 0..32 {
+            let top = up[31] >> 63;
+            let mut carry = 0u64;
+            for l in up.iter_mut() {
+                let next = *l >> 63;
+                *l = (*l << 1) | carry;
+                carry = next;
+            }
+            if top == 1 || limbs::cmp(&up, n) != std::cmp::Ordering::Less {
+                limbs::sub_assign(&mut up, n);
+            }
+            let odd = down[0] & 1 == 1;
+            let carry = odd && limbs::add_assign(&mut down, n);
+            let mut hi = u64::from(carry);
+            for l in down.iter_mut().rev() {
+                let next = *l & 1;
+                *l = (*l >> 1) | (hi << 63);
+                hi = next;
+            }
+        }
+        let one = to_digits::<32, 5>(&d.mul(&one_r, &up, n, ninv));
+        Self { d, n, ninv, up, down, one }
+    }
+
+    /// The empty product.
+    pub(crate) fn one(&self) -> Digits2048 {
+        self.one
+    }
+
+    /// A Montgomery-form value (`< n`) in digit form.
+    pub(crate) fn prepare(&self, x: &[u64]) -> Digits2048 {
+        let x: [u64; 32] = x.try_into().unwrap_or([0; 32]);
+        to_digits::<32, 5>(&self.d.mul(&x, &self.up, self.n, self.ninv))
+    }
+
+    /// `acc = acc·x`.
+    #[inline]
+    pub(crate) fn mul_assign(&self, acc: &mut Digits2048, x: &Digits2048) {
+        self.d.mul_digits(acc, x);
+    }
+
+    /// The Montgomery form (`< n`) of a running product.
+    pub(crate) fn finish(&self, acc: &Digits2048) -> Vec<u64> {
+        let mut wide = [0u64; 33];
+        pack_lanes(acc, &mut wide);
+        let mut x = [0u64; 32];
+        x.copy_from_slice(&wide[..32]);
+        if wide[32] != 0 || limbs::cmp(&x, self.n) != std::cmp::Ordering::Less {
+            limbs::sub_assign(&mut x, self.n);
+        }
+        self.d.mul(&x, &self.down, self.n, self.ninv).to_vec()
     }
 }
 
@@ -234,6 +347,19 @@ impl Kernel {
             96 => Self::L96(make(n, ninv64)?),
             _ => return None,
         })
+    }
+
+    /// The digit-form products of a 2048-bit modulus.
+    pub(crate) fn digit_products<'a>(
+        &'a self,
+        n: &'a [u64],
+        ninv: u64,
+        one_r: &[u64],
+    ) -> Option<DigitProducts<'a>> {
+        match self {
+            Self::L32(d) => Some(DigitProducts::new(d, n.try_into().ok()?, ninv, one_r)),
+            _ => None,
+        }
     }
 
     /// `out = a·b·R⁻¹ mod n` (slices of the modulus's limb count).

@@ -87,33 +87,45 @@
 //! # Arithmetic (chosen by measurement, see `crypto/benches/he.rs`)
 //!
 //! Ciphertexts are stored in Montgomery form, so an addition is one Montgomery
-//! multiplication (`he/mont.rs`: CIOS with unrolled rows and a dedicated squaring, no
-//! `unsafe`). Thread CPU time per modular multiplication on one core of this machine
-//! (AMD EPYC, 2 vCPUs, shared): this module 1.35–1.4 µs at 2048 bits, `crypto-bigint` 0.7
-//! `BoxedMontyForm` 1.8 µs, `num-bigint` 0.5 multiply-and-`%` 2.7 µs (1408-bit, OU's
-//! `p²`: 0.62 / 0.88 / 1.4 µs; 4096-bit, Paillier's `n²`: 5.6 / 7.0 / 9.2 µs); criterion's
-//! wall-clock `mulmod` group shows the same order under load. A rolled loop or product
-//! scanning was 10–30 % slower. `num-bigint` is used only on public values (validation,
-//! one inverse per key, [`PublicKey::neg`], the [`Plaintext`] type); key generation and
-//! every secret computation use the limb arithmetic here so that secrets can be zeroized.
+//! multiplication. Two kernels compute the same `a·b·R⁻¹ mod n`; `mont::Modulus` picks one
+//! per modulus ([`kernel`] names it):
+//! - `he/ifma.rs`, where the CPU has AVX-512 IFMA (52-bit multiply-accumulate, eight digits
+//!   per vector; Gueron and Krasnov's almost-Montgomery multiplication, as OpenSSL's RSA
+//!   uses it): 0.58–0.60 µs per 2048-bit multiplication on one core of this machine (AMD
+//!   EPYC, 2 vCPUs, shared), 1.5 µs at 4096 bits. [`PublicKey::histograms`] at 2048 bits
+//!   converts each row's ciphertext into digits once and keeps the per-bin products in
+//!   digits (`ifma::DigitProducts`), so each addition is the vector steps alone: SecureBoost's
+//!   feature-holder sums took 24.3 s per tree on 100k × 300 against 37.5 s one
+//!   multiplication at a time (`fedcredit bench secureboost`).
+//! - `he/mont.rs` elsewhere (or with `FEDCREDIT_HE_PORTABLE` set): CIOS with unrolled rows
+//!   and a dedicated squaring, no `unsafe`: 1.35–1.4 µs at 2048 bits. `crypto-bigint` 0.7
+//!   `BoxedMontyForm` takes 1.8 µs, `num-bigint` 0.5 multiply-and-`%` 2.7 µs (1408-bit, OU's
+//!   `p²`: 0.62 / 0.88 / 1.4 µs; 4096-bit, Paillier's `n²`: 5.6 / 7.0 / 9.2 µs); criterion's
+//!   wall-clock `mulmod` group shows the same order under load. A rolled loop or product
+//!   scanning was 10–30 % slower.
+//!
+//! `num-bigint` is used only on public values (validation, one inverse per key,
+//! [`PublicKey::neg`], the [`Plaintext`] type); key generation and every secret computation
+//! use the limb arithmetic here so that secrets can be zeroized.
 //!
 //! # Measured (2048 bits, one core, thread CPU time, `he::bench::measure`)
 //!
-//! | operation | OU | Paillier | HEU OU / Paillier |
-//! |---|---|---|---|
-//! | encrypt, public key, 64-bit `m` | 52 µs | 753 µs | 27.8 µs / 814 µs |
-//! | encrypt, key owner (CRT) | 22.7 µs | 403 µs | – |
-//! | encrypt, pooled randomness (online) | 11 µs | 9 µs | – |
-//! | add | 1.38 µs | 5.7 µs | 1.8 µs / 7.1 µs |
-//! | scalar multiply, 64-bit scalar | 98 µs | 418 µs | 52.9 µs (HEU's scalars < 2^14) |
-//! | scalar multiply, 14-bit scalar | 22.9 µs | 97 µs | |
-//! | dot product, per 64-bit term ([`PublicKey::dot_u64`]) | 14 µs | 58 µs | |
-//! | decrypt (CRT) | 168 µs | 2.9 ms | 245.8 µs / 8.7 ms |
-//! | key generation | 33 ms | 78 ms | |
+//! | operation | OU, IFMA | OU, portable | Paillier, IFMA | HEU OU / Paillier |
+//! |---|---|---|---|---|
+//! | encrypt, public key, 64-bit `m` | 22.1 µs | 48.5 µs | 211 µs | 27.8 µs / 814 µs |
+//! | encrypt, key owner (CRT) | 16.2 µs | 20.6 µs | 178 µs | – |
+//! | encrypt, pooled randomness (online) | 3.4 µs | 11 µs | 3.3 µs | – |
+//! | add | 0.60 µs | 1.36 µs | 1.52 µs | 1.8 µs / 7.1 µs |
+//! | scalar multiply, 64-bit scalar | 47.2 µs | 96.2 µs | 124 µs | 52.9 µs (HEU's scalars < 2^14) |
+//! | scalar multiply, 14-bit scalar | 11.0 µs | 22.5 µs | 28.7 µs | |
+//! | dot product, per 64-bit term ([`PublicKey::dot_u64`]) | 5.9 µs | 14 µs | 15.9 µs | |
+//! | decrypt (CRT) | 117.5 µs | 156 µs | 1.42 ms | 245.8 µs / 8.7 ms |
+//! | key generation | 30 ms | 33 ms | 59 ms | |
 //!
 //! HEU's OU encrypts with a 110-bit `r` (and reuses it incrementally); at the 224 bits
-//! the security level needs, the public-key path costs 28 table multiplications. The key
-//! owner (the label holder, who encrypts in every protocol here) uses the CRT path.
+//! the security level needs, the public-key path costs 28 table multiplications, which the
+//! portable kernel cannot do within HEU's time. The key owner (the label holder, who
+//! encrypts in every protocol here) uses the CRT path.
 //!
 //! Memory: the public encryption tables are built on first use (OU 13 MB, Paillier
 //! 17 MB at 2048 bits; [`PublicKey::table_bytes`]); the key owner's CRT tables take 24 MB

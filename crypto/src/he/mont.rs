@@ -276,6 +276,12 @@ impl Modulus {
         self.n.len()
     }
 
+    /// Digit-form running products on the vector kernel (2048-bit moduli with IFMA).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn digit_products(&self) -> Option<super::ifma::DigitProducts<'_>> {
+        self.ifma.as_ref()?.digit_products(&self.n, self.ninv, &self.one)
+    }
+
     /// The same modulus on the portable kernels only.
     #[cfg(test)]
     pub(crate) fn portable(&self) -> Self {

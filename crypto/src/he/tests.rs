@@ -244,6 +244,37 @@ fn compression_round_trip() {
 }
 
 #[test]
+fn histograms_in_digit_form_equal_the_sequential_products_at_2048_bits() {
+    // OU-2048 on an IFMA machine sums histograms in 52-bit digits (`ifma::DigitProducts`);
+    // every bucket must be the very ciphertext the one-at-a-time products give.
+    let mut r = rng(2048);
+    let sk = SecretKey::generate(Scheme::Ou, 2048, &mut r).unwrap();
+    let pk = sk.public_key();
+    let n = 400;
+    let values: Vec<i64> = (0..n).map(|_| r.random_range(-(1 << 40)..1 << 40)).collect();
+    let mut cts = sk
+        .encrypt_batch(&values.iter().map(|&v| Plaintext::from(v)).collect::<Vec<_>>(), &mut r)
+        .unwrap();
+    // the largest ciphertext there is, n − 1
+    let mut top = pk.to_bytes()[8..8 + 256].to_vec();
+    let last = top.len() - 1;
+    top[last] -= 1; // n is odd
+    cts[7] = pk.ciphertext_from_bytes(&top).unwrap();
+    let n_bins = 9;
+    let cols: Vec<Vec<u8>> =
+        (0..6).map(|_| (0..n).map(|_| r.random_range(0..n_bins as u8)).collect()).collect();
+    let col_refs: Vec<&[u8]> = cols.iter().map(Vec::as_slice).collect();
+    let rows: Vec<u32> = (0..n as u32).filter(|i| i % 5 != 1).collect();
+    let got = pk.histograms(&cts, Some(&rows), &col_refs, n_bins).unwrap();
+    let all = pk.histograms(&cts, None, &col_refs, n_bins).unwrap();
+    for (c, col) in col_refs.iter().enumerate() {
+        assert_eq!(got[c], pk.sum_by_bin_rows(&cts, &rows, col, n_bins).unwrap(), "column {c}");
+        assert_eq!(all[c], pk.sum_by_bin(&cts, col, n_bins).unwrap(), "column {c}, all rows");
+    }
+    eprintln!("kernel: {}", super::kernel());
+}
+
+#[test]
 fn sums_by_bin_and_histograms_match_plaintext() {
     for scheme in SCHEMES {
         let sk = key(scheme);
