@@ -79,9 +79,10 @@ fn to_digits<const L: usize, const V: usize>(x: &[u64; L]) -> [[u64; 8]; V] {
 }
 
 impl<const L: usize, const V: usize> Digits<L, V> {
-    /// `None` unless `V` vectors hold `64·L` bits plus a spare digit's worth.
+    /// `None` unless the CPU has IFMA and `V` vectors hold `64·L` bits plus a spare
+    /// digit's worth.
     pub(crate) fn new(n: &[u64; L], ninv64: u64) -> Option<Self> {
-        if 52 * 8 * V < 64 * L + 2 || 52 * 8 * (V - 1) >= 64 * L + 2 {
+        if !available() || 52 * 8 * V < 64 * L + 2 || 52 * 8 * (V - 1) >= 64 * L + 2 {
             return None;
         }
         Some(Self { n: to_digits::<L, V>(n), k0: ninv64 & MASK })
@@ -91,8 +92,8 @@ impl<const L: usize, const V: usize> Digits<L, V> {
     #[inline]
     pub(crate) fn mul(&self, a: &[u64; L], b: &[u64; L], n: &[u64; L], ninv64: u64) -> [u64; L] {
         debug_assert!(available());
-        // SAFETY: every `Digits` is built by `Modulus::new` only when `available()` holds,
-        // so the CPU executes the kernel's AVX-512F and IFMA instructions.
+        // SAFETY: a `Digits` exists only where `available()` held when it was built
+        // (`Digits::new`), so the CPU executes the kernel's AVX-512F and IFMA instructions.
         unsafe { self.mul_ifma(a, b, n, ninv64) }
     }
 
