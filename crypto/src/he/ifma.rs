@@ -245,9 +245,14 @@ pub(crate) struct DigitProducts<'a> {
 pub(crate) type Digits2048 = [[u64; 8]; 5];
 
 impl<'a> DigitProducts<'a> {
-    /// For `n` with Montgomery one `one_r` (`R mod n`).
-    pub(crate) fn new(d: &'a Digits<32, 5>, n: &'a [u64; 32], ninv: u64, one_r: &[u64]) -> Self {
-        let one_r: [u64; 32] = one_r.try_into().unwrap_or([0; 32]);
+    /// For `n` with Montgomery one `one_r` (`R mod n`, 32 limbs).
+    pub(crate) fn new(
+        d: &'a Digits<32, 5>,
+        n: &'a [u64; 32],
+        ninv: u64,
+        one_r: &[u64],
+    ) -> Option<Self> {
+        let one_r: [u64; 32] = one_r.try_into().ok()?;
         // R·2^32 and R·2^-32 mod n by doubling and halving R mod n
         let (mut up, mut down) = (one_r, one_r);
         for _ in 0..32 {
@@ -271,7 +276,7 @@ impl<'a> DigitProducts<'a> {
             }
         }
         let one = to_digits::<32, 5>(&d.mul(&one_r, &up, n, ninv));
-        Self { d, n, ninv, up, down, one }
+        Some(Self { d, n, ninv, up, down, one })
     }
 
     /// The empty product.
@@ -279,8 +284,9 @@ impl<'a> DigitProducts<'a> {
         self.one
     }
 
-    /// A Montgomery-form value (`< n`) in digit form.
+    /// A Montgomery-form value (`< n`, 32 limbs: a validated ciphertext) in digit form.
     pub(crate) fn prepare(&self, x: &[u64]) -> Digits2048 {
+        debug_assert_eq!(x.len(), 32);
         let x: [u64; 32] = x.try_into().unwrap_or([0; 32]);
         to_digits::<32, 5>(&self.d.mul(&x, &self.up, self.n, self.ninv))
     }
@@ -358,7 +364,7 @@ impl Kernel {
         one_r: &[u64],
     ) -> Option<DigitProducts<'a>> {
         match self {
-            Self::L32(d) => Some(DigitProducts::new(d, n.try_into().ok()?, ninv, one_r)),
+            Self::L32(d) => DigitProducts::new(d, n.try_into().ok()?, ninv, one_r),
             _ => None,
         }
     }
