@@ -245,36 +245,18 @@ pub(crate) struct DigitProducts<'a> {
 pub(crate) type Digits2048 = [[u64; 8]; 5];
 
 impl<'a> DigitProducts<'a> {
-    /// For `n` with Montgomery one `one_r` (`R mod n`, 32 limbs).
+    /// For `n` with Montgomery one `one_r` (`R mod n`) and the Montgomery forms `up` of
+    /// `2^32` and `down` of `2^-32` (all 32 limbs).
     pub(crate) fn new(
         d: &'a Digits<32, 5>,
         n: &'a [u64; 32],
         ninv: u64,
         one_r: &[u64],
+        up: &[u64],
+        down: &[u64],
     ) -> Option<Self> {
-        let one_r: [u64; 32] = one_r.try_into().ok()?;
-        // R·2^32 and R·2^-32 mod n by doubling and halving R mod n
-        let (mut up, mut down) = (one_r, one_r);
-        for _ in 0..32 {
-            let top = up[31] >> 63;
-            let mut carry = 0u64;
-            for l in up.iter_mut() {
-                let next = *l >> 63;
-                *l = (*l << 1) | carry;
-                carry = next;
-            }
-            if top == 1 || limbs::cmp(&up, n) != std::cmp::Ordering::Less {
-                limbs::sub_assign(&mut up, n);
-            }
-            let odd = down[0] & 1 == 1;
-            let carry = odd && limbs::add_assign(&mut down, n);
-            let mut hi = u64::from(carry);
-            for l in down.iter_mut().rev() {
-                let next = *l & 1;
-                *l = (*l >> 1) | (hi << 63);
-                hi = next;
-            }
-        }
+        let (one_r, up, down): ([u64; 32], [u64; 32], [u64; 32]) =
+            (one_r.try_into().ok()?, up.try_into().ok()?, down.try_into().ok()?);
         let one = to_digits::<32, 5>(&d.mul(&one_r, &up, n, ninv));
         Some(Self { d, n, ninv, up, down, one })
     }
@@ -337,9 +319,6 @@ pub(crate) enum Kernel {
 impl Kernel {
     /// A kernel for `n` if the CPU has IFMA and `n` has one of the supported limb counts.
     pub(crate) fn new(n: &[u64], ninv64: u64) -> Option<Self> {
-        if !available() {
-            return None;
-        }
         fn make<const L: usize, const V: usize>(n: &[u64], ninv: u64) -> Option<Box<Digits<L, V>>> {
             Digits::<L, V>::new(n.try_into().ok()?, ninv).map(Box::new)
         }
@@ -356,15 +335,18 @@ impl Kernel {
         })
     }
 
-    /// The digit-form products of a 2048-bit modulus.
+    /// The digit-form products of a 2048-bit modulus (`up`, `down`: see
+    /// [`DigitProducts::new`]).
     pub(crate) fn digit_products<'a>(
         &'a self,
         n: &'a [u64],
         ninv: u64,
         one_r: &[u64],
+        up: &[u64],
+        down: &[u64],
     ) -> Option<DigitProducts<'a>> {
         match self {
-            Self::L32(d) => DigitProducts::new(d, n.try_into().ok()?, ninv, one_r),
+            Self::L32(d) => DigitProducts::new(d, n.try_into().ok()?, ninv, one_r, up, down),
             _ => None,
         }
     }

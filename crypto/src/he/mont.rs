@@ -279,7 +279,12 @@ impl Modulus {
     /// Digit-form running products on the vector kernel (2048-bit moduli with IFMA).
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn digit_products(&self) -> Option<super::ifma::DigitProducts<'_>> {
-        self.ifma.as_ref()?.digit_products(&self.n, self.ninv, &self.one)
+        let kernel = self.ifma.as_ref()?;
+        // R' = 2^32·R: the digit form's Montgomery factor; n is public
+        let up = self.to_mont(&limbs::pow2(32, self.len()));
+        let inv = num_bigint::BigUint::from(1u64 << 32).modinv(&limbs::to_biguint(&self.n))?;
+        let down = self.to_mont(&limbs::from_biguint(&inv, self.len())?);
+        kernel.digit_products(&self.n, self.ninv, &self.one, &up, &down)
     }
 
     /// The same modulus on the portable kernels only.
