@@ -5,12 +5,13 @@
 //! conductor's checkpoint with every completed step.
 //!
 //! One liveness rule for every phase (XayNet-style typed phases with a deadline each): a phase
-//! closes as soon as every party it waits for has answered; a party that disconnects while it
-//! is waited for gets the job's grace period to come back (a restarted participant rejoins and
-//! the conductor restarts the open step with it); after the grace period, or at the phase
-//! deadline, the phase closes without the missing parties and the conductor goes on with at
-//! least `min_parties` or fails the job naming who is missing. The same grace period applies
-//! at the start. A party that declines the job fails it at once with its reason.
+//! closes as soon as every party it waits for has answered; a party that disconnects gets the
+//! job's grace period to come back (a restarted participant rejoins and the conductor restarts
+//! the open step with it) — also between steps: the conductor is told it left only when the
+//! grace period is over, so a step opened meanwhile still waits for it; after the grace
+//! period, or at the phase deadline, the phase closes without the missing parties and the
+//! conductor goes on with at least `min_parties` or fails the job naming who is missing. The
+//! same grace period applies at the start. A party that declines the job fails it at once with its reason.
 //!
 //! Payloads sealed between parties never reach this task: the participants' service relays
 //! them directly ([`crate::service`]), with back-pressure, recording sizes only.
@@ -95,6 +96,8 @@ pub(crate) struct Runner {
     ready: BTreeMap<PartyId, Joined>,
     /// Parties of the job that disconnected, and since when.
     gone_since: BTreeMap<PartyId, Instant>,
+    /// Gone parties the conductor was told left (their grace period is over).
+    told_left: BTreeSet<PartyId>,
     /// Parties left out for good (came back with other columns).
     left_out: BTreeSet<PartyId>,
     conductor: Option<Box<dyn Conductor>>,
@@ -126,6 +129,7 @@ impl Runner {
             cancel,
             ready: BTreeMap::new(),
             gone_since: BTreeMap::new(),
+            told_left: BTreeSet::new(),
             left_out: BTreeSet::new(),
             conductor: None,
             deadline: Instant::now(),
@@ -291,6 +295,7 @@ impl Runner {
             }
             info!(%party, version = joined.state.version, "party rejoined");
             self.gone_since.remove(&party);
+            self.told_left.remove(&party);
             let version = joined.state;
             self.ready.insert(party.clone(), joined);
             self.send_directory().await;
@@ -318,9 +323,6 @@ impl Runner {
                 info!(party = %p, "party disconnected");
                 self.ready.remove(&p);
                 self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
-                if let Some(c) = &mut self.conductor {
-                    c.left(&p);
-                }
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -331,9 +333,6 @@ impl Runner {
                 for p in lost {
                     self.ready.remove(&p);
                     self.gone_since.entry(p.clone()).or_insert_with(Instant::now);
-                    if let Some(c) = &mut self.conductor {
-                        c.left(&p);
-                    }
                 }
             }
             Err(broadcast::error::RecvError::Closed) => {}
@@ -443,6 +442,29 @@ impl Runner {
         }
     }
 
+    /// Tells the conductor which gone parties left for good (gone for the grace period), and
+    /// returns when the next one will have.
+    fn tell_left(&mut self) -> Option<Instant> {
+        let grace = self.grace();
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for (p, since) in &self.gone_since {
+            if self.told_left.contains(p) {
+                continue;
+            }
+            let at = *since + grace;
+            if at <= now {
+                if let Some(c) = &mut self.conductor {
+                    c.left(p);
+                }
+                self.told_left.insert(p.clone());
+            } else {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
+        }
+        next
+    }
+
     /// Whether the open phase can close before its deadline: nobody is waited for, or everyone
     /// waited for has been gone for the grace period.
     fn can_close_early(&self, c: &dyn Conductor) -> Option<Instant> {
@@ -508,6 +530,7 @@ impl Runner {
         }
         let mut idle_closes = 0u32;
         loop {
+            let next_left = self.tell_left();
             let wake = {
                 let c = self.conductor.as_ref().ok_or_else(|| failed("no conductor"))?;
                 let early = self.can_close_early(c.as_ref());
@@ -574,7 +597,7 @@ impl Runner {
                     }
                 },
                 ev = self.events.recv() => self.handle_event(ev).await,
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep_until(next_left.map_or(wake, |l| l.min(wake)).into()) => {}
                 _ = self.cancel.cancelled() => return Err(JobError::Cancelled),
                 _ = self.shared.shutdown.cancelled() => return Err(JobError::Shutdown),
             }
