@@ -929,6 +929,73 @@ fn h2e_another_attempt_of_an_unmasked_step_is_refused_also_after_a_restart() {
     assert_nothing_for(after, &header(1, 1), "restarted, step 1");
 }
 
+#[test]
+fn h2f_a_party_restarted_on_its_pledge_answers_that_step_again_only_as_pledged() {
+    // A bank stores a pledge (step, contribution, roster) while its upload travels and stores
+    // nothing more when the unmask names the pledged contributors. Restarted from that
+    // checkpoint it cannot know whether it released its shares: it answers the step again
+    // under the same roster (the same sum at most; how a party restarted during the uploads
+    // rejoins its step), never under another, and never once another step began.
+    let certs = Certs::new(3);
+    let spec = bench_spec(3, "min_parties = 2", "", 3);
+    let parties = no_data(3);
+    let mut fed = federation(&spec, &parties, Some(&certs));
+    let outcome = run(&mut fed, &mut honest);
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let victim = bank(0);
+    let last = steps_sent(&fed.transcript)
+        .into_iter()
+        .filter(|(p, _)| p == &victim)
+        .map(|(_, s)| s)
+        .next_back()
+        .unwrap();
+    let step = setup_of(&last).header.round.0;
+    let ckpt = fed.checkpoints[&victim].clone();
+    fed.crash(&victim);
+    let restarted = session(&spec, &parties[0], Some(&certs), Some(&ckpt), 79);
+    fed.rejoin(victim.clone(), restarted, &mut honest);
+    let attempt = |attempt: u32, roster: Vec<PartyId>| {
+        let mut s = last.clone();
+        let mut setup = setup_of(&s);
+        setup.header.attempt = attempt;
+        setup.roster = roster;
+        set_setup(&mut s, &setup);
+        step_msg(s)
+    };
+    let before = fed.transcript.len();
+    fed.inject(&victim, attempt(7, vec![bank(0), bank(1)]));
+    fed.inject(&victim, attempt(8, banks(3)));
+    let _ = fed.run(&mut honest);
+    let after = &fed.transcript[before..];
+    assert!(
+        refusals(after, &victim).iter().any(|(s, _)| *s == Some(step)),
+        "another roster is refused: {:?}",
+        all_refusals(after)
+    );
+    assert_nothing_for(after, &header(step, 7), "the restarted party under another roster");
+    assert_eq!(
+        senders(after, &header(step, 8), is_masked),
+        BTreeSet::from([victim.clone()]),
+        "the same roster is answered"
+    );
+    // Another step began: the pledged step is over for good, whatever the roster.
+    let before = fed.transcript.len();
+    let mut next = last.clone();
+    let mut setup = setup_of(&next);
+    setup.header = header(step + 1, 0);
+    set_setup(&mut next, &setup);
+    fed.inject(&victim, step_msg(next));
+    fed.inject(&victim, attempt(9, banks(3)));
+    let _ = fed.run(&mut honest);
+    let after = &fed.transcript[before..];
+    assert!(
+        refused(after, &victim, &format!("step {step} was already unmasked")),
+        "{:?}",
+        all_refusals(after)
+    );
+    assert_nothing_for(after, &header(step, 9), "the pledged step after another began");
+}
+
 // ---- H3: inconsistent survivor lists. ----
 
 /// What one set of views gave the coordinator.
@@ -1407,8 +1474,11 @@ fn l1_a_resumed_coordinator_cannot_rerun_an_unmasked_step_with_another_roster() 
     let _ = again.run(&mut honest);
     let after = &again.transcript[before..];
     for p in [bank(0), bank(1)] {
+        // Refused as an unmasked step, or (restarted on the pledge of step 1, which may have
+        // been released) as a contribution bound to the pledged contributors.
         assert!(
-            refused(after, &p, "step 1 was already unmasked"),
+            refused(after, &p, "step 1 was already unmasked")
+                || refused(after, &p, "this contribution was unmasked with [bank0, bank1, bank2]"),
             "{p}: {:?}",
             all_refusals(after)
         );

@@ -289,6 +289,16 @@ struct Outgoing {
     tx: mpsc::Sender<pb::participant_message::Body>,
 }
 
+/// Why a job worker's blocking call ended without outputs.
+enum Work {
+    /// The message was refused (nothing was sent).
+    Refused(String),
+    /// Messages were sent but the checkpoint to store after them could not be.
+    Unstored(String),
+    /// The stream to the coordinator is closed.
+    Closed,
+}
+
 impl Outgoing {
     async fn send(&self, body: pb::participant_message::Body) -> Result<(), SessionError> {
         self.tx.send(body).await.map_err(|_| SessionError::Stream("stream closed".into()))
@@ -766,18 +776,41 @@ impl Daemon {
             };
             let s = session.clone();
             let j = journal.clone();
-            // The checkpoint is written in the same blocking call, before anything is sent.
+            let tx = out.tx.clone();
+            // One blocking call handles the message, stores a checkpoint asked for before
+            // sending, sends the messages, then stores one asked for after sending (while
+            // the messages travel, before the next message is handled).
             let received = std::time::Instant::now();
             let handled = tokio::task::spawn_blocking(move || {
                 let queued = received.elapsed();
                 let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                let outputs = s.handle(msg).map_err(|e| e.to_string())?;
+                let outputs = s.handle(msg).map_err(|e| Work::Refused(e.to_string()))?;
                 let handled = received.elapsed();
-                if outputs.iter().any(|o| matches!(o, SessionOutput::Checkpoint)) {
-                    // Nothing is sent unless the step is stored first.
+                let store = |s: &PartySession| {
                     let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
                     j.append(&s.checkpoint())
-                        .map_err(|e| format!("cannot write the job checkpoint: {e}"))?;
+                        .map_err(|e| format!("cannot write the job checkpoint: {e}"))
+                };
+                if outputs.iter().any(|o| matches!(o, SessionOutput::Checkpoint)) {
+                    // Nothing is sent unless the step is stored first.
+                    store(&s).map_err(Work::Refused)?;
+                }
+                let mut rest = Vec::new();
+                let mut store_after = false;
+                for o in outputs {
+                    match o {
+                        SessionOutput::Send(m) => tx
+                            .blocking_send(pb::participant_message::Body::Job(m))
+                            .map_err(|_| Work::Closed)?,
+                        SessionOutput::CheckpointAfterSend => store_after = true,
+                        SessionOutput::Checkpoint => {}
+                        other => rest.push(other),
+                    }
+                }
+                if store_after {
+                    // What the role promised itself to remember must be stored before it
+                    // answers anything else.
+                    store(&s).map_err(Work::Unstored)?;
                 }
                 debug!(
                     queued_us = queued.as_micros() as u64,
@@ -785,15 +818,22 @@ impl Daemon {
                     stored_us = received.elapsed().as_micros() as u64,
                     "job message"
                 );
-                Ok::<_, String>(outputs)
+                Ok::<_, Work>(rest)
             })
             .await;
             let outputs = match handled {
                 Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
+                Ok(Err(Work::Refused(e))) => {
                     warn!(error = %e, "message refused");
                     continue;
                 }
+                Ok(Err(Work::Unstored(e))) => {
+                    // What was sent may need what was not stored: answer nothing more in this
+                    // job (the coordinator counts this party as dropped).
+                    warn!(error = %e, "leaving the job");
+                    return;
+                }
+                Ok(Err(Work::Closed)) => return,
                 Err(e) => {
                     warn!(error = %e, "job worker panicked");
                     continue;
@@ -801,12 +841,10 @@ impl Daemon {
             };
             for o in outputs {
                 match o {
-                    SessionOutput::Checkpoint => {}
-                    SessionOutput::Send(m) => {
-                        if out.send(pb::participant_message::Body::Job(m)).await.is_err() {
-                            return;
-                        }
-                    }
+                    // Stored and sent in the blocking call.
+                    SessionOutput::Checkpoint
+                    | SessionOutput::CheckpointAfterSend
+                    | SessionOutput::Send(_) => {}
                     SessionOutput::Reports(source) => {
                         tokio::spawn(
                             send_reports(
@@ -961,7 +999,8 @@ fn check_fault(f: &crate::config::FaultConfig, body: &pb::participant_message::B
         return;
     };
     let (phase, header) = match &s.msg {
-        Some(Msg::MaskedInput(m)) => ("masked-input", &m.header),
+        // A secure upload (the benchmark's plaintext baseline sends no share bundles).
+        Some(Msg::MaskedInput(m)) if !m.bundles.is_empty() => ("masked-input", &m.header),
         Some(Msg::Unmask(m)) => ("unmask", &m.header),
         _ => return,
     };

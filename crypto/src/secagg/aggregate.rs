@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::aead::SEALED_BUNDLE_LEN;
-use super::masking::{MaskKind, MaskOp, MaskSeed, apply_mask, ring_mask};
+use super::masking::{MaskKind, MaskOp, MaskSeed, apply_masks, ring_mask};
 use super::party::UnmaskShares;
 use super::shamir::{self, Share};
 use super::{InputSpec, PartyIndex, RoundSpec, SecAggError, SecretKind};
@@ -252,6 +252,7 @@ impl Aggregator {
         let ring_bits = self.input.fixed.ring_bits;
         let graph = self.spec.graph();
         let mut sum = self.sum;
+        let mut self_seeds = Vec::with_capacity(plan.survivors.len());
         for &u in &plan.survivors {
             let shares: Vec<Share> =
                 responses.values().filter_map(|r| r.self_mask.get(&u)).cloned().collect();
@@ -268,9 +269,10 @@ impl Aggregator {
                 kind: SecretKind::SelfMask,
                 source,
             })?;
-            let seed = MaskSeed::from_bytes(&secret);
-            apply_mask(&mut sum, &seed, MaskKind::SelfMask, ring_bits, MaskOp::Sub)?;
+            self_seeds.push(MaskSeed::from_bytes(&secret));
         }
+        let mut masks: Vec<(&MaskSeed, MaskKind, MaskOp)> =
+            self_seeds.iter().map(|s| (s, MaskKind::SelfMask, MaskOp::Sub)).collect();
         for &d in &plan.dropped {
             for &v in graph.neighbours(d).iter().filter(|v| plan.survivors.contains(v)) {
                 let seed = responses.get(&v).and_then(|r| r.pair_seeds.get(&d)).ok_or(
@@ -278,9 +280,10 @@ impl Aggregator {
                 )?;
                 // v added the mask if v < d and subtracted it otherwise; undo that.
                 let op = if v < d { MaskOp::Sub } else { MaskOp::Add };
-                apply_mask(&mut sum, seed, MaskKind::Pairwise, ring_bits, op)?;
+                masks.push((seed, MaskKind::Pairwise, op));
             }
         }
+        apply_masks(&mut sum, &masks, ring_bits)?;
         Ok(sum)
     }
 }

@@ -25,7 +25,7 @@
 //!    and uploads the sealed shares with
 //!    `y_u = x_u + PRG(b_u) + Σ_{v∈N(u), u<v} PRG(s_uv) − Σ_{v∈N(u), u>v} PRG(s_uv)`
 //!    in `Z_{2^k}` ([`masking`]), where `x_u` is the fixed-point encoding of its vector
-//!    ([`crate::FixedPoint`], clipped) and PRG is the ChaCha20 keystream keyed by the seed.
+//!    ([`crate::FixedPoint`], clipped) and PRG is AES-256 in counter mode keyed by the seed.
 //!    (When someone dropped, `fedcredit_federation::secagg` runs a consistency check here:
 //!    the survivors sign the survivor set before anything is revealed.)
 //! 2. **Unmask.** The server names the survivors (who uploaded) and the dropped, and hands
@@ -57,7 +57,7 @@
 //! | participant | its own secrets; one share of each neighbour's `b` (fewer than `t`, so nothing) |
 //! | `t − 1` colluding neighbours of `u` | nothing about `x_u` (fewer than `t` shares of `b_u`) |
 //!
-//! Masks come from ChaCha20 keyed by 256-bit seeds, never from a statistical RNG. All
+//! Masks come from AES-256-CTR keyed by 256-bit seeds, never from a statistical RNG. All
 //! secrets ([`PairRoot`], [`MaskSeed`], [`Share`]) zeroize on drop and print as
 //! `<redacted>`.
 
@@ -225,8 +225,8 @@ pub enum SecAggError {
         /// The party.
         party: PartyIndex,
     },
-    /// The ChaCha20 keystream of one seed cannot cover the vector.
-    #[error("vector too long for one ChaCha20 keystream")]
+    /// The keystream of one seed cannot cover the vector.
+    #[error("vector too long for one keystream")]
     KeystreamExhausted,
 }
 

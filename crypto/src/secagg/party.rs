@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::aead::{self, BUNDLE_LEN};
 use super::keys::PairRoot;
-use super::masking::{MaskKind, MaskOp, MaskSeed, apply_mask, ring_mask};
+use super::masking::{MaskKind, MaskOp, MaskSeed, apply_masks, ring_mask};
 use super::shamir::{self, SECRET_LEN, Share};
 use super::{InputSpec, PartyIndex, RoundSpec, SecAggError, SecretKind};
 
@@ -99,17 +99,19 @@ pub fn mask_input<R: CryptoRng + ?Sized>(
     }
     let own_share = own_share.ok_or(SecAggError::Missing { party: me, what: "own share" })?;
 
-    let mut masked = input.to_vec();
-    apply_mask(&mut masked, &self_seed, MaskKind::SelfMask, ring_bits, MaskOp::Add)?;
     let mut pair_seeds = BTreeMap::new();
     let mut recv_keys = BTreeMap::new();
     for (&v, root) in roots {
-        let seed = root.mask_seed(ctx, me, v);
-        let op = if me < v { MaskOp::Add } else { MaskOp::Sub };
-        apply_mask(&mut masked, &seed, MaskKind::Pairwise, ring_bits, op)?;
-        pair_seeds.insert(v, seed);
+        pair_seeds.insert(v, root.mask_seed(ctx, me, v));
         recv_keys.insert(v, root.share_key(ctx, v, me));
     }
+    let mut masks = vec![(&self_seed, MaskKind::SelfMask, MaskOp::Add)];
+    for (&v, seed) in &pair_seeds {
+        let op = if me < v { MaskOp::Add } else { MaskOp::Sub };
+        masks.push((seed, MaskKind::Pairwise, op));
+    }
+    let mut masked = input.to_vec();
+    apply_masks(&mut masked, &masks, ring_bits)?;
     Ok((MaskedState { spec: spec.clone(), me, own_share, pair_seeds, recv_keys }, masked, bundles))
 }
 

@@ -24,8 +24,18 @@
 //!   vector and is refused;
 //! - only the public benchmark vectors are ever sent unmasked.
 //!
-//! What it remembers for these checks is in its checkpoint, written before any unmask share
-//! leaves the process, so a restarted party keeps refusing.
+//! What it remembers for these checks is in its checkpoint, stored before any unmask share
+//! leaves the process, so a restarted party keeps refusing. To keep the disk write off the
+//! round's critical path, the party stores a *pledge* right after its masked upload leaves
+//! (while the coordinator collects the others'): "step `s`, this contribution, these
+//! contributors (the roster)". The job worker stores it before it handles the next message,
+//! so before any unmask request is answered. When the unmask request names exactly the
+//! pledged contributors (nobody dropped: the usual case) nothing more is written; otherwise
+//! the new contributors are stored before the shares leave. A restarted party cannot know
+//! whether it answered the pledged unmask, so it takes the pledge as released: the
+//! contribution is bound to the pledged contributors, and the pledged step is answered again
+//! only with the same contribution and the same roster (the sum could only be the same sum;
+//! this is how a party restarted during the upload phase rejoins its step).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +64,21 @@ struct Policy {
     /// checkpoint, written before every unmask, stays small over hundreds of steps.
     #[serde(default)]
     contributor_sets: Vec<Vec<PartyId>>,
+    /// The open attempt's pledge (see the module docs).
+    #[serde(default)]
+    pledge: Option<Pledge>,
+    /// The pledge was read from a checkpoint: its unmask shares may have been released.
+    #[serde(skip)]
+    pledge_restored: bool,
+}
+
+/// A step this party may be about to help unmask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pledge {
+    step: u64,
+    digest: Option<String>,
+    /// The roster, sorted.
+    contributors: Vec<PartyId>,
 }
 
 /// The contributors of an unmasked contribution in a checkpoint.
@@ -89,6 +114,57 @@ impl Policy {
             Contributors::Set,
         );
         self.unmasked_tasks.insert(digest, entry);
+    }
+
+    /// Takes a pledge read from a checkpoint as released (the party may have answered its
+    /// unmask request before it stopped).
+    fn restore_pledge(&mut self) {
+        if let Some(p) = self.pledge.clone() {
+            if let Some(d) = p.digest {
+                self.remember(d, p.contributors);
+            }
+            self.pledge_restored = true;
+        }
+    }
+
+    /// After a restart, the pledged step is answered again only with the pledged contribution
+    /// and roster: its unmask shares may have been released.
+    fn check_pledge(
+        &self,
+        step: u64,
+        digest: Option<&String>,
+        roster: &[PartyId],
+    ) -> Result<(), String> {
+        match &self.pledge {
+            Some(p)
+                if self.pledge_restored
+                    && p.step == step
+                    && (p.digest.as_ref() != digest || p.contributors != roster) =>
+            {
+                Err(format!(
+                    "step {step} may have been unmasked with [{}] before this party restarted; \
+                     it is answered again only with the same contribution and roster",
+                    names(&p.contributors)
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces the open attempt's pledge. A restored pledge keeps restricting its step while
+    /// the step is answered again (with the same contribution and roster, see
+    /// [`Policy::check_pledge`]); once another step begins, that step is never answered again.
+    fn pledge(&mut self, pledge: Pledge) {
+        if self.pledge_restored
+            && let Some(old) = &self.pledge
+        {
+            if old.step == pledge.step {
+                return;
+            }
+            self.unmasked_steps.insert(old.step);
+        }
+        self.pledge = Some(pledge);
+        self.pledge_restored = false;
     }
 
     /// A checkpoint whose set indices point nowhere is refused rather than read as "never
@@ -134,8 +210,8 @@ impl Policy {
 /// The role's checkpoint: the policy. The model is the conductor's to resend (it is what
 /// every bank receives anyway), so a restarted party reports version 0 and gets it back.
 #[derive(Serialize, Deserialize)]
-struct Saved {
-    policy: Policy,
+struct Saved<P = Policy> {
+    policy: P,
 }
 
 /// The open attempt.
@@ -178,10 +254,11 @@ impl HorizontalRole {
     ) -> Result<Self, String> {
         let policy = match checkpoint {
             Some(b) if !b.is_empty() => {
-                let policy = serde_json::from_slice::<Saved>(b)
+                let mut policy = serde_json::from_slice::<Saved>(b)
                     .map_err(|e| format!("horizontal role checkpoint: {e}"))?
                     .policy;
                 policy.check().map_err(|e| format!("horizontal role checkpoint: {e}"))?;
+                policy.restore_pledge();
                 policy
             }
             _ => Policy::default(),
@@ -322,7 +399,12 @@ impl HorizontalRole {
             }
         };
         let digest = Self::contribution_digest(&vector);
-        if let Err(reason) = self.check_repeat(digest.as_ref(), &setup.roster) {
+        let mut roster = setup.roster.clone();
+        roster.sort();
+        if let Err(reason) = self
+            .check_repeat(digest.as_ref(), &setup.roster)
+            .and_then(|()| self.policy.check_pledge(step, digest.as_ref(), &roster))
+        {
             Self::fail(out, step, format!("refused: {reason}"));
             return Ok(());
         }
@@ -349,6 +431,8 @@ impl HorizontalRole {
         }
         match SecAggClient::new(self.me.clone(), &setup, &vector, auth, rng) {
             Ok((client, advert)) => {
+                self.policy.pledge(Pledge { step, digest: digest.clone(), contributors: roster });
+                out.checkpoint_after_send = true;
                 out.send(pb::role_message::Body::Secagg(client_to_wire(&advert, fixed.ring_bits)));
                 self.current = Some(Current {
                     step,
@@ -395,14 +479,23 @@ impl HorizontalRole {
         match client.handle(&msg, auth, rng) {
             Ok(reply) => {
                 if let (ClientMessage::Unmask(_), ServerMessage::Unmask(u)) = (&reply, &msg) {
-                    // Remember before the shares leave: a restarted party keeps refusing.
+                    let mut contributors = u.all_survivors.clone();
+                    contributors.sort();
+                    // The stored pledge already says this (nobody dropped), or the new
+                    // contributors are stored before the shares leave: a restarted party
+                    // keeps refusing.
+                    let pledged = self.policy.pledge.as_ref().is_some_and(|p| {
+                        p.step == cur.step
+                            && p.digest == cur.digest
+                            && p.contributors == contributors
+                    });
                     self.policy.unmasked_steps.insert(cur.step);
                     if let Some(d) = &cur.digest {
-                        let mut contributors = u.all_survivors.clone();
-                        contributors.sort();
                         self.policy.remember(d.clone(), contributors);
                     }
-                    out.checkpoint = true;
+                    self.policy.pledge = None;
+                    self.policy.pledge_restored = false;
+                    out.checkpoint = !pledged;
                 }
                 out.send(pb::role_message::Body::Secagg(client_to_wire(&reply, cur.ring_bits)));
                 Ok(())
@@ -452,11 +545,15 @@ impl Role for HorizontalRole {
     }
 
     fn next_step(&self) -> u64 {
-        self.policy.unmasked_steps.iter().next_back().map_or(0, |s| s + 1)
+        // A restored pledge counts as unmasked: its step number is never reused either.
+        let unmasked = self.policy.unmasked_steps.iter().next_back().map(|s| s + 1);
+        let pledged =
+            self.policy.pledge.as_ref().filter(|_| self.policy.pledge_restored).map(|p| p.step + 1);
+        unmasked.max(pledged).unwrap_or(0)
     }
 
     fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(&Saved { policy: self.policy.clone() }).unwrap_or_default()
+        serde_json::to_vec(&Saved { policy: &self.policy }).unwrap_or_default()
     }
 }
 
@@ -466,6 +563,36 @@ mod tests {
 
     fn names(ns: &[&str]) -> Vec<PartyId> {
         ns.iter().map(|n| PartyId((*n).to_string())).collect()
+    }
+
+    #[test]
+    fn a_restored_pledge_counts_as_released() {
+        let (a, b) = ("aa".repeat(32), "bb".repeat(32));
+        let roster = names(&["bank1", "bank2", "bank3"]);
+        let mut p = Policy::default();
+        p.pledge(Pledge { step: 4, digest: Some(a.clone()), contributors: roster.clone() });
+        // In memory the party knows it released nothing yet: the pledge restricts nothing.
+        assert!(p.check_pledge(4, Some(&b), &roster[..2]).is_ok());
+        assert_eq!(p.contributors(Some(&a)), None);
+
+        let bytes = serde_json::to_vec(&Saved { policy: &p }).expect("serializes");
+        let mut back = serde_json::from_slice::<Saved>(&bytes).expect("reads back").policy;
+        back.restore_pledge();
+        // The contribution is bound to the pledged contributors ...
+        assert_eq!(back.contributors(Some(&a)), Some(&roster[..]));
+        assert!(back.check_contributors(Some(&a), &roster[..2]).is_err());
+        // ... and the step is answered again only with the same contribution and roster.
+        assert!(back.check_pledge(4, Some(&a), &roster).is_ok());
+        assert!(back.check_pledge(4, Some(&b), &roster).unwrap_err().contains("restarted"));
+        assert!(back.check_pledge(4, Some(&a), &roster[..2]).is_err());
+        assert!(back.check_pledge(5, Some(&b), &roster[..2]).is_ok());
+        // Answering the step again keeps the restriction.
+        back.pledge(Pledge { step: 4, digest: Some(a.clone()), contributors: roster.clone() });
+        assert!(back.check_pledge(4, Some(&b), &roster).is_err());
+        // A pledge for another step ends the restored one's step for good.
+        back.pledge(Pledge { step: 5, digest: None, contributors: roster.clone() });
+        assert!(back.unmasked_steps.contains(&4));
+        assert!(!p.unmasked_steps.contains(&4));
     }
 
     #[test]

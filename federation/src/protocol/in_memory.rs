@@ -206,7 +206,7 @@ impl Federation {
         };
         for o in outputs {
             match o {
-                SessionOutput::Checkpoint => {
+                SessionOutput::Checkpoint | SessionOutput::CheckpointAfterSend => {
                     let bytes = self.sessions.get(&to).map(PartySession::checkpoint);
                     if let Some(b) = bytes {
                         self.checkpoints.insert(to.clone(), b);

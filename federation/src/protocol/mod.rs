@@ -223,8 +223,13 @@ pub struct RoleOutbox {
     /// Streams of messages to the conductor (a large set in chunks), pulled lazily by the
     /// runtime after [`RoleOutbox::messages`].
     pub reports: Vec<ReportStream>,
-    /// The role's state changed in a way worth a checkpoint.
+    /// The role's state changed in a way worth a checkpoint, to be stored before any of this
+    /// outbox leaves.
     pub checkpoint: bool,
+    /// The role's state changed; the checkpoint may be stored after this outbox's messages
+    /// leave, but before the role handles its next message (off the critical path: e.g. a
+    /// pledge written while the coordinator collects the other parties' uploads).
+    pub checkpoint_after_send: bool,
 }
 
 /// Messages to the conductor, produced on demand.
@@ -238,6 +243,7 @@ impl std::fmt::Debug for RoleOutbox {
             .field("streams", &self.streams)
             .field("reports", &self.reports.len())
             .field("checkpoint", &self.checkpoint)
+            .field("checkpoint_after_send", &self.checkpoint_after_send)
             .finish()
     }
 }

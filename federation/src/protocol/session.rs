@@ -109,8 +109,12 @@ pub enum SessionOutput {
     },
     /// Pull this stream and send each message to the coordinator, in order.
     Reports(super::ReportStream),
-    /// The session's state changed: write [`PartySession::checkpoint`].
+    /// The session's state changed: write [`PartySession::checkpoint`] before sending the
+    /// outputs that follow.
     Checkpoint,
+    /// The session's state changed: write [`PartySession::checkpoint`] after sending the
+    /// outputs before it, and before handing the session its next message.
+    CheckpointAfterSend,
 }
 
 impl std::fmt::Debug for SessionOutput {
@@ -124,6 +128,7 @@ impl std::fmt::Debug for SessionOutput {
                 .finish(),
             SessionOutput::Reports(_) => f.write_str("Reports(..)"),
             SessionOutput::Checkpoint => f.write_str("Checkpoint"),
+            SessionOutput::CheckpointAfterSend => f.write_str("CheckpointAfterSend"),
         }
     }
 }
@@ -300,6 +305,9 @@ impl PartySession {
         }
         for r in out.reports {
             res.push(SessionOutput::Reports(r));
+        }
+        if out.checkpoint_after_send && !out.checkpoint {
+            res.push(SessionOutput::CheckpointAfterSend);
         }
         Ok(res)
     }
