@@ -15,7 +15,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedcredit_crypto::FixedPoint;
-use fedcredit_crypto::secagg::masking::{MaskKind, MaskOp, apply_mask};
+use fedcredit_crypto::secagg::masking::{MaskKind, MaskOp, apply_mask, apply_masks};
 use fedcredit_crypto::secagg::{
     Aggregator, InputSpec, MaskSeed, MaskedState, PairRoot, PartyIndex, RoundSpec, SecAggParams,
     UnmaskShares, mask_input,
@@ -182,10 +182,29 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("secagg_parts");
     let seed = MaskSeed::random(&mut rng);
     let mut buf = vec![0u64; LEN];
-    g.bench_function("chacha20_mask_10k_28bit", |b| {
+    g.bench_function("aes_ctr_mask_10k_28bit", |b| {
         b.iter(|| {
             apply_mask(&mut buf, &seed, MaskKind::Pairwise, fp.ring_bits, MaskOp::Add)
                 .expect("mask");
+            black_box(buf[0])
+        })
+    });
+    // The keystream the masks used before AES-256-CTR, for comparison (40 KB = one 10k mask).
+    let mut ks = vec![0u8; 4 * LEN];
+    g.bench_function("chacha20_keystream_40kb", |b| {
+        use chacha20::cipher::{KeyIvInit, StreamCipher};
+        b.iter(|| {
+            let mut c = chacha20::ChaCha20::new(seed.as_bytes().into(), &[0u8; 12].into());
+            c.apply_keystream(&mut ks);
+            black_box(ks[0])
+        })
+    });
+    // A party of ten: its self mask and nine pairwise masks in one pass.
+    let seeds: Vec<MaskSeed> = (0..10).map(|_| MaskSeed::random(&mut rng)).collect();
+    let masks: Vec<_> = seeds.iter().map(|s| (s, MaskKind::Pairwise, MaskOp::Add)).collect();
+    g.bench_function("aes_ctr_ten_masks_10k_28bit", |b| {
+        b.iter(|| {
+            apply_masks(&mut buf, &masks, fp.ring_bits).expect("masks");
             black_box(buf[0])
         })
     });

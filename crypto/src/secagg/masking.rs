@@ -10,9 +10,10 @@
 //! keystream for small rings halves the masking cost for the usual `k ≈ 28` codes.
 //!
 //! AES-256-CTR replaced the ChaCha20 keystream (RFC 8439) of earlier versions by measurement:
-//! with AES-NI / VAES (detected at run time by the `aes` crate) it expands a 40 KB mask in
-//! ≈ 6 µs against ChaCha20's 17 µs (AVX2) on this kind of machine, and a party of ten
-//! expands ten masks per round. [`apply_masks`] expands several seeds chunk by chunk and
+//! with AES-NI / VAES (detected at run time by the `aes` crate) a party of ten applies its ten
+//! 10k-element masks in 77 µs, 7.7 µs each, where ChaCha20's keystream alone takes 17.1 µs
+//! per mask (AVX2) on this kind of machine (`cargo bench -p fedcredit-crypto --bench secagg
+//! -- secagg_parts`). [`apply_masks`] expands several seeds chunk by chunk and
 //! sums their keystreams in a cache-resident accumulator (wrapping in `u32` for `k ≤ 32`),
 //! so the vector itself is read and written once.
 //!
@@ -113,6 +114,68 @@ impl Keystream {
     }
 }
 
+/// A keystream word per ring element: `u32` for rings up to 32 bits, `u64` above.
+trait Lane: Copy + Default + Zeroize {
+    const BYTES: usize;
+    fn from_le(bytes: &[u8]) -> Self;
+    fn wrapping_add(self, other: Self) -> Self;
+    fn wrapping_sub(self, other: Self) -> Self;
+    fn widen(self) -> u64;
+}
+
+macro_rules! lane {
+    ($t:ty) => {
+        impl Lane for $t {
+            const BYTES: usize = size_of::<$t>();
+            fn from_le(bytes: &[u8]) -> Self {
+                let mut b = [0u8; size_of::<$t>()];
+                b.copy_from_slice(bytes);
+                <$t>::from_le_bytes(b)
+            }
+            fn wrapping_add(self, other: Self) -> Self {
+                <$t>::wrapping_add(self, other)
+            }
+            fn wrapping_sub(self, other: Self) -> Self {
+                <$t>::wrapping_sub(self, other)
+            }
+            fn widen(self) -> u64 {
+                u64::from(self)
+            }
+        }
+    };
+}
+lane!(u32);
+lane!(u64);
+
+/// `buf += Σ ±stream` modulo `mask + 1`, one chunk at a time: each stream's keystream for the
+/// chunk is summed into an accumulator of `L` words, which is added to the chunk once.
+fn sum_keystreams<L: Lane>(buf: &mut [u64], streams: &[Keystream], mask: u64) {
+    let per_chunk = CHUNK_BLOCKS * 16 / L::BYTES;
+    let mut block = Zeroizing::new([[0u8; 16]; CHUNK_BLOCKS]);
+    let mut acc = Zeroizing::new(vec![L::default(); per_chunk]);
+    for (c, chunk) in buf.chunks_mut(per_chunk).enumerate() {
+        let blocks = &mut block[..(chunk.len() * L::BYTES).div_ceil(16)];
+        let acc = &mut acc[..chunk.len()];
+        acc.fill(L::default());
+        for s in streams {
+            s.blocks((c * CHUNK_BLOCKS) as u64, blocks);
+            let words = blocks.as_flattened().chunks_exact(L::BYTES).map(L::from_le);
+            if s.add {
+                for (a, w) in acc.iter_mut().zip(words) {
+                    *a = a.wrapping_add(w);
+                }
+            } else {
+                for (a, w) in acc.iter_mut().zip(words) {
+                    *a = a.wrapping_sub(w);
+                }
+            }
+        }
+        for (d, a) in chunk.iter_mut().zip(acc.iter()) {
+            *d = d.wrapping_add(a.widen()) & mask;
+        }
+    }
+}
+
 /// Adds or subtracts the mask expanded from `seed` to `buf`, element-wise modulo `2^ring_bits`.
 ///
 /// # Errors
@@ -144,56 +207,11 @@ pub fn apply_masks(
     let streams: Vec<Keystream> =
         masks.iter().map(|(seed, kind, op)| Keystream::new(seed, *kind, *op)).collect();
     let mask = ring_mask(ring_bits);
-    let mut block = Zeroizing::new([[0u8; 16]; CHUNK_BLOCKS]);
     if ring_bits <= 32 {
         // 2^k divides 2^32: the masks' sum wraps in u32 and is reduced once.
-        let mut acc = Zeroizing::new([0u32; CHUNK_BLOCKS * 4]);
-        for (c, chunk) in buf.chunks_mut(CHUNK_BLOCKS * 4).enumerate() {
-            let n_blocks = chunk.len().div_ceil(4);
-            let acc = &mut acc[..chunk.len()];
-            acc.fill(0);
-            for s in &streams {
-                let blocks = &mut block[..n_blocks];
-                s.blocks((c * CHUNK_BLOCKS) as u64, blocks);
-                let (words, _) = blocks.as_flattened().as_chunks::<4>();
-                if s.add {
-                    for (a, w) in acc.iter_mut().zip(words) {
-                        *a = a.wrapping_add(u32::from_le_bytes(*w));
-                    }
-                } else {
-                    for (a, w) in acc.iter_mut().zip(words) {
-                        *a = a.wrapping_sub(u32::from_le_bytes(*w));
-                    }
-                }
-            }
-            for (d, a) in chunk.iter_mut().zip(acc.iter()) {
-                *d = d.wrapping_add(u64::from(*a)) & mask;
-            }
-        }
+        sum_keystreams::<u32>(buf, &streams, mask);
     } else {
-        let mut acc = Zeroizing::new([0u64; CHUNK_BLOCKS * 2]);
-        for (c, chunk) in buf.chunks_mut(CHUNK_BLOCKS * 2).enumerate() {
-            let n_blocks = chunk.len().div_ceil(2);
-            let acc = &mut acc[..chunk.len()];
-            acc.fill(0);
-            for s in &streams {
-                let blocks = &mut block[..n_blocks];
-                s.blocks((c * CHUNK_BLOCKS) as u64, blocks);
-                let (words, _) = blocks.as_flattened().as_chunks::<8>();
-                if s.add {
-                    for (a, w) in acc.iter_mut().zip(words) {
-                        *a = a.wrapping_add(u64::from_le_bytes(*w));
-                    }
-                } else {
-                    for (a, w) in acc.iter_mut().zip(words) {
-                        *a = a.wrapping_sub(u64::from_le_bytes(*w));
-                    }
-                }
-            }
-            for (d, a) in chunk.iter_mut().zip(acc.iter()) {
-                *d = d.wrapping_add(*a) & mask;
-            }
-        }
+        sum_keystreams::<u64>(buf, &streams, mask);
     }
     Ok(())
 }
