@@ -71,6 +71,31 @@ fn bench_accuracy_writes_the_documented_json() {
     }
 }
 
+/// `bench secagg --dropouts`: a party's daemon exits before its round-1 upload of the secure
+/// job (not of the plaintext baseline, which needs every party); the runner finishes, recovers
+/// the sum without it and reports the round with the dropout.
+#[test]
+fn bench_secagg_with_a_dropout_recovers_and_reports_the_round() {
+    let _turn = one_federation_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("secagg.json");
+    let out = fedcredit()
+        .args(["bench", "secagg", "--parties", "4", "--dim", "200", "--rounds", "5"])
+        .args(["--dropouts", "1", "--json"])
+        .arg(&json)
+        .arg("--dir")
+        .arg(dir.path().join("fed"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["dropouts"], 1, "{r}");
+    assert_eq!(r["min_contributors"], 3, "the sum went on without the party: {r}");
+    assert!(r["dropout_round_ms"].as_f64().is_some(), "{r}");
+    assert!(r["max_abs_error"].as_f64().is_some_and(|e| e < 1e-5), "{r}");
+}
+
 /// A file without the label, a missing file, a bad flag: non-zero exit and a message naming the culprit.
 #[test]
 fn bad_input_exits_non_zero_with_a_clear_message() {
