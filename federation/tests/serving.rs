@@ -28,6 +28,7 @@ fn part(party: &str, job: &str, label_holder: bool, ids: &[&str]) -> ServedPart 
         encoding,
         coefficients: vec![0.5, -0.25],
         intercept: label_holder.then_some(-2.0),
+        epochs: 10,
     };
     let manifest = ServingManifest {
         job: job.into(),

@@ -118,10 +118,12 @@ impl LrRole {
             (Some(PartyModel::Logistic { part }), None) => Some(part.encoding.clone()),
             (_, e) => e,
         };
-        let initial: Option<Vec<f64>> = match warm.as_ref().map(|w| w.lr()) {
+        let initial: Option<(Vec<f64>, u32)> = match warm.as_ref().map(|w| w.lr()) {
             None => None,
             Some(None) => return Err(err("the warm-start part is not a regression".into())),
-            Some(Some(p)) => Some(p.coefficients.iter().copied().chain(p.intercept).collect()),
+            Some(Some(p)) => {
+                Some((p.coefficients.iter().copied().chain(p.intercept).collect(), p.epochs))
+            }
         };
         let label = ctx.vertical.label_holder.clone();
         let others = ctx.spec.parties.iter().filter(|p| **p != label).cloned().collect();
@@ -132,7 +134,10 @@ impl LrRole {
             valid: (!valid.is_empty()).then_some(&vfeatures),
             valid_labels: vlabels.as_deref().filter(|_| !valid.is_empty()),
             encoding: encoding.as_ref(),
-            initial: initial.as_deref(),
+            initial: initial.as_ref().map(|(coefficients, epochs)| protocol::WarmStart {
+                coefficients,
+                epochs: *epochs,
+            }),
         };
         let (party, sends) = protocol::Party::new(ctx.job, me.clone(), roster, params, data)
             .map_err(|e| err(e.to_string()))?;

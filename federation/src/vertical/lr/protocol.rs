@@ -202,6 +202,8 @@ pub struct Schedule {
     /// Training steps per epoch.
     batches: u64,
     params: LrParams,
+    /// Epochs trained before this job (a warm start): the step size decays from there.
+    epochs_before: u32,
 }
 
 impl Schedule {
@@ -215,7 +217,13 @@ impl Schedule {
         .min(rows)
         .max(1);
         let batches = rows.div_ceil(batch).max(1) as u64;
-        Self { rows, valid, batch, batches, params: *params }
+        Self { rows, valid, batch, batches, params: *params, epochs_before: 0 }
+    }
+
+    /// The same schedule continuing a model trained for `epochs` epochs: its step sizes are
+    /// those of epochs `epochs`, `epochs + 1`, …
+    pub fn after(self, epochs: u32) -> Self {
+        Self { epochs_before: epochs, ..self }
     }
 
     /// Steps in all.
@@ -252,7 +260,7 @@ impl Schedule {
 
     /// The step size of step `step`.
     pub fn eta(&self, step: u64) -> f64 {
-        let epoch = self.epoch(step) as f64;
+        let epoch = (self.epoch(step) + u64::from(self.epochs_before)) as f64;
         self.params.learning_rate / (1.0 + self.params.decay * epoch)
     }
 }
@@ -703,6 +711,10 @@ pub struct LrPart {
     pub coefficients: Vec<f64>,
     /// The intercept (the label holder's part only).
     pub intercept: Option<f64>,
+    /// Epochs trained, those of the model it was warm-started from included (0 in parts
+    /// written before this was recorded).
+    #[serde(default)]
+    pub epochs: u32,
 }
 
 impl LrPart {
@@ -741,10 +753,20 @@ pub struct PartyData<'a> {
     /// A given encoding (a scorecard's WOE); by default the linear encoder fitted on its own
     /// training rows.
     pub encoding: Option<&'a LocalEncoding>,
-    /// Starting coefficients (a warm start from a served model): one per encoded column, the
-    /// label holder's intercept last; zeros by default. They become this party's share of its
-    /// own coefficients (its partner's share starts at 0), so nobody else learns them.
-    pub initial: Option<&'a [f64]>,
+    /// A warm start from a served model; zeros by default.
+    pub initial: Option<WarmStart<'a>>,
+}
+
+/// Where a warm-started party begins: its part of the model the job starts from.
+#[derive(Debug, Clone, Copy)]
+pub struct WarmStart<'a> {
+    /// Starting coefficients: one per encoded column, the label holder's intercept last. They
+    /// are shared with the partner as `(β − r, r)` (see [`warm_mask`]), so nobody else learns
+    /// them.
+    pub coefficients: &'a [f64],
+    /// Epochs the part was trained for ([`LrPart::epochs`], the same in every part of one
+    /// model): the step size continues its decay from there instead of restarting at `η₀`.
+    pub epochs: u32,
 }
 
 /// The partner's starting share of an owner's coefficients in a warm start: `n` ring
@@ -911,7 +933,7 @@ impl Party {
         };
         let intercept = usize::from(is_label);
         let cols = x.ncols() + intercept;
-        let initial_w = match initial {
+        let initial_w = match initial.map(|w| w.coefficients) {
             Some(w) if w.len() != cols => {
                 return Err(LrError::Params(format!(
                     "{me}: the warm start has {} coefficients for {cols} encoded columns{}",
@@ -953,7 +975,7 @@ impl Party {
             }
             None => None,
         };
-        let schedule = Schedule::new(&params, rows, n_valid);
+        let schedule = Schedule::new(&params, rows, n_valid).after(initial.map_or(0, |w| w.epochs));
         let span = tracing::debug_span!("vertical-lr", job = %job, party = %me);
         let party = Self {
             me,
@@ -1350,6 +1372,7 @@ impl Party {
                     encoding: self.encoding.clone(),
                     coefficients,
                     intercept,
+                    epochs: self.schedule.epochs_before + self.params.epochs,
                 });
                 tracing::debug!("model part ready");
                 Ok((Phase::Done, false))
@@ -1598,6 +1621,10 @@ mod tests {
         assert_eq!(s.rows(5), 40..80);
         assert_eq!(s.epoch(11), 2);
         assert!(s.eta(4) < s.eta(3));
+        // A warm start from a 2-epoch model steps as the third epoch on, rows unchanged.
+        let warm = s.after(2);
+        assert_eq!((warm.eta(0), warm.eta(4)), (s.eta(8), s.eta(12)));
+        assert_eq!((warm.steps(), warm.rows(5)), (12, 40..80));
         let auto = |rows| Schedule::new(&LrParams { batch_size: 0, ..params }, rows, 0);
         assert_eq!((auto(100).per_epoch(), auto(100).rows(1)), (2, 64..100));
         assert_eq!(auto(6400).rows(0), 0..200);

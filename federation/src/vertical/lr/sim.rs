@@ -10,7 +10,7 @@ use rand::CryptoRng;
 
 use super::protocol::{
     Dealer, EpochReport, LocalEncoding, LrError, LrMsg, LrParams, LrPart, Node, Party, PartyData,
-    Roster,
+    Roster, WarmStart,
 };
 use crate::ids::{JobId, PartyId};
 
@@ -28,8 +28,9 @@ pub struct SimInput {
     /// Its encoding when given (a scorecard's WOE); by default the linear encoder fitted on
     /// its own training rows.
     pub encoding: Option<LocalEncoding>,
-    /// Starting coefficients (a warm start), the label holder's intercept last.
-    pub initial: Option<Vec<f64>>,
+    /// Starting coefficients (a warm start), the label holder's intercept last, and the
+    /// epochs they were trained for.
+    pub initial: Option<(Vec<f64>, u32)>,
 }
 
 /// One delivered message.
@@ -81,7 +82,10 @@ pub fn run<R: CryptoRng + ?Sized>(
             valid: input.valid.as_ref(),
             valid_labels: input.valid_labels.as_deref(),
             encoding: input.encoding.as_ref(),
-            initial: input.initial.as_deref(),
+            initial: input
+                .initial
+                .as_ref()
+                .map(|(coefficients, epochs)| WarmStart { coefficients, epochs: *epochs }),
         };
         let (party, sends) = Party::new(job, p.clone(), roster.clone(), *params, data)?;
         parties.insert(p.clone(), party);

@@ -140,8 +140,9 @@ fn two_parties_match_the_centralized_model_on_generated_applications() {
     assert!(out.parts[&pid("tax")].intercept.is_none());
 }
 
-/// A warm start from trained parts (their encodings and coefficients) begins where they
-/// ended: one more epoch keeps the accuracy, where one epoch from zero does not reach it.
+/// A warm start from trained parts (their encodings and coefficients, at the step size their
+/// epochs reached) begins where they ended: one more epoch keeps the accuracy, where one
+/// epoch from zero does not reach it.
 #[test]
 fn a_warm_start_continues_from_the_parts() {
     let split = small_split(6000, 3, 2);
@@ -154,7 +155,8 @@ fn a_warm_start_continues_from_the_parts() {
     for (p, input) in inputs.iter_mut() {
         let part = &out.parts[p];
         input.encoding = Some(part.encoding.clone());
-        input.initial = Some(part.coefficients.iter().copied().chain(part.intercept).collect());
+        let coefficients = part.coefficients.iter().copied().chain(part.intercept).collect();
+        input.initial = Some((coefficients, part.epochs));
     }
     let one = LrParams { epochs: 1, ..params };
     let warm = run(&job, &split.roster(), &one, &inputs, &mut rng, false).unwrap();
@@ -166,6 +168,8 @@ fn a_warm_start_continues_from_the_parts() {
     );
     assert!(warm_auc >= trained - 0.003, "warm {warm_auc} vs trained {trained}");
     for (p, part) in &warm.parts {
+        // The epoch count goes on, so a warm start from this part decays further still.
+        assert_eq!((out.parts[p].epochs, part.epochs), (12, 13), "{p}");
         let before = &out.parts[p].coefficients;
         let moved =
             part.coefficients.iter().zip(before).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
