@@ -21,8 +21,8 @@
 //! which is why the ring is `Z_{2^128}` and not `Z_{2^64}` (where sums over 10⁵ rows fail once
 //! in a few thousand steps).
 //!
-//! The sigmoid is evaluated in shares by an odd polynomial of degree 9 fitted by least
-//! squares on `[−8, 8]` ([`sigmoid`]): five Beaver multiplications in four rounds.
+//! The sigmoid is evaluated in shares by an odd polynomial of degree 13 fitted by weighted
+//! least squares on `[−12, 12]` ([`sigmoid`]): seven Beaver multiplications in four rounds.
 //!
 //! Correlated randomness comes from a dealer (the coordinator, which does not collude with the
 //! parties): every random vector is a ChaCha20 keystream under a seed derived by HKDF-SHA256

@@ -26,7 +26,7 @@
 //!    `u_p = X_{p,B}·w_p` (matrix triple).
 //! 2. Logits `z = Σ u_p`: `L` sums its shares; each `F_j` (`j ≥ 2`) sends its share to `F₁`
 //!    (uniform on its own), which sums. `L` and `F₁` truncate: `z` is shared between them.
-//! 3. `σ(z)` by the degree-9 polynomial in four Beaver rounds between `L` and `F₁`;
+//! 3. `σ(z)` by the degree-13 polynomial in four Beaver rounds between `L` and `F₁`;
 //!    `L` subtracts the labels from its share: residuals `d = σ − y`, shared (with class
 //!    weights, one more Beaver product by `L`'s per-row weights: `d = c ⊙ (σ − y)`). `F₁` hands its
 //!    share to every `F_j` (`j ≥ 2`), which then shares `d` with `L`.
