@@ -40,6 +40,10 @@ pub const COEFFS: [f64; 7] = [
     0.456_094_718_403_721_7,
 ];
 
+/// The logits `|z| ≤ RANGE` on which the polynomial was fitted; beyond about 13 it leaves
+/// `[0, 1]` fast.
+pub const RANGE: f64 = 12.0;
+
 /// `log2` of the scaling `z ↦ s = z / 8`.
 const DOMAIN_BITS: u32 = 3;
 

@@ -1401,6 +1401,16 @@ impl Party {
             return protocol("validation rows without labels");
         };
         let p: Vec<f64> = z.iter().map(|z| fedcredit_models::logistic::sigmoid(*z)).collect();
+        let largest = z.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        if largest > sigmoid::RANGE {
+            tracing::warn!(
+                epoch = self.schedule.epoch(t) + 1,
+                largest,
+                "validation logits beyond ±{} where the sigmoid in shares runs away: the descent \
+                 may diverge (a smaller learning_rate keeps the logits in range)",
+                sigmoid::RANGE
+            );
+        }
         let m = |r: Result<f64, ModelError>| r.unwrap_or(f64::NAN);
         let report = EpochReport {
             epoch: self.schedule.epoch(t) + 1,
