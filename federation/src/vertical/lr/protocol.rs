@@ -258,10 +258,22 @@ impl Schedule {
         start.min(self.rows)..(start + self.batch).min(self.rows)
     }
 
-    /// The step size of step `step`.
+    /// The step size of step `step`: `η₀ / (1 + decay·e)` in epoch `e` (counting the epochs
+    /// of a warm start's model), ramped up linearly over the steps of a cold start's first
+    /// epoch. Without the ramp, momentum 0.9 from zero overshot: on 100,000 rows × 330 columns
+    /// the first epoch left validation logits at −14 … −15, past the range of the sigmoid
+    /// polynomial (`sigmoid::RANGE`), and the model diverged in most runs over processes; in a
+    /// plaintext replay of the descent the ramp keeps them within 9.4 after the first epoch
+    /// (13.8–14.1 without) and ends at the same AUC.
     pub fn eta(&self, step: u64) -> f64 {
-        let epoch = (self.epoch(step) + u64::from(self.epochs_before)) as f64;
-        self.params.learning_rate / (1.0 + self.params.decay * epoch)
+        let epoch = self.epoch(step) + u64::from(self.epochs_before);
+        let eta = self.params.learning_rate / (1.0 + self.params.decay * epoch as f64);
+        if epoch == 0 {
+            let b = step % self.per_epoch();
+            eta * (b + 1).min(self.batches) as f64 / self.batches as f64
+        } else {
+            eta
+        }
     }
 }
 
@@ -1631,7 +1643,12 @@ mod tests {
         assert_eq!(s.rows(5), 40..80);
         assert_eq!(s.epoch(11), 2);
         assert!(s.eta(4) < s.eta(3));
-        // A warm start from a 2-epoch model steps as the third epoch on, rows unchanged.
+        // The first epoch ramps up to η₀ over its three training steps.
+        for (t, share) in [(0, 1.0 / 3.0), (1, 2.0 / 3.0), (2, 1.0)] {
+            assert!((s.eta(t) - share * params.learning_rate).abs() < 1e-12, "step {t}");
+        }
+        // A warm start from a 2-epoch model steps as the third epoch on (no ramp), rows
+        // unchanged.
         let warm = s.after(2);
         assert_eq!((warm.eta(0), warm.eta(4)), (s.eta(8), s.eta(12)));
         assert_eq!((warm.steps(), warm.rows(5)), (12, 40..80));
