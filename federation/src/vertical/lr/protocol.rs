@@ -773,7 +773,7 @@ pub struct PartyData<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct WarmStart<'a> {
     /// Starting coefficients: one per encoded column, the label holder's intercept last. They
-    /// are shared with the partner as `(β − r, r)` (see [`warm_mask`]), so nobody else learns
+    /// are shared with the partner as `(β − r, r)` (`r` from `warm_mask`), so nobody else learns
     /// them.
     pub coefficients: &'a [f64],
     /// Epochs the part was trained for ([`LrPart::epochs`], the same in every part of one
